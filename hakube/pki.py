@@ -1,0 +1,692 @@
+"""Cluster PKI for the HA kube-apiserver deploy, built with ``cryptography``.
+
+Everything here runs on the deploy machine. The CA key stays in ``pki_dir``
+and is never uploaded. All functions are idempotent: existing material is
+reused while it still matches the request, and leaf certificates are
+reissued (with a printed reason) when it does not.
+
+Layout of ``pki_dir`` (mode 0700)::
+
+    ca.pem / ca-key.pem              cluster CA (created once or imported)
+    <name>.pem / <name>-key.pem      leaf certificates (see cluster_cert_specs)
+    sa.pub / sa-key.pem              service-account token signing keypair
+
+Private keys are written as unencrypted PKCS#8 (``BEGIN PRIVATE KEY``) with
+mode 0600, certificates and public keys with mode 0644. Every write is
+atomic (temporary file in the same directory, then ``os.replace``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import os
+import secrets
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Union
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ed448, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric.types import (
+    CertificateIssuerPrivateKeyTypes,
+    PrivateKeyTypes,
+)
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+__all__ = [
+    "CA",
+    "CertSpec",
+    "IssuedCert",
+    "PKIError",
+    "Subject",
+    "apiserver_sans",
+    "cluster_cert_specs",
+    "combined_pem",
+    "ensure_ca",
+    "ensure_cert",
+    "ensure_cluster_pki",
+    "ensure_sa_keypair",
+    "first_service_ip",
+]
+
+StrPath = Union[str, "os.PathLike[str]"]
+
+RSA_KEY_SIZE = 2048
+CA_COMMON_NAME = "kubernetes-ca"
+CA_VALIDITY = dt.timedelta(days=3650)
+LEAF_VALIDITY = dt.timedelta(days=365)
+RENEW_BEFORE = dt.timedelta(days=30)
+BACKDATE = dt.timedelta(minutes=5)  # tolerate small clock skew between hosts
+
+CA_CERT_FILE = "ca.pem"
+CA_KEY_FILE = "ca-key.pem"
+SA_PUB_FILE = "sa.pub"
+SA_KEY_FILE = "sa-key.pem"
+
+KEY_MODE = 0o600
+CERT_MODE = 0o644
+DIR_MODE = 0o700
+
+
+class PKIError(Exception):
+    """Raised when PKI material is invalid or would have to be replaced unsafely."""
+
+
+# --------------------------------------------------------------------------
+# Data types
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Subject:
+    """Distinguished-name fields besides CN; ``None`` means omitted."""
+
+    C: str | None = None
+    ST: str | None = None
+    L: str | None = None
+    O: str | None = None  # noqa: E741 - X.509 attribute name
+    OU: str | None = None
+
+
+@dataclass(frozen=True)
+class CertSpec:
+    """Desired state of one leaf certificate.
+
+    ``organizations``, when non-empty, replaces ``subject.O`` (one O
+    attribute per entry, e.g. Kubernetes groups). ``sans`` mixes IP
+    addresses and DNS names; IPs are detected with :mod:`ipaddress`.
+    """
+
+    name: str
+    common_name: str
+    organizations: tuple[str, ...] = ()
+    subject: Subject = Subject()
+    server: bool = False
+    client: bool = False
+    sans: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class CA:
+    """A loaded certificate authority (PEM bytes plus parsed objects)."""
+
+    cert_pem: bytes
+    key_pem: bytes
+
+    @cached_property
+    def cert(self) -> x509.Certificate:
+        """The parsed CA certificate."""
+        return x509.load_pem_x509_certificate(self.cert_pem)
+
+    @cached_property
+    def key(self) -> CertificateIssuerPrivateKeyTypes:
+        """The parsed CA private key."""
+        return _as_issuer_key(serialization.load_pem_private_key(self.key_pem, password=None))
+
+    @property
+    def subject(self) -> x509.Name:
+        """The CA's subject name (the issuer of every leaf it signs)."""
+        return self.cert.subject
+
+
+@dataclass(frozen=True)
+class IssuedCert:
+    """Result of :func:`ensure_cert`: the PEMs on disk and whether they are new."""
+
+    name: str
+    cert_pem: bytes
+    key_pem: bytes
+    issued: bool
+    reason: str | None
+
+
+# --------------------------------------------------------------------------
+# SANs and the certificate table
+# --------------------------------------------------------------------------
+
+
+def first_service_ip(service_cidr: str) -> str:
+    """Return the first host address of the service CIDR (the ``kubernetes`` service IP).
+
+    >>> first_service_ip("10.254.0.0/16")
+    '10.254.0.1'
+    """
+    try:
+        net = ipaddress.ip_network(service_cidr.strip(), strict=True)
+    except ValueError as exc:
+        raise PKIError(f"invalid service CIDR {service_cidr!r}: {exc}") from exc
+    if net.num_addresses < 2:
+        raise PKIError(f"service CIDR {service_cidr!r} is too small")
+    return str(net.network_address + 1)
+
+
+def _normalize_san(value: str) -> str:
+    """Canonical form of a SAN: compressed IP text, or lower-cased DNS name."""
+    value = value.strip()
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        return value.rstrip(".").lower()
+
+
+def _dedup(values: Iterable[str]) -> tuple[str, ...]:
+    """Normalize and de-duplicate SANs, keeping first-seen order and dropping empties."""
+    seen: dict[str, None] = {}
+    for value in values:
+        norm = _normalize_san(value)
+        if norm:
+            seen.setdefault(norm, None)
+    return tuple(seen)
+
+
+def apiserver_sans(
+    bind_addresses: Iterable[str],
+    vip: str,
+    service_cidr: str,
+    cluster_domain: str,
+    extra: Iterable[str] = (),
+) -> tuple[str, ...]:
+    """SANs of the apiserver serving certificate, ordered and de-duplicated.
+
+    Order: 127.0.0.1, each bind address, the VIP, the first service IP,
+    ``kubernetes``, ``kubernetes.default``, ``kubernetes.default.svc``,
+    ``kubernetes.default.svc.cluster``, ``kubernetes.default.svc.<cluster_domain>``,
+    then ``extra``.
+    """
+    domain = cluster_domain.strip().strip(".")
+    return _dedup(
+        [
+            "127.0.0.1",
+            *bind_addresses,
+            vip,
+            first_service_ip(service_cidr),
+            "kubernetes",
+            "kubernetes.default",
+            "kubernetes.default.svc",
+            "kubernetes.default.svc.cluster",
+            f"kubernetes.default.svc.{domain}",
+            *extra,
+        ]
+    )
+
+
+def cluster_cert_specs(sans: Sequence[str], subject: Subject) -> list[CertSpec]:
+    """The deploy's leaf certificates (kubeadm-style naming).
+
+    * ``apiserver`` - serving cert of kube-apiserver (behind haproxy/VIP).
+    * ``apiserver-kubelet-client`` - apiserver -> kubelet (RBAC user ``kubernetes``).
+    * ``apiserver-etcd-client`` - apiserver -> etcd.
+    * ``admin`` - cluster admin, group ``system:masters``.
+    * ``haproxy-healthcheck`` - haproxy's ``GET /readyz`` check (no groups).
+    """
+    return [
+        CertSpec("apiserver", "kubernetes", subject=subject, server=True, sans=tuple(sans)),
+        CertSpec("apiserver-kubelet-client", "kubernetes", subject=subject, client=True),
+        CertSpec("apiserver-etcd-client", "kube-apiserver-etcd-client", client=True),
+        CertSpec("admin", "admin", organizations=("system:masters",), client=True),
+        CertSpec("haproxy-healthcheck", "haproxy-healthcheck", client=True),
+    ]
+
+
+# --------------------------------------------------------------------------
+# Low-level helpers
+# --------------------------------------------------------------------------
+
+
+def _utcnow(now: dt.datetime | None) -> dt.datetime:
+    """``now`` as an aware UTC datetime (naive values are taken as UTC)."""
+    if now is None:
+        return dt.datetime.now(dt.timezone.utc)
+    if now.tzinfo is None:
+        return now.replace(tzinfo=dt.timezone.utc)
+    return now.astimezone(dt.timezone.utc)
+
+
+def _ensure_dir(pki_dir: StrPath) -> Path:
+    """Create ``pki_dir`` (and parents) if needed and force mode 0700."""
+    path = Path(pki_dir)
+    path.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+    os.chmod(path, DIR_MODE)
+    return path
+
+
+def _atomic_write(path: Path, data: bytes, mode: int) -> None:
+    """Write ``data`` to ``path`` atomically with permissions ``mode``."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def _read(path: Path) -> bytes | None:
+    """File contents, or ``None`` if it does not exist."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+
+
+def _new_rsa_key() -> rsa.RSAPrivateKey:
+    """A fresh RSA 2048 private key."""
+    return rsa.generate_private_key(public_exponent=65537, key_size=RSA_KEY_SIZE)
+
+
+def _key_pem(key: PrivateKeyTypes) -> bytes:
+    """Unencrypted PKCS#8 PEM of a private key."""
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def _pub_pem(key: PrivateKeyTypes) -> bytes:
+    """SubjectPublicKeyInfo PEM of a private key's public half."""
+    return key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def _spki(obj: x509.Certificate | PrivateKeyTypes) -> bytes:
+    """DER SubjectPublicKeyInfo of a certificate or private key (for matching)."""
+    pub = obj.public_key()
+    return pub.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def _as_issuer_key(key: PrivateKeyTypes) -> CertificateIssuerPrivateKeyTypes:
+    """Check that a loaded key can sign certificates."""
+    if isinstance(key, CertificateIssuerPrivateKeyTypes.__args__):  # type: ignore[attr-defined]
+        return key
+    raise PKIError(f"unsupported CA key type {type(key).__name__}")
+
+
+def _sign_hash(key: CertificateIssuerPrivateKeyTypes) -> hashes.HashAlgorithm | None:
+    """Digest to sign with: SHA-256, or ``None`` for EdDSA keys."""
+    if isinstance(key, (ed25519.Ed25519PrivateKey, ed448.Ed448PrivateKey)):
+        return None
+    return hashes.SHA256()
+
+
+def _build_name(common_name: str, subject: Subject, organizations: tuple[str, ...] = ()) -> x509.Name:
+    """Subject DN in C, ST, L, O, OU, CN order; ``organizations`` replaces ``subject.O``."""
+    attrs: list[x509.NameAttribute] = []
+    if subject.C:
+        attrs.append(x509.NameAttribute(NameOID.COUNTRY_NAME, subject.C))
+    if subject.ST:
+        attrs.append(x509.NameAttribute(NameOID.STATE_OR_PROVINCE_NAME, subject.ST))
+    if subject.L:
+        attrs.append(x509.NameAttribute(NameOID.LOCALITY_NAME, subject.L))
+    orgs = organizations or ((subject.O,) if subject.O else ())
+    attrs.extend(x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in orgs)
+    if subject.OU:
+        attrs.append(x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, subject.OU))
+    attrs.append(x509.NameAttribute(NameOID.COMMON_NAME, common_name))
+    return x509.Name(attrs)
+
+
+def _general_names(sans: Iterable[str]) -> list[x509.GeneralName]:
+    """SAN strings -> IPAddress / DNSName general names (de-duplicated, ordered)."""
+    names: list[x509.GeneralName] = []
+    for value in _dedup(sans):
+        try:
+            names.append(x509.IPAddress(ipaddress.ip_address(value)))
+        except ValueError:
+            names.append(x509.DNSName(value))
+    return names
+
+
+def _cert_sans(cert: x509.Certificate) -> set[str]:
+    """Normalized SAN strings present in a certificate."""
+    try:
+        ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return set()
+    values = [str(ip) for ip in ext.get_values_for_type(x509.IPAddress)]
+    values += ext.get_values_for_type(x509.DNSName)
+    return set(_dedup(values))
+
+
+def _wanted_ekus(spec: CertSpec) -> list[x509.ObjectIdentifier]:
+    """ExtendedKeyUsage OIDs requested by a spec."""
+    ekus: list[x509.ObjectIdentifier] = []
+    if spec.server:
+        ekus.append(ExtendedKeyUsageOID.SERVER_AUTH)
+    if spec.client:
+        ekus.append(ExtendedKeyUsageOID.CLIENT_AUTH)
+    return ekus
+
+
+def _cert_ekus(cert: x509.Certificate) -> set[x509.ObjectIdentifier]:
+    """ExtendedKeyUsage OIDs present in a certificate."""
+    try:
+        return set(cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value)
+    except x509.ExtensionNotFound:
+        return set()
+
+
+def _signed_by(cert: x509.Certificate, ca: CA) -> bool:
+    """True when ``cert`` names the CA as issuer and its signature verifies."""
+    if cert.issuer != ca.subject:
+        return False
+    try:
+        cert.verify_directly_issued_by(ca.cert)
+    except (InvalidSignature, ValueError, TypeError):
+        return False
+    return True
+
+
+# --------------------------------------------------------------------------
+# CA
+# --------------------------------------------------------------------------
+
+
+def _load_ca_files(cert_path: Path, key_path: Path) -> CA:
+    """Load and validate a CA pair; any problem raises :class:`PKIError` naming the path."""
+    try:
+        cert_pem = cert_path.read_bytes()
+    except OSError as exc:
+        raise PKIError(f"cannot read CA certificate {cert_path}: {exc}") from exc
+    try:
+        key_pem = key_path.read_bytes()
+    except OSError as exc:
+        raise PKIError(f"cannot read CA key {key_path}: {exc}") from exc
+    ca = CA(cert_pem=cert_pem, key_pem=key_pem)
+    try:
+        cert = ca.cert
+    except ValueError as exc:
+        raise PKIError(f"{cert_path} is not a valid PEM certificate: {exc}") from exc
+    try:
+        key = ca.key
+    except (ValueError, TypeError) as exc:
+        raise PKIError(f"{key_path} is not a valid unencrypted PEM private key: {exc}") from exc
+    if _spki(cert) != _spki(key):
+        raise PKIError(f"CA key {key_path} does not match CA certificate {cert_path}")
+    try:
+        is_ca = cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    except x509.ExtensionNotFound:
+        is_ca = False
+    if not is_ca:
+        raise PKIError(f"{cert_path} is not a CA certificate (BasicConstraints CA:TRUE missing)")
+    return ca
+
+
+def _create_ca(subject: Subject, now: dt.datetime) -> CA:
+    """Generate a self-signed RSA 2048 CA valid for 10 years."""
+    key = _new_rsa_key()
+    name = _build_name(CA_COMMON_NAME, subject)
+    ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(_serial())
+        .not_valid_before(now - BACKDATE)
+        .not_valid_after(now + CA_VALIDITY)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(ski, critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return CA(cert_pem=cert.public_bytes(serialization.Encoding.PEM), key_pem=_key_pem(key))
+
+
+def _write_ca(pki: Path, ca: CA) -> None:
+    """Persist a CA pair (key first, so a crash never leaves a cert without its key)."""
+    _atomic_write(pki / CA_KEY_FILE, ca.key_pem, KEY_MODE)
+    _atomic_write(pki / CA_CERT_FILE, ca.cert_pem, CERT_MODE)
+
+
+def ensure_ca(
+    pki_dir: StrPath,
+    import_cert: str | None = None,
+    import_key: str | None = None,
+    subject: Subject = Subject(),
+) -> CA:
+    """Return the cluster CA in ``pki_dir``, creating or importing it once.
+
+    * No CA in ``pki_dir`` and no import: create one (RSA 2048, CN
+      ``kubernetes-ca`` plus ``subject``, 10 years).
+    * No CA in ``pki_dir`` and an import: validate and copy the files in.
+    * CA present: load and validate it. An import of the same certificate is
+      accepted; a different one raises :class:`PKIError` - a CA is never
+      replaced silently.
+    """
+    if (import_cert is None) != (import_key is None):
+        raise PKIError("CA import needs both a certificate and a key path")
+    pki = _ensure_dir(pki_dir)
+    cert_path, key_path = pki / CA_CERT_FILE, pki / CA_KEY_FILE
+    imported = None
+    if import_cert is not None and import_key is not None:
+        imported = _load_ca_files(Path(import_cert), Path(import_key))
+
+    if cert_path.exists() or key_path.exists():
+        existing = _load_ca_files(cert_path, key_path)
+        if imported is not None and imported.cert.fingerprint(hashes.SHA256()) != existing.cert.fingerprint(
+            hashes.SHA256()
+        ):
+            raise PKIError(
+                f"{pki} already holds a different CA ({existing.subject.rfc4514_string()}) than the "
+                f"one to import from {import_cert} ({imported.subject.rfc4514_string()}); refusing to "
+                f"replace it. Move {cert_path} and {key_path} away explicitly if replacing the CA "
+                "(and reissuing every certificate) is really intended."
+            )
+        return existing
+
+    ca = imported if imported is not None else _create_ca(subject, _utcnow(None))
+    _write_ca(pki, ca)
+    return ca
+
+
+# --------------------------------------------------------------------------
+# Leaf certificates
+# --------------------------------------------------------------------------
+
+
+def _serial() -> int:
+    """A random positive 159-bit serial number."""
+    return secrets.randbits(159) | 1
+
+
+def _issue(spec: CertSpec, ca: CA, now: dt.datetime) -> tuple[bytes, bytes]:
+    """Sign a fresh leaf for ``spec``; returns ``(cert_pem, key_pem)``."""
+    key = _new_rsa_key()
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(_build_name(spec.common_name, spec.subject, spec.organizations))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(_serial())
+        .not_valid_before(now - BACKDATE)
+        .not_valid_after(now + LEAF_VALIDITY)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=True,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()), critical=False
+        )
+    )
+    ekus = _wanted_ekus(spec)
+    if ekus:
+        builder = builder.add_extension(x509.ExtendedKeyUsage(ekus), critical=False)
+    sans = _general_names(spec.sans)
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    cert = builder.sign(ca.key, _sign_hash(ca.key))
+    return cert.public_bytes(serialization.Encoding.PEM), _key_pem(key)
+
+
+def _san_diff(wanted: set[str], have: set[str]) -> str:
+    """Human-readable SAN difference, e.g. ``+10.0.0.5, -old.example``."""
+    added = [f"+{v}" for v in sorted(wanted - have)]
+    removed = [f"-{v}" for v in sorted(have - wanted)]
+    return ", ".join(added + removed)
+
+
+def _reissue_reason(
+    spec: CertSpec, ca: CA, cert_pem: bytes | None, key_pem: bytes | None, now: dt.datetime
+) -> str | None:
+    """Why the on-disk leaf cannot be reused, or ``None`` if it can."""
+    if cert_pem is None:
+        return "new"
+    if key_pem is None:
+        return "key missing"
+    try:
+        cert = x509.load_pem_x509_certificate(cert_pem)
+    except ValueError:
+        return "certificate unreadable"
+    try:
+        key = serialization.load_pem_private_key(key_pem, password=None)
+    except (ValueError, TypeError):
+        return "key unreadable"
+    if not _signed_by(cert, ca):
+        return "issuer changed"
+    if _spki(cert) != _spki(key):
+        return "key does not match certificate"
+    if cert.subject != _build_name(spec.common_name, spec.subject, spec.organizations):
+        return "subject changed"
+    wanted_sans, have_sans = set(_dedup(spec.sans)), _cert_sans(cert)
+    if wanted_sans != have_sans:
+        return f"SANs changed: {_san_diff(wanted_sans, have_sans)}"
+    if set(_wanted_ekus(spec)) != _cert_ekus(cert):
+        return "extended key usages changed"
+    if cert.not_valid_after_utc - now < RENEW_BEFORE:
+        return f"expires within {RENEW_BEFORE.days} days"
+    return None
+
+
+def ensure_cert(
+    pki_dir: StrPath, spec: CertSpec, ca: CA, now: dt.datetime | None = None
+) -> IssuedCert:
+    """Return ``<name>.pem`` / ``<name>-key.pem`` from ``pki_dir``, (re)issuing when needed.
+
+    The existing pair is reused when it is signed by ``ca``, the key matches,
+    subject, SAN set and EKUs equal the spec, and it does not expire within
+    30 days of ``now`` (default: current UTC time). Otherwise a fresh key and
+    a 1-year certificate are written atomically.
+    """
+    pki = _ensure_dir(pki_dir)
+    when = _utcnow(now)
+    cert_path, key_path = pki / f"{spec.name}.pem", pki / f"{spec.name}-key.pem"
+    cert_pem, key_pem = _read(cert_path), _read(key_path)
+    reason = _reissue_reason(spec, ca, cert_pem, key_pem, when)
+    if reason is None and cert_pem is not None and key_pem is not None:
+        return IssuedCert(spec.name, cert_pem, key_pem, issued=False, reason=None)
+    cert_pem, key_pem = _issue(spec, ca, when)
+    _atomic_write(key_path, key_pem, KEY_MODE)
+    _atomic_write(cert_path, cert_pem, CERT_MODE)
+    return IssuedCert(spec.name, cert_pem, key_pem, issued=True, reason=reason)
+
+
+# --------------------------------------------------------------------------
+# Service-account keypair, orchestration, helpers
+# --------------------------------------------------------------------------
+
+
+def ensure_sa_keypair(pki_dir: StrPath) -> tuple[bytes, bytes]:
+    """Return ``(public_pem, private_key_pem)`` of the service-account signing keypair.
+
+    ``sa-key.pem`` (RSA 2048) is created once and reused; ``sa.pub`` is
+    (re)derived from it when missing or stale. This is deliberately not the
+    CA key. A corrupt ``sa-key.pem`` raises :class:`PKIError` rather than
+    being replaced, since that would invalidate every issued token.
+    """
+    pki = _ensure_dir(pki_dir)
+    key_path, pub_path = pki / SA_KEY_FILE, pki / SA_PUB_FILE
+    key_pem = _read(key_path)
+    if key_pem is None:
+        key: PrivateKeyTypes = _new_rsa_key()
+        key_pem = _key_pem(key)
+        _atomic_write(key_path, key_pem, KEY_MODE)
+    else:
+        try:
+            key = serialization.load_pem_private_key(key_pem, password=None)
+        except (ValueError, TypeError) as exc:
+            raise PKIError(f"service-account key {key_path} is unreadable: {exc}") from exc
+    pub_pem = _pub_pem(key)
+    if _read(pub_path) != pub_pem:
+        _atomic_write(pub_path, pub_pem, CERT_MODE)
+    return pub_pem, key_pem
+
+
+def ensure_cluster_pki(
+    pki_dir: StrPath,
+    specs: Iterable[CertSpec],
+    *,
+    ca_import: tuple[str, str] | None = None,
+    ca_subject: Subject = Subject(),
+    now: dt.datetime | None = None,
+) -> tuple[CA, dict[str, IssuedCert], tuple[bytes, bytes]]:
+    """Ensure CA, every leaf in ``specs`` and the SA keypair; report reissues on stdout.
+
+    ``ca_import`` is ``(cert_path, key_path)``. Returns ``(ca, certs_by_name,
+    (sa_public_pem, sa_private_key_pem))``. Idempotent: a repeated call with
+    the same input issues nothing and returns byte-identical PEMs.
+    """
+    specs = list(specs)
+    names = [s.name for s in specs]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise PKIError(f"duplicate certificate names: {', '.join(dupes)}")
+    reserved = {"ca", "sa"} & set(names)
+    if reserved:
+        raise PKIError(f"reserved certificate names: {', '.join(sorted(reserved))}")
+    import_cert, import_key = ca_import if ca_import is not None else (None, None)
+    ca = ensure_ca(pki_dir, import_cert, import_key, subject=ca_subject)
+    certs: dict[str, IssuedCert] = {}
+    for spec in specs:
+        result = ensure_cert(pki_dir, spec, ca, now=now)
+        if result.issued:
+            print(f"[pki] issued {spec.name} ({result.reason})")
+        certs[spec.name] = result
+    return ca, certs, ensure_sa_keypair(pki_dir)
+
+
+def combined_pem(cert: IssuedCert) -> bytes:
+    """Certificate followed by its private key, as haproxy's ``crt`` expects."""
+    cert_pem = cert.cert_pem if cert.cert_pem.endswith(b"\n") else cert.cert_pem + b"\n"
+    return cert_pem + cert.key_pem
