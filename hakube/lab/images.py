@@ -1,0 +1,145 @@
+"""The lab's two images, tagged by a hash of their recipe.
+
+hakube-lab:<hash>       debootstrap'ed Debian (systemd as PID 1); used for the masters
+hakube-lab-etcd:<hash>  the same plus etcd-server/etcd-client from the suite (etcd unit disabled)
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from .config import CACHE_DIR, PACKAGE_DIR, SUITE
+from .tools import IMAGE_TOOLS, require_root, require_tools
+from .util import LabError, docker, log
+
+BASE_REPO = "hakube-lab"
+ETCD_REPO = "hakube-lab-etcd"
+IMAGE_LABEL = "hakube.lab.image"  # images carry this (not `hakube.lab`, which containers inherit)
+BUILD_LABEL = "hakube.lab.build"  # temporary build containers
+
+BASE_INCLUDE = ("systemd", "systemd-sysv", "dbus", "iproute2", "procps", "openssl",
+                "ca-certificates", "curl", "iputils-ping")
+ETCD_PACKAGES = ("etcd-server", "etcd-client")
+SETUP_SCRIPT = PACKAGE_DIR / "rootfs-setup.sh"
+IMPORT_CHANGES = ('CMD ["/sbin/init"]', "ENV container=docker")
+
+
+def _hash(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def base_recipe(mirror: str) -> dict:
+    # the mirror is baked into the image's /etc/apt/sources.list, so it is part of the recipe
+    return {"suite": SUITE, "variant": "minbase", "include": list(BASE_INCLUDE),
+            "setup": SETUP_SCRIPT.read_text(), "changes": list(IMPORT_CHANGES), "mirror": mirror}
+
+
+def base_tag(mirror: str) -> str:
+    return f"{BASE_REPO}:{_hash(base_recipe(mirror))}"
+
+
+def etcd_tag(mirror: str) -> str:
+    return f"{ETCD_REPO}:{_hash({'base': base_tag(mirror), 'packages': list(ETCD_PACKAGES)})}"
+
+
+def image_exists(tag: str) -> bool:
+    return docker("image", "inspect", tag, check=False).returncode == 0
+
+
+def _mounts_under(path: Path) -> list[str]:
+    prefix = str(path.resolve()) + "/"
+    with open("/proc/self/mounts") as f:
+        points = [line.split()[1].replace("\\040", " ") for line in f]
+    return [p for p in points if p.startswith(prefix)]
+
+
+def _remove_tree(path: Path) -> None:
+    """rmtree, but never descend into something still mounted (debootstrap mounts proc/sys)."""
+    for point in sorted(_mounts_under(path), reverse=True):
+        subprocess.run(["umount", "-l", point], capture_output=True)
+    left = _mounts_under(path)
+    if left:
+        log(f"not removing {path}: still mounted: {', '.join(left)}")
+        return
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def build_base(mirror: str, tag: str) -> None:
+    require_tools(IMAGE_TOOLS, "building the base image")
+    require_root("building the base image (debootstrap)")
+    log(f"building base image {tag} (debootstrap {SUITE}, ~1 min)")
+    started = time.monotonic()
+    build_root = CACHE_DIR / "build"
+    build_root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix="rootfs-", dir=build_root))
+    rootfs = tmp / "rootfs"
+    try:
+        logfile = tmp / "debootstrap.log"
+        with open(logfile, "w") as out:
+            proc = subprocess.run(
+                ["debootstrap", "--variant=minbase", "--include=" + ",".join(BASE_INCLUDE),
+                 SUITE, str(rootfs), mirror], stdout=out, stderr=subprocess.STDOUT)
+        if proc.returncode != 0:
+            tail = "\n".join(logfile.read_text(errors="replace").splitlines()[-20:])
+            raise LabError(f"debootstrap {SUITE} from {mirror} failed:\n{tail}\n",
+                           "check the mirror and network, then rerun `python -m hakube.lab up`")
+        with open(SETUP_SCRIPT) as script:
+            proc = subprocess.run(["chroot", str(rootfs), "/bin/sh", "-s"], stdin=script,
+                                  capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise LabError(f"image setup script failed:\n{proc.stderr.strip()}\n",
+                           f"fix {SETUP_SCRIPT.name}")
+        log("importing the root filesystem into Docker")
+        args = ["docker", "import"]
+        for change in (*IMPORT_CHANGES, f"LABEL {IMAGE_LABEL}=base"):
+            args += ["--change", change]
+        tar = subprocess.Popen(["tar", "-C", str(rootfs), "--numeric-owner", "-c", "."],
+                               stdout=subprocess.PIPE)
+        imp = subprocess.run([*args, "-", tag], stdin=tar.stdout, capture_output=True, text=True)
+        tar.stdout.close()
+        if tar.wait() != 0 or imp.returncode != 0:
+            raise LabError(f"docker import failed: {imp.stderr.strip()}", "see the error above")
+    finally:
+        _remove_tree(tmp)
+    log(f"base image ready in {time.monotonic() - started:.0f}s")
+
+
+def build_etcd(base: str, tag: str) -> None:
+    log(f"building etcd image {tag} (apt-get install {' '.join(ETCD_PACKAGES)}, ~1 min)")
+    started = time.monotonic()
+    name = f"hakube-lab-build-{tag.split(':')[1]}"
+    docker("rm", "-f", name, check=False)
+    docker("run", "-d", "--name", name, "--label", f"{BUILD_LABEL}=1", base, "sleep", "infinity")
+    try:
+        script = (
+            "set -e; export DEBIAN_FRONTEND=noninteractive; apt-get -q update >/dev/null; "
+            f"apt-get -q install -y {' '.join(ETCD_PACKAGES)} >/dev/null; "
+            "systemctl disable etcd.service; "
+            "apt-get clean; rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin; "
+            "etcd --version | head -1"
+        )
+        proc = docker("exec", name, "sh", "-c", script, timeout=900)
+        log(f"etcd image: {proc.stdout.strip().splitlines()[-1]}")
+        docker("stop", "-t", "1", name)
+        args = ["commit"]
+        for change in (*IMPORT_CHANGES, f"LABEL {IMAGE_LABEL}=etcd"):
+            args += ["--change", change]
+        docker(*args, name, tag)
+    finally:
+        docker("rm", "-f", name, check=False)
+    log(f"etcd image ready in {time.monotonic() - started:.0f}s")
+
+
+def ensure_images(mirror: str) -> tuple[str, str]:
+    """Return (base tag, etcd tag), building what is missing."""
+    base, etcd = base_tag(mirror), etcd_tag(mirror)
+    if not image_exists(base):
+        build_base(mirror, base)
+    if not image_exists(etcd):
+        build_etcd(base, etcd)
+    return base, etcd
