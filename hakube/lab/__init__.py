@@ -1,0 +1,31 @@
+"""The Docker lab: systemd containers (vm01..vm03 masters, etcd) on the `hakube-lab` network.
+
+CLI: ``python -m hakube.lab up [--masters 2|3] | down | status | health``.
+Importing this package needs neither Docker nor root.
+"""
+from .config import (ADDRESSES, ADMIN_KUBECONFIG, ALLOWED_MASTERS, APISERVER_BIN, ARTIFACTS_DIR,
+                     CA_PEM, CACHE_DIR, CONTAINERS, DEFAULT_MASTERS, ETCD_ADDRESS, ETCD_ENDPOINT,
+                     ETCD_NAME, ETCD_PKI, GATEWAY, INTERFACE, K8S_VERSION, KUBECTL_BIN, LAB_DIR, LABEL,
+                     MASTER_NAMES, MASTERS, NETWORK, PKI_DIR, REPO, STATE_FILE, SUBNET, VIP, VIP_CIDR,
+                     VIP_PREFIX, VRRP_PASS_FILE)
+from .core import (down, health, kubectl, kubectl_env, master_names, masters_count, read_state, status,
+                   up, vip_holder, vip_holders, vrrp_auth_pass)
+from .etcd import (CA_FILE as ETCD_CA_FILE, CLIENT_CERT_FILE as ETCD_CLIENT_CERT_FILE,
+                   CLIENT_KEY_FILE as ETCD_CLIENT_KEY_FILE, etcd_healthy, etcdctl)
+from .tools import apiserver_path, detect_mirror, kubectl_path
+from .util import LabError, container_state, docker_available, docker_exec, log
+
+__all__ = [
+    # constants
+    "NETWORK", "SUBNET", "GATEWAY", "MASTERS", "MASTER_NAMES", "ETCD_NAME", "ETCD_ADDRESS",
+    "ADDRESSES", "CONTAINERS", "VIP", "VIP_PREFIX", "VIP_CIDR", "INTERFACE", "LABEL",
+    "DEFAULT_MASTERS", "ALLOWED_MASTERS", "K8S_VERSION",
+    "ETCD_ENDPOINT", "ETCD_PKI", "ETCD_CA_FILE", "ETCD_CLIENT_CERT_FILE", "ETCD_CLIENT_KEY_FILE",
+    "REPO", "CACHE_DIR", "PKI_DIR", "ARTIFACTS_DIR", "LAB_DIR", "STATE_FILE", "VRRP_PASS_FILE",
+    "ADMIN_KUBECONFIG", "CA_PEM", "APISERVER_BIN", "KUBECTL_BIN",
+    # functions
+    "LabError", "up", "down", "status", "health", "docker_exec", "docker_available",
+    "container_state", "vip_holder", "vip_holders", "kubectl_path", "kubectl", "kubectl_env",
+    "apiserver_path", "etcdctl", "etcd_healthy", "vrrp_auth_pass", "masters_count", "master_names",
+    "read_state", "detect_mirror", "log",
+]

@@ -1,0 +1,44 @@
+"""python -m hakube.lab up [--masters 2|3] | down | status | health"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from . import core
+from .config import ALLOWED_MASTERS
+from .util import LabError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m hakube.lab",
+                                     description="The hakube Docker lab (systemd containers).")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_up = sub.add_parser("up", help="build what is missing and start the lab (idempotent)")
+    p_up.add_argument("--masters", type=int, choices=ALLOWED_MASTERS, default=None,
+                      help="number of masters (default: the current lab's, else 2)")
+    sub.add_parser("down", help="remove the lab's containers and network (images/caches stay)")
+    sub.add_parser("status", help="print the lab's state as JSON on stdout")
+    sub.add_parser("health", help="GET /readyz through the VIP with the admin kubeconfig")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "up":
+            core.up(args.masters)
+        elif args.command == "down":
+            core.down()
+        elif args.command == "status":
+            print(json.dumps(core.status(), indent=2))
+        elif args.command == "health":
+            print(core.health())
+    except LabError as exc:
+        print(f"lab: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("lab: error: interrupted. Rerun the command; `up` and `down` are idempotent.",
+              file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,352 @@
+"""Lab lifecycle: up, down, status, health."""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import ipaddress
+import json
+import os
+import secrets
+import string
+import subprocess
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from .config import (ADDRESSES, ADMIN_KUBECONFIG, ALLOWED_MASTERS, BRIDGE, CA_PEM, CACHE_DIR,
+                     DEFAULT_MASTERS, ETCD_NAME, GATEWAY, INTERFACE, LAB_DIR, LABEL, LABEL_FILTER,
+                     MASTER_NAMES, NETWORK, STATE_FILE, SUBNET, VIP, VRRP_PASS_FILE)
+from .images import ensure_images
+from .tools import detect_mirror, ensure_apiserver, ensure_kubectl, kubectl_ok, kubectl_path
+from .util import (LabError, check_docker, container_info, container_state, docker, docker_exec,
+                   has_lab_label, inspect, log, run)
+
+CAPS = ("SYS_ADMIN", "NET_ADMIN", "NET_RAW")
+# units whose failure means the lab itself is broken (others are reported, not fatal)
+LAB_UNIT_PREFIXES = ("hakube",)
+BOOT_TIMEOUT = 180
+
+
+# --- state ----------------------------------------------------------------------------------------
+
+
+def read_state() -> dict:
+    try:
+        return json.loads(STATE_FILE.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _lab_dir() -> Path:
+    LAB_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(LAB_DIR, 0o700)  # holds secrets
+    return LAB_DIR
+
+
+def _write_state(state: dict) -> None:
+    _lab_dir()
+    tmp = STATE_FILE.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state, indent=2, sort_keys=True) + "\n")
+    tmp.replace(STATE_FILE)
+
+
+def masters_count() -> int:
+    """Masters of the current lab (from .lab/state.json; DEFAULT_MASTERS if unknown)."""
+    count = read_state().get("masters")
+    return count if count in ALLOWED_MASTERS else DEFAULT_MASTERS
+
+
+def master_names(count: int | None = None) -> tuple[str, ...]:
+    return MASTER_NAMES[: count or masters_count()]
+
+
+def ensure_vrrp_pass() -> Path:
+    """LAB_DIR/vrrp_auth_pass: 8 random alphanumerics, mode 0600, created once."""
+    _lab_dir()
+    if not VRRP_PASS_FILE.exists() or len(VRRP_PASS_FILE.read_text().strip()) != 8:
+        alphabet = string.ascii_letters + string.digits
+        password = "".join(secrets.choice(alphabet) for _ in range(8))
+        fd = os.open(VRRP_PASS_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(password + "\n")
+    os.chmod(VRRP_PASS_FILE, 0o600)
+    return VRRP_PASS_FILE
+
+
+def vrrp_auth_pass() -> str:
+    """The lab's keepalived auth_pass (created by `up`)."""
+    return VRRP_PASS_FILE.read_text().strip()
+
+
+@contextlib.contextmanager
+def _lock():
+    """Serialise up/down between concurrent callers (one lab per machine)."""
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    with open(CACHE_DIR / "lab.lock", "w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log("another `hakube.lab up/down` is running; waiting for it")
+            fcntl.flock(f, fcntl.LOCK_EX)
+        yield
+
+
+# --- network --------------------------------------------------------------------------------------
+
+
+def _network_subnets(info: dict) -> list[str]:
+    return [c["Subnet"] for c in ((info.get("IPAM") or {}).get("Config") or []) if c.get("Subnet")]
+
+
+def ensure_network() -> None:
+    ours = ipaddress.ip_network(SUBNET)
+    existing = inspect("network", NETWORK)
+    if existing is not None and not has_lab_label(existing):
+        raise LabError(f"a Docker network named {NETWORK} exists but was not created by the lab "
+                       f"(no {LABEL}=1 label)",
+                       f"remove or rename it (`docker network rm {NETWORK}`) if it is unused, then retry")
+    if existing is not None and _network_subnets(existing) != [SUBNET]:
+        raise LabError(f"the lab network {NETWORK} has subnet(s) {_network_subnets(existing)}, "
+                       f"expected {SUBNET}", "recreate it with `python -m hakube.lab down` then `up`")
+    ids = docker("network", "ls", "-q").stdout.split()
+    if ids:
+        for info in json.loads(docker("network", "inspect", *ids).stdout):
+            if info["Name"] == NETWORK:
+                continue
+            for subnet in _network_subnets(info):
+                try:
+                    overlaps = ipaddress.ip_network(subnet, strict=False).overlaps(ours)
+                except (ValueError, TypeError):
+                    continue
+                if overlaps:
+                    raise LabError(
+                        f"Docker network {info['Name']} ({subnet}) overlaps the lab subnet {SUBNET}",
+                        f"remove it (`docker network rm {info['Name']}`) if unused, or free {SUBNET}")
+    _warn_route_overlap(ours)
+    if existing is None:
+        log(f"creating network {NETWORK} ({SUBNET})")
+        docker("network", "create", "--driver", "bridge", "--subnet", SUBNET, "--gateway", GATEWAY,
+               "--label", f"{LABEL}=1", "-o", f"com.docker.network.bridge.name={BRIDGE}", NETWORK)
+
+
+def _warn_route_overlap(ours: ipaddress.IPv4Network) -> None:
+    """Warn about host routes (VPNs, ...) that the lab bridge would shadow."""
+    proc = run(["ip", "-o", "-4", "route", "show"], check=False)
+    for line in proc.stdout.splitlines():
+        dest = line.split()[0] if line.split() else ""
+        if dest == "default" or f"dev {BRIDGE}" in line:
+            continue
+        try:
+            net = ipaddress.ip_network(dest, strict=False)
+        except ValueError:
+            continue
+        if net.prefixlen > 0 and net.overlaps(ours):
+            log(f"warning: host route `{line.strip()}` overlaps the lab subnet {SUBNET}")
+
+
+# --- containers ---------------------------------------------------------------------------------
+
+
+def _check_names(names: tuple[str, ...]) -> None:
+    for name in names:
+        info = container_info(name)
+        if info is not None and not has_lab_label(info):
+            raise LabError(f"a container named {name} exists but was not created by the lab "
+                           f"(no {LABEL}=1 label)",
+                           f"remove or rename it (`docker rm -f {name}` if it is unused), then retry")
+
+
+def _start_container(name: str, image: str, role: str) -> None:
+    info = container_info(name)
+    if info is not None:
+        state = container_state(name)
+        if info.get("Image") != inspect("image", image).get("Id"):
+            log(f"note: {name} runs an older lab image; `down` + `up` to rebuild it")
+        if state == "paused":
+            log(f"unpausing {name}")
+            docker("unpause", name)
+        elif state != "running":
+            log(f"starting {name}")
+            docker("start", name)
+        return
+    log(f"creating {name} ({ADDRESSES[name]})")
+    args = ["run", "-d", "--name", name, "--hostname", name,
+            "--label", f"{LABEL}=1", "--label", f"{LABEL}.role={role}",
+            "--network", NETWORK, "--ip", ADDRESSES[name],
+            "--tmpfs", "/run", "--tmpfs", "/run/lock", "--stop-signal", "RTMIN+3"]
+    for cap in CAPS:
+        args += ["--cap-add", cap]
+    docker(*args, image, "/sbin/init")
+
+
+def _failed_units(name: str) -> list[str]:
+    out = docker_exec(name, "systemctl", "list-units", "--state=failed", "--plain", "--no-legend",
+                      check=False).stdout
+    return [line.split()[0] for line in out.splitlines() if line.split()]
+
+
+def wait_booted(name: str, timeout: float = BOOT_TIMEOUT) -> str:
+    """Wait for systemd in NAME; 'running', or 'degraded' when only non-lab units failed."""
+    try:
+        proc = docker_exec(name, "systemctl", "is-system-running", "--wait", check=False, timeout=timeout)
+        state = proc.stdout.strip()
+    except LabError:
+        jobs = docker_exec(name, "systemctl", "list-jobs", "--no-pager", check=False).stdout.strip()
+        raise LabError(f"{name}: systemd did not finish booting within {timeout:.0f}s:\n{jobs}\n",
+                       f"inspect with `docker exec {name} systemctl status`") from None
+    if state == "running":
+        return state
+    failed = _failed_units(name)
+    if state == "degraded":
+        ours = [u for u in failed if u.startswith(LAB_UNIT_PREFIXES)]
+        if ours:
+            raise LabError(f"{name}: lab unit(s) failed: {', '.join(ours)}",
+                           f"see `docker exec {name} journalctl -u {ours[0]}`")
+        log(f"{name}: systemd degraded; failed non-lab units: {', '.join(failed) or '?'}")
+        return state
+    raise LabError(f"{name}: systemd state is {state or 'unknown'} (failed: {', '.join(failed) or 'none'})",
+                   f"inspect with `docker exec {name} systemctl status`")
+
+
+# --- commands -------------------------------------------------------------------------------------
+
+
+def up(masters: int | None = None) -> dict:
+    """Bring the lab up (idempotent). Returns status()."""
+    started = time.monotonic()
+    masters = masters or masters_count()
+    if masters not in ALLOWED_MASTERS:
+        raise LabError(f"--masters must be one of {ALLOWED_MASTERS}, not {masters}", "pick 2 or 3")
+    check_docker()
+    with _lock():
+        mirror = detect_mirror()
+        ensure_apiserver(mirror)
+        ensure_kubectl(mirror)
+        base, etcd_image = ensure_images(mirror)
+        wanted = master_names(masters)
+        _check_names((*MASTER_NAMES, ETCD_NAME))
+        ensure_network()
+        for name in MASTER_NAMES[masters:]:  # scale down: drop surplus lab masters
+            if container_info(name) is not None:
+                log(f"removing {name} (lab now has {masters} masters)")
+                docker("rm", "-f", name)
+        for name in wanted:
+            _start_container(name, base, "master")
+        _start_container(ETCD_NAME, etcd_image, "etcd")
+        for name in (*wanted, ETCD_NAME):
+            wait_booted(name)
+        ensure_vrrp_pass()
+        from .etcd import ensure_etcd
+
+        ensure_etcd()
+        _write_state({"masters": masters, "images": {"base": base, "etcd": etcd_image},
+                      "mirror": mirror})
+    log(f"lab up: {', '.join(f'{n}={ADDRESSES[n]}' for n in (*wanted, ETCD_NAME))}, "
+        f"VIP {VIP} ({time.monotonic() - started:.1f}s)")
+    return status()
+
+
+def down() -> None:
+    """Remove the lab's containers and network (label hakube.lab=1); images and caches stay."""
+    check_docker()
+    with _lock():
+        ids = docker("ps", "-aq", "--filter", LABEL_FILTER).stdout.split()
+        ids += docker("ps", "-aq", "--filter", "label=hakube.lab.build=1").stdout.split()
+        if ids:
+            log(f"removing {len(ids)} lab container(s)")
+            docker("rm", "-f", "-v", *ids)
+        nets = docker("network", "ls", "-q", "--filter", LABEL_FILTER).stdout.split()
+        if nets:
+            log(f"removing network {NETWORK}")
+            docker("network", "rm", *nets)
+    log("lab down")
+
+
+def vip_holders(names: tuple[str, ...] | None = None) -> list[str]:
+    """Running masters whose eth0 carries the VIP (more than one = split brain)."""
+    holders = []
+    for name in names or MASTER_NAMES:
+        if container_state(name) != "running":
+            continue  # a paused container can't be asked
+        proc = docker_exec(name, "ip", "-o", "-4", "addr", "show", "dev", INTERFACE, check=False, timeout=20)
+        if proc.returncode == 0 and any(w.split("/")[0] == VIP for w in proc.stdout.split()):
+            holders.append(name)
+    return holders
+
+
+def vip_holder() -> str | None:
+    """The master currently holding the VIP, or None."""
+    holders = vip_holders()
+    return holders[0] if holders else None
+
+
+def status() -> dict:
+    check_docker()
+    names = list(master_names()) + [ETCD_NAME]
+    for extra in MASTER_NAMES:  # report lab masters beyond the recorded count, too
+        if extra not in names and container_info(extra) is not None:
+            names.insert(MASTER_NAMES.index(extra), extra)
+    containers = {n: {"address": ADDRESSES[n], "state": container_state(n)} for n in names}
+    return {
+        "containers": containers,
+        "vip": VIP,
+        "vip_holder": vip_holder(),
+        "kubeconfig": str(ADMIN_KUBECONFIG) if ADMIN_KUBECONFIG.exists() else None,
+        "ca": str(CA_PEM) if CA_PEM.exists() else None,
+        "masters": masters_count(),
+    }
+
+
+def _lab_address(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return ip.is_loopback or ip in ipaddress.ip_network(SUBNET)
+
+
+def kubectl_env() -> dict:
+    """Environment for kubectl against the lab: no proxies, no ambient KUBECONFIG."""
+    env = {k: v for k, v in os.environ.items()
+           if k.lower() not in ("http_proxy", "https_proxy", "all_proxy", "kubeconfig")}
+    env["NO_PROXY"] = env["no_proxy"] = f"{SUBNET},127.0.0.1,localhost"
+    return env
+
+
+def kubeconfig_server(kubeconfig: Path = ADMIN_KUBECONFIG) -> str:
+    proc = run([kubectl_path(), "--kubeconfig", kubeconfig, "config", "view", "--minify",
+                "-o", "jsonpath={.clusters[0].cluster.server}"], check=False, env=kubectl_env())
+    return proc.stdout.strip()
+
+
+def kubectl(*args: str, kubeconfig: Path = ADMIN_KUBECONFIG, check: bool = True,
+            timeout: float = 60) -> subprocess.CompletedProcess:
+    """Run the lab's kubectl 1.20.2 with KUBECONFIG (refuses servers outside the lab)."""
+    server = kubeconfig_server(kubeconfig)
+    host = urlsplit(server).hostname or ""
+    if not _lab_address(host):
+        raise LabError(f"{kubeconfig} points at {server or 'no server'}, which is not a lab address",
+                       f"use a kubeconfig whose server is the VIP {VIP} (or another {SUBNET} address)")
+    return run([kubectl_path(), "--kubeconfig", kubeconfig, "--request-timeout", "10s", *args],
+               check=check, timeout=timeout, env=kubectl_env())
+
+
+def health() -> str:
+    """GET /readyz through the kubeconfig's server (normally the VIP); raise unless 'ok'."""
+    if not ADMIN_KUBECONFIG.exists():
+        raise LabError(f"no admin kubeconfig at {ADMIN_KUBECONFIG}", "run the deploy against the lab first")
+    if not kubectl_ok():
+        raise LabError(f"kubectl 1.20.2 missing at {kubectl_path()}", "run `python -m hakube.lab up`")
+    server = kubeconfig_server()
+    if (urlsplit(server).hostname or "") != VIP:
+        log(f"note: {ADMIN_KUBECONFIG} points at {server}, not at the VIP {VIP}")
+    proc = kubectl("get", "--raw", "/readyz", check=False)
+    answer = (proc.stdout or proc.stderr).strip()
+    if proc.returncode != 0 or answer != "ok":
+        verbose = kubectl("get", "--raw", "/readyz?verbose", check=False)
+        detail = (verbose.stdout or verbose.stderr).strip()
+        raise LabError(f"kube-apiserver at {server} is not ready: {answer}\n{detail}\n",
+                       "check haproxy/keepalived/kube-apiserver on the masters")
+    return answer

@@ -1,0 +1,121 @@
+"""The lab's external etcd: TLS with client-certificate auth, certificates from the cluster CA."""
+from __future__ import annotations
+
+import time
+
+from .config import (ETCD_ADDRESS, ETCD_CLIENT_CERT, ETCD_ENDPOINT, ETCD_NAME, ETCD_PKI,
+                     ETCD_SERVER_CERT, PKI_DIR)
+from .util import LabError, docker_exec, log
+
+DATA_DIR = "/var/lib/etcd/default"
+CA_FILE = f"{ETCD_PKI}/ca.pem"
+SERVER_CERT_FILE = f"{ETCD_PKI}/{ETCD_SERVER_CERT}.pem"
+SERVER_KEY_FILE = f"{ETCD_PKI}/{ETCD_SERVER_CERT}-key.pem"
+CLIENT_CERT_FILE = f"{ETCD_PKI}/{ETCD_CLIENT_CERT}.pem"
+CLIENT_KEY_FILE = f"{ETCD_PKI}/{ETCD_CLIENT_CERT}-key.pem"
+
+ENV_FILE = "/etc/default/etcd"
+ENV_TEXT = f"""\
+# Written by `python -m hakube.lab up`; changes are overwritten.
+ETCD_NAME=etcd
+ETCD_DATA_DIR={DATA_DIR}
+ETCD_LISTEN_CLIENT_URLS=https://{ETCD_ADDRESS}:2379,https://127.0.0.1:2379
+ETCD_ADVERTISE_CLIENT_URLS={ETCD_ENDPOINT}
+ETCD_CERT_FILE={SERVER_CERT_FILE}
+ETCD_KEY_FILE={SERVER_KEY_FILE}
+ETCD_TRUSTED_CA_FILE={CA_FILE}
+ETCD_CLIENT_CERT_AUTH=true
+ETCD_LISTEN_PEER_URLS=http://127.0.0.1:2380
+ETCD_INITIAL_ADVERTISE_PEER_URLS=http://127.0.0.1:2380
+ETCD_INITIAL_CLUSTER=etcd=http://127.0.0.1:2380
+ETCD_INITIAL_CLUSTER_STATE=new
+ETCD_INITIAL_CLUSTER_TOKEN=hakube-lab
+"""
+
+
+def etcdctl(*args: str, client_cert: bool = True, check: bool = True, endpoint: str = ETCD_ENDPOINT,
+            timeout: float = 60):
+    """Run `etcdctl` (API v3) in the etcd container against ENDPOINT over TLS.
+
+    With client_cert=False only the CA is passed, so the server must refuse the client.
+    """
+    cmd = ["env", "ETCDCTL_API=3", "etcdctl", "--endpoints", endpoint, "--cacert", CA_FILE,
+           "--dial-timeout", "3s", "--command-timeout", "5s"]
+    if client_cert:
+        cmd += ["--cert", CLIENT_CERT_FILE, "--key", CLIENT_KEY_FILE]
+    return docker_exec(ETCD_NAME, *cmd, *args, check=check, timeout=timeout)
+
+
+def etcd_healthy() -> bool:
+    proc = etcdctl("endpoint", "health", check=False, timeout=30)
+    return proc.returncode == 0 and "is healthy" in (proc.stdout + proc.stderr)
+
+
+def _issue_certs() -> dict[str, tuple[str, str, str]]:
+    """{path in container: (content, owner, mode)} for the etcd PKI files."""
+    try:
+        from hakube.pki import CertSpec, PKIError, ensure_ca, ensure_cert
+    except ImportError as exc:
+        raise LabError(f"cannot import hakube.pki ({exc})", "make sure hakube/pki.py is present") from exc
+    try:
+        ca = ensure_ca(PKI_DIR)
+        server = ensure_cert(PKI_DIR, CertSpec(
+            name=ETCD_SERVER_CERT, common_name="etcd", server=True, client=True,
+            sans=("etcd", "127.0.0.1", ETCD_ADDRESS)), ca)
+        client = ensure_cert(PKI_DIR, CertSpec(
+            name=ETCD_CLIENT_CERT, common_name=ETCD_CLIENT_CERT, client=True), ca)
+    except PKIError as exc:
+        raise LabError(f"cluster PKI problem: {exc}", f"fix or move away {PKI_DIR}") from exc
+    for cert in (server, client):
+        if cert.issued:
+            log(f"issued {cert.name} certificate ({cert.reason})")
+    text = lambda b: b.decode() if isinstance(b, bytes) else b  # noqa: E731
+    return {
+        CA_FILE: (text(ca.cert_pem), "root:root", "0644"),
+        SERVER_CERT_FILE: (text(server.cert_pem), "root:root", "0644"),
+        SERVER_KEY_FILE: (text(server.key_pem), "etcd:etcd", "0600"),
+        CLIENT_CERT_FILE: (text(client.cert_pem), "root:root", "0644"),
+        CLIENT_KEY_FILE: (text(client.key_pem), "root:root", "0600"),
+        ENV_FILE: (ENV_TEXT, "root:root", "0644"),
+    }
+
+
+def _put(path: str, content: str, owner: str, mode: str) -> bool:
+    """Write a file into the etcd container when content/owner/mode differ; True if changed."""
+    probe = docker_exec(ETCD_NAME, "sh", "-c", f'stat -c "%U:%G %a" {path} && cat {path}', check=False)
+    if probe.returncode == 0:
+        meta, _, current = probe.stdout.partition("\n")
+        if current == content and meta.strip() == f"{owner} {mode.lstrip('0')}":
+            return False
+    tmp = f"{path}.hakube-tmp"
+    docker_exec(ETCD_NAME, "sh", "-c",
+                f"umask 077; cat > {tmp} && chown {owner} {tmp} && chmod {mode} {tmp} && mv -f {tmp} {path}",
+                input=content)
+    return True
+
+
+def ensure_etcd() -> None:
+    """Install certificates and config into the etcd container; (re)start etcd only on change."""
+    files = _issue_certs()
+    docker_exec(ETCD_NAME, "sh", "-c", f"install -d -o root -g etcd -m 0750 {ETCD_PKI}")
+    changed = [path for path, (content, owner, mode) in files.items() if _put(path, content, owner, mode)]
+    active = docker_exec(ETCD_NAME, "systemctl", "is-active", "etcd.service", check=False).stdout.strip()
+    enabled = docker_exec(ETCD_NAME, "systemctl", "is-enabled", "etcd.service", check=False).stdout.strip()
+    if enabled != "enabled":
+        docker_exec(ETCD_NAME, "systemctl", "enable", "etcd.service")
+    if changed or active != "active":
+        why = f"changed: {', '.join(p.rsplit('/', 1)[1] for p in changed)}" if changed else f"was {active}"
+        log(f"(re)starting etcd ({why})")
+        proc = docker_exec(ETCD_NAME, "systemctl", "restart", "etcd.service", check=False, timeout=120)
+        if proc.returncode != 0:
+            journal = docker_exec(ETCD_NAME, "journalctl", "-u", "etcd.service", "-n", "20", "--no-pager",
+                                  check=False).stdout
+            raise LabError(f"etcd failed to start:\n{journal.strip()}\n",
+                           "fix the configuration, then rerun `python -m hakube.lab up`")
+    deadline = time.monotonic() + 60
+    while not etcd_healthy():
+        if time.monotonic() > deadline:
+            detail = etcdctl("endpoint", "health", check=False).stderr.strip()
+            raise LabError(f"etcd at {ETCD_ENDPOINT} is not healthy: {detail}",
+                           "see `docker exec etcd journalctl -u etcd`")
+        time.sleep(1)
