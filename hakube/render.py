@@ -1,0 +1,184 @@
+"""Desired state as data: every file the deploy manages on a host, rendered locally.
+
+Each step of the deploy asks for its files (``certs_files``, ``apiserver_files``, ...) and hands
+them to one operation (``hakube.ops.managed_file``). Rendering needs no host, so templates are
+unit-tested here without pyinfra.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import jinja2
+
+from . import flags, pki
+from .settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATES = ROOT / "templates"
+FILES = ROOT / "files"
+
+APISERVER_BINARY = "/usr/local/bin/kube-apiserver"
+APISERVER_UNIT = "/etc/systemd/system/kube-apiserver.service"
+HAPROXY_CFG = "/etc/haproxy/haproxy.cfg"
+HAPROXY_PKI = "/etc/haproxy/pki"
+KEEPALIVED_CONF = "/etc/keepalived/keepalived.conf"
+SYSCTL_CONF = "/etc/sysctl.d/99-kube-apiserver-vip.conf"
+KUBECONFIG = "/root/.kube/config"
+
+# Certificates the apiserver itself reads: a change to any of them restarts it.
+APISERVER_CERTS = ("apiserver", "apiserver-etcd-client", "apiserver-kubelet-client")
+
+
+@dataclass(frozen=True)
+class DesiredFile:
+    path: str
+    content: bytes
+    mode: str = "0644"
+    secret: bool = False  # never shown in a diff
+    validate: str | None = None  # command run on the staged copy ({path}); must pass to go live
+
+
+@lru_cache(maxsize=1)
+def _env() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["json"] = lambda v: json.dumps(v, sort_keys=True)
+    return env
+
+
+def render(template: str, **context) -> bytes:
+    return _env().get_template(template).render(**context).encode()
+
+
+@dataclass(frozen=True)
+class ClusterPKI:
+    """What the certs step produced on the deploy machine (CA key excluded on purpose)."""
+
+    ca_pem: bytes
+    certs: dict  # name -> pki.IssuedCert
+    sa_pub: bytes
+    sa_key: bytes
+
+
+def ensure_pki(cfg: Settings) -> ClusterPKI:
+    """Create or reuse the cluster PKI on the deploy machine (idempotent, once per process)."""
+    c = cfg.cluster
+    sans = pki.apiserver_sans(
+        c.bind_addresses, c.vip, c.service_cluster_ip_range, c.cluster_domain, c.cert_extra_sans
+    )
+    ca_import = (c.ca_cert_file, c.ca_key_file) if c.ca_cert_file else None
+    return _ensure_pki(c.pki_dir, sans, pki.Subject(**c.cert_subject), ca_import)
+
+
+@lru_cache(maxsize=4)
+def _ensure_pki(pki_dir: str, sans: tuple, subject: pki.Subject, ca_import) -> ClusterPKI:
+    ca, certs, (sa_pub, sa_key) = pki.ensure_cluster_pki(
+        pki_dir, pki.cluster_cert_specs(sans, subject), ca_import=ca_import
+    )
+    return ClusterPKI(ca_pem=ca.cert_pem, certs=certs, sa_pub=sa_pub, sa_key=sa_key)
+
+
+def certs_files(cfg: Settings, p: ClusterPKI) -> list[DesiredFile]:
+    """/etc/kubernetes/ssl on a master: CA cert, the apiserver's certs and keys, SA keypair."""
+    ssl = flags.PATHS
+    out = [DesiredFile(ssl.cert("ca"), p.ca_pem)]
+    for name in APISERVER_CERTS:
+        cert = p.certs[name]
+        out.append(DesiredFile(ssl.cert(name), cert.cert_pem))
+        out.append(DesiredFile(ssl.key(name), cert.key_pem, mode="0600", secret=True))
+    out.append(DesiredFile(f"{ssl.ssl_dir}/sa.pub", p.sa_pub))
+    out.append(DesiredFile(ssl.key("sa"), p.sa_key, mode="0600", secret=True))
+    return out
+
+
+def audit_files(cfg: Settings) -> list[DesiredFile]:
+    rules = list(cfg.cluster.audit_policy_rules)
+    return [DesiredFile(flags.PATHS.audit_policy, render("audit-policy.yaml.j2", rules=rules))]
+
+
+def config_file(cfg: Settings) -> DesiredFile:
+    """/etc/kubernetes/config: every host, masters and nodes."""
+    return DesiredFile("/etc/kubernetes/config", render("config.j2", env=flags.config_env(cfg)))
+
+
+def apiserver_files(cfg: Settings) -> list[DesiredFile]:
+    """Per master: the apiserver's environment file and its systemd unit."""
+    return [
+        DesiredFile("/etc/kubernetes/apiserver", render("apiserver.j2", cfg=cfg, env=flags.apiserver_env(cfg))),
+        DesiredFile(APISERVER_UNIT, render("kube-apiserver.service.j2", binary=APISERVER_BINARY)),
+    ]
+
+
+def keepalived_files(cfg: Settings) -> list[DesiredFile]:
+    content = render("keepalived.conf.j2", cfg=cfg, c=cfg.cluster)
+    return [DesiredFile(KEEPALIVED_CONF, content, mode="0600", secret=True, validate="keepalived -t -f {path}")]
+
+
+def haproxy_files(cfg: Settings, p: ClusterPKI) -> list[DesiredFile]:
+    hc = p.certs["haproxy-healthcheck"]
+    pki_paths = {"ca": f"{HAPROXY_PKI}/ca.pem", "crt": f"{HAPROXY_PKI}/healthcheck.pem"}
+    content = render("haproxy.cfg.j2", cfg=cfg, c=cfg.cluster, pki=pki_paths)
+    return [
+        DesiredFile(pki_paths["ca"], p.ca_pem),
+        DesiredFile(pki_paths["crt"], pki.combined_pem(hc), mode="0600", secret=True),
+        DesiredFile(HAPROXY_CFG, content, validate="haproxy -c -q -f {path}"),
+    ]
+
+
+def sysctl_file() -> DesiredFile:
+    return DesiredFile(SYSCTL_CONF, (FILES / "99-kube-apiserver-vip.conf").read_bytes())
+
+
+def admin_kubeconfig(cfg: Settings, p: ClusterPKI) -> bytes:
+    admin = p.certs["admin"]
+    b64 = lambda b: base64.b64encode(b).decode()  # noqa: E731
+    return render(
+        "kubeconfig.j2", c=cfg.cluster, ca_b64=b64(p.ca_pem), cert_b64=b64(admin.cert_pem), key_b64=b64(admin.key_pem)
+    )
+
+
+def kubeconfig_files(cfg: Settings, p: ClusterPKI) -> list[DesiredFile]:
+    return [DesiredFile(KUBECONFIG, admin_kubeconfig(cfg, p), mode="0600", secret=True)]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Every file the deploy manages on one host, by step."""
+
+    certs: list
+    audit: list
+    config: DesiredFile
+    apiserver: list
+    keepalived: list
+    haproxy: list
+    kubeconfig: list
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        files = [self.config, *self.certs, *self.audit, *self.apiserver, *self.keepalived, *self.haproxy, *self.kubeconfig]
+        return tuple(sorted({f.path for f in files} | ({APISERVER_BINARY, SYSCTL_CONF} if self.certs else set())))
+
+
+def plan(cfg: Settings, p: ClusterPKI | None) -> Plan:
+    """All desired files of ``cfg.host`` (nodes get only /etc/kubernetes/config)."""
+    if not cfg.is_master:
+        return Plan([], [], config_file(cfg), [], [], [], [])
+    return Plan(
+        certs=certs_files(cfg, p),
+        audit=audit_files(cfg),
+        config=config_file(cfg),
+        apiserver=apiserver_files(cfg),
+        keepalived=keepalived_files(cfg),
+        haproxy=[sysctl_file(), *haproxy_files(cfg, p)],
+        kubeconfig=kubeconfig_files(cfg, p),
+    )

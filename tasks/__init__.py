@@ -1,0 +1,1 @@
+"""One module per step of the tutorial; each exposes ``apply(...)``, a pyinfra deploy."""

@@ -1,0 +1,15 @@
+"""Step 1 — Kubernetes certificates and keys (tutorial: 创建kubernetes证书和密钥).
+
+The PKI lives on the deploy machine (hakube.pki, called from deploy.py); this step uploads the
+CA certificate, the apiserver's certificates and keys and the service-account keypair to
+/etc/kubernetes/ssl. Keys are 0600. The CA key never leaves the deploy machine.
+"""
+
+from pyinfra.api import deploy
+
+from hakube.ops import managed_file
+
+
+@deploy("Certificates (/etc/kubernetes/ssl)")
+def apply(plan):
+    return [managed_file(name=f"Install {f.path}", file=f, known_paths=plan.paths) for f in plan.certs]

@@ -1,0 +1,24 @@
+"""Step 5 — keepalived: the VIP (tutorial: 安装配置keepalived).
+
+State BACKUP with nopreempt as in the tutorial, but haproxy's death puts the holder in FAULT so
+the VIP really moves (a vrrp_script without weight; the tutorial's weight 20 never moved it).
+The config is validated with `keepalived -t` on the host before it replaces the live one.
+"""
+
+from pyinfra.api import deploy
+from pyinfra.operations import server, systemd
+from pyinfra.operations.util import any_changed
+
+from hakube.ops import install_packages, managed_file
+
+
+@deploy("keepalived")
+def apply(cfg, plan):
+    install_packages(["keepalived"], name="Install keepalived")
+    server.user(
+        name="User for keepalived's health scripts",
+        user="keepalived_script", system=True, shell="/usr/sbin/nologin", home="/nonexistent", create_home=False,
+    )
+    conf = [managed_file(name=f"Install {f.path}", file=f, known_paths=plan.paths) for f in plan.keepalived]
+    systemd.service(name="keepalived enabled and running", service="keepalived", running=True, enabled=True)
+    systemd.service(name="Reload keepalived (config changed)", service="keepalived", reloaded=True, _if=any_changed(*conf))

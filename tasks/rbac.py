@@ -1,0 +1,32 @@
+"""Step 4 — let the apiserver (user "kubernetes") call the kubelet API (tutorial: 授权kubernetes用户访问kubelet).
+
+Runs once per cluster, through the VIP, with the real kubectl and the admin kubeconfig, so it
+comes after keepalived, haproxy and the kubeconfig. Idempotent: skipped when the binding exists.
+"""
+
+from pyinfra import host
+from pyinfra.api import deploy
+from pyinfra.operations import server
+
+from hakube.ops import KubectlGet
+from hakube.render import KUBECONFIG
+
+BINDING = "kube-apiserver:kubelet-apis"
+
+
+@deploy("RBAC: kube-apiserver -> kubelet API")
+def apply(cfg):
+    if host.get_fact(KubectlGet, kubeconfig=KUBECONFIG, kind="clusterrolebinding", object_name=BINDING):
+        host.noop(f"clusterrolebinding {BINDING} exists")
+        return
+    kubectl = f"kubectl --kubeconfig {KUBECONFIG}"
+    server.shell(
+        name=f"Create clusterrolebinding {BINDING} (through the VIP)",
+        commands=[
+            # The VIP may still be settling right after keepalived and haproxy started.
+            f"for i in $(seq 1 60); do {kubectl} get --raw /readyz >/dev/null 2>&1 && break; sleep 1; done",
+            f"{kubectl} create clusterrolebinding {BINDING} --clusterrole=system:kubelet-api-admin "
+            f"--user=kubernetes --dry-run=client -o yaml | {kubectl} apply -f -",
+        ],
+        _run_once=True,
+    )
