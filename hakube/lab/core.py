@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from .config import (ADDRESSES, ADMIN_KUBECONFIG, ALLOWED_MASTERS, BRIDGE, CA_PEM, CACHE_DIR,
                      DEFAULT_MASTERS, ETCD_NAME, GATEWAY, INTERFACE, LAB_DIR, LABEL, LABEL_FILTER,
                      MASTER_NAMES, NETWORK, STATE_FILE, SUBNET, VIP, VRRP_PASS_FILE)
-from .images import ensure_images
+from .images import BUILD_PREFIX, ensure_images
 from .tools import detect_mirror, ensure_apiserver, ensure_kubectl, kubectl_ok, kubectl_path
 from .util import (LabError, check_docker, container_info, container_state, docker, docker_exec,
                    has_lab_label, inspect, log, run)
@@ -251,7 +251,8 @@ def down() -> None:
     check_docker()
     with _lock():
         ids = docker("ps", "-aq", "--filter", LABEL_FILTER).stdout.split()
-        ids += docker("ps", "-aq", "--filter", "label=hakube.lab.build=1").stdout.split()
+        ids += docker("ps", "-aq", "--filter", f"name=^{BUILD_PREFIX}").stdout.split()
+        ids = list(dict.fromkeys(ids))
         if ids:
             log(f"removing {len(ids)} lab container(s)")
             docker("rm", "-f", "-v", *ids)

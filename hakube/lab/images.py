@@ -20,7 +20,7 @@ from .util import LabError, docker, log
 BASE_REPO = "hakube-lab"
 ETCD_REPO = "hakube-lab-etcd"
 IMAGE_LABEL = "hakube.lab.image"  # images carry this (not `hakube.lab`, which containers inherit)
-BUILD_LABEL = "hakube.lab.build"  # temporary build containers
+BUILD_PREFIX = "hakube-lab-build-"  # temporary build containers (by name: a label would be committed)
 
 BASE_INCLUDE = ("systemd", "systemd-sysv", "dbus", "iproute2", "procps", "openssl",
                 "ca-certificates", "curl", "iputils-ping")
@@ -43,8 +43,13 @@ def base_tag(mirror: str) -> str:
     return f"{BASE_REPO}:{_hash(base_recipe(mirror))}"
 
 
+def etcd_recipe(mirror: str) -> dict:
+    return {"base": base_tag(mirror), "packages": list(ETCD_PACKAGES), "changes": list(IMPORT_CHANGES),
+            "label": f"{IMAGE_LABEL}=etcd"}
+
+
 def etcd_tag(mirror: str) -> str:
-    return f"{ETCD_REPO}:{_hash({'base': base_tag(mirror), 'packages': list(ETCD_PACKAGES)})}"
+    return f"{ETCD_REPO}:{_hash(etcd_recipe(mirror))}"
 
 
 def image_exists(tag: str) -> bool:
@@ -112,9 +117,9 @@ def build_base(mirror: str, tag: str) -> None:
 def build_etcd(base: str, tag: str) -> None:
     log(f"building etcd image {tag} (apt-get install {' '.join(ETCD_PACKAGES)}, ~1 min)")
     started = time.monotonic()
-    name = f"hakube-lab-build-{tag.split(':')[1]}"
+    name = f"{BUILD_PREFIX}{tag.split(':')[1]}"
     docker("rm", "-f", name, check=False)
-    docker("run", "-d", "--name", name, "--label", f"{BUILD_LABEL}=1", base, "sleep", "infinity")
+    docker("run", "-d", "--name", name, "--network", "bridge", base, "sleep", "infinity")
     try:
         script = (
             "set -e; export DEBIAN_FRONTEND=noninteractive; apt-get -q update >/dev/null; "
@@ -135,11 +140,25 @@ def build_etcd(base: str, tag: str) -> None:
     log(f"etcd image ready in {time.monotonic() - started:.0f}s")
 
 
+def prune_stale(keep: tuple[str, ...]) -> None:
+    """Remove older hakube-lab images (other recipes); ones still used by a container stay."""
+    for repo in (ETCD_REPO, BASE_REPO):
+        tags = docker("images", repo, "--format", "{{.Repository}}:{{.Tag}}").stdout.split()
+        for tag in tags:
+            if tag not in keep and docker("rmi", tag, check=False).returncode == 0:
+                log(f"removed stale image {tag}")
+
+
 def ensure_images(mirror: str) -> tuple[str, str]:
     """Return (base tag, etcd tag), building what is missing."""
     base, etcd = base_tag(mirror), etcd_tag(mirror)
+    built = False
     if not image_exists(base):
         build_base(mirror, base)
+        built = True
     if not image_exists(etcd):
         build_etcd(base, etcd)
+        built = True
+    if built:
+        prune_stale((base, etcd))
     return base, etcd
