@@ -187,13 +187,30 @@ def _failed_units(name: str) -> list[str]:
 
 def wait_booted(name: str, timeout: float = BOOT_TIMEOUT) -> str:
     """Wait for systemd in NAME; 'running', or 'degraded' when only non-lab units failed."""
-    try:
-        proc = docker_exec(name, "systemctl", "is-system-running", "--wait", check=False, timeout=timeout)
-        state = proc.stdout.strip()
-    except LabError:
-        jobs = docker_exec(name, "systemctl", "list-jobs", "--no-pager", check=False).stdout.strip()
-        raise LabError(f"{name}: systemd did not finish booting within {timeout:.0f}s:\n{jobs}\n",
-                       f"inspect with `docker exec {name} systemctl status`") from None
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        try:
+            proc = docker_exec(name, "systemctl", "is-system-running", "--wait", check=False,
+                               timeout=max(1.0, left))
+            state = proc.stdout.strip()
+        except LabError:  # timed out while systemd was still starting
+            state, left = "starting", -1
+        # right after `docker run`, systemd may not answer yet: offline / no answer
+        if state in ("", "offline", "unknown") and container_state(name) != "running":
+            logs = docker("logs", "--tail", "20", name, check=False)
+            raise LabError(f"{name} is {container_state(name)} instead of running:\n"
+                           f"{(logs.stdout + logs.stderr).strip()}\n",
+                           f"inspect with `docker logs {name}`; `python -m hakube.lab down` then `up` "
+                           "recreates it")
+        if state not in ("", "offline", "unknown", "starting", "initializing"):
+            break
+        if left <= 0:
+            jobs = docker_exec(name, "systemctl", "list-jobs", "--no-pager", check=False).stdout.strip()
+            raise LabError(f"{name}: systemd did not finish booting within {timeout:.0f}s "
+                           f"(state {state or 'unknown'}):\n{jobs}\n",
+                           f"inspect with `docker exec {name} systemctl status`")
+        time.sleep(0.5)
     if state == "running":
         return state
     failed = _failed_units(name)

@@ -17,9 +17,11 @@ class LabError(Exception):
     """An expected failure: the CLI prints `lab: error: <what happened>. <what to do>` and exits 1."""
 
     def __init__(self, what: str, todo: str | None = None):
-        self.what = what.rstrip(". ")
+        self.what = what.rstrip(". \n")
         self.todo = todo
-        super().__init__(f"{self.what}. {todo}" if todo else f"{self.what}.")
+        # multi-line details (command output) end the first part; the hint then gets its own line
+        sep = "\n" if "\n" in self.what else ". "
+        super().__init__(f"{self.what}{sep}{todo.rstrip('.')}." if todo else f"{self.what}.")
 
 
 def log(msg: str) -> None:
@@ -80,7 +82,8 @@ def check_docker() -> str:
         raise LabError("Docker daemon not reachable: `docker info` timed out", DOCKER_START_HINT) from None
     version = proc.stdout.strip()
     if proc.returncode != 0 or not version or version == "<no value>":
-        detail = _tail(proc.stderr, 3).replace("\n", " ") or "no answer"
+        detail = _tail(proc.stderr, 3).replace("\n", " ").replace(" Is the docker daemon running?", "")
+        detail = detail.strip() or "no answer"
         raise LabError(f"Docker daemon not reachable: {detail}", DOCKER_START_HINT)
     return version
 
