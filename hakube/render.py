@@ -8,7 +8,9 @@ unit-tested here without pyinfra.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import sys
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -82,9 +84,11 @@ def ensure_pki(cfg: Settings) -> ClusterPKI:
 
 @lru_cache(maxsize=4)
 def _ensure_pki(pki_dir: str, sans: tuple, subject: pki.Subject, ca_import) -> ClusterPKI:
-    ca, certs, (sa_pub, sa_key) = pki.ensure_cluster_pki(
-        pki_dir, pki.cluster_cert_specs(sans, subject), ca_import=ca_import
-    )
+    # ensure_cluster_pki reports reissues with print(); keep stdout clean for `pyinfra --json`.
+    with contextlib.redirect_stdout(sys.stderr):
+        ca, certs, (sa_pub, sa_key) = pki.ensure_cluster_pki(
+            pki_dir, pki.cluster_cert_specs(sans, subject), ca_import=ca_import
+        )
     return ClusterPKI(ca_pem=ca.cert_pem, certs=certs, sa_pub=sa_pub, sa_key=sa_key)
 
 

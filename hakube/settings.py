@@ -499,7 +499,9 @@ def load_inventory(
         p.startswith(f"{first}: ca_") for p in col.problems
     ):
         col.add(first, "ca_cert_file", "importing a CA needs both ca_cert_file and ca_key_file")
-    if values["kube_apiserver_binary"] is None and values["kube_apiserver_sha256"] is None and "kube_apiserver_binary" not in first_data:
+    # Raw values: an explicit `kube_apiserver_binary: None` still downloads, and a bad binary path
+    # or malformed sha256 is already reported under its own key.
+    if first_data.get("kube_apiserver_binary") is None and first_data.get("kube_apiserver_sha256") is None:
         col.add(first, "kube_apiserver_sha256", "required when the binary is downloaded (no kube_apiserver_binary given)")
     if values["haproxy_check_interval_ms"] and values["shutdown_delay_seconds"] is not None:
         drain_ms = values["haproxy_check_interval_ms"] * ((values["haproxy_check_fall"] or 2) + 1)

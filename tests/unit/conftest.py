@@ -1,0 +1,84 @@
+"""Shared inventory builders for the settings, flags, render and planning tests.
+
+``Inv`` mirrors what pyinfra hands to ``hakube.context.settings_for``: every master carries the
+masters group's (cluster-wide) data merged with its own per-host data; nodes carry their own.
+Every path (pki_dir, artifacts_dir, the VRRP password file) lives under a pytest tmp dir.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from hakube.settings import InventoryError, Settings, load_inventory
+
+AUTH_PASS = "s3cret"
+ENV = {"HAKUBE_VRRP_AUTH_PASS": AUTH_PASS}
+SHA = "0123456789abcdef" * 4
+VIP = "10.9.0.100"
+
+MASTERS = [
+    ("m1", {"bind_address": "10.9.0.11", "vrrp_priority": 120, "vrrp_interface": "eth0"}),
+    ("m2", {"bind_address": "10.9.0.12", "vrrp_priority": 110, "vrrp_interface": "ens160"}),
+    ("m3", {"bind_address": "10.9.0.13", "vrrp_priority": 100, "vrrp_interface": "eth1"}),
+]
+
+
+@dataclass
+class Inv:
+    cluster: dict
+    masters: list[tuple[str, dict]]
+    nodes: list[tuple[str, dict]] = field(default_factory=list)
+    master_group: str = "masters"
+
+    def master(self, name: str) -> dict:
+        return dict(self.masters)[name]
+
+    def hosts(self) -> list[tuple[str, dict, list[str]]]:
+        out = [(n, {**self.cluster, **d}, [self.master_group]) for n, d in self.masters]
+        out += [(n, dict(d), ["nodes"]) for n, d in self.nodes]
+        return out
+
+    def load(self, env=ENV) -> dict[str, Settings]:
+        return load_inventory(self.hosts(), env)
+
+    def problems(self, env=ENV) -> list[str]:
+        with pytest.raises(InventoryError) as exc:
+            load_inventory(self.hosts(), env)
+        problems = exc.value.problems
+        assert problems, "InventoryError without problems"
+        assert all(line.count(": ") >= 2 for line in problems), problems
+        return problems
+
+
+def make_inventory(base: Path, masters: int = 2, kube_version: str = "1.36.0", nodes: int = 1) -> Inv:
+    cluster = {
+        "vip": VIP,
+        "virtual_router_id": 80,
+        "etcd_servers": ["https://10.9.0.20:2379", "https://10.9.0.21:2379"],
+        "kube_version": kube_version,
+        "kube_apiserver_sha256": SHA,
+        "pki_dir": str(base / "pki"),
+        "artifacts_dir": str(base / "artifacts"),
+    }
+    return Inv(
+        cluster=cluster,
+        masters=copy.deepcopy(MASTERS[:masters]),
+        nodes=[(f"n{i + 1}", {}) for i in range(nodes)],
+    )
+
+
+def problem_for(problems: list[str], host: str, key: str) -> str:
+    """The (first) problem line naming ``host`` and ``key``; fails listing all problems otherwise."""
+    prefix = f"{host}: {key}: "
+    hits = [p for p in problems if p.startswith(prefix)]
+    assert hits, f"no problem for {host}/{key} in {problems}"
+    return hits[0]
+
+
+@pytest.fixture
+def inv(tmp_path: Path) -> Inv:
+    return make_inventory(tmp_path)

@@ -1,0 +1,187 @@
+"""The whole deploy planned through pyinfra's CLI on the ``@fake`` connector (nothing is executed).
+
+``pyinfra INVENTORY deploy.py --dry --json`` prints the plan as JSON: for each operation in
+order, the hosts it would change and the hosts it would change only if its ``_if`` condition
+holds at run time. ``-y`` is not passed on purpose: with it pyinfra skips change detection and
+every ``hosts_with_change`` list is empty.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import SHA
+
+ROOT = Path(__file__).resolve().parents[2]
+PYINFRA = Path(sys.executable).with_name("pyinfra")
+
+FAKE = {
+    "fake_delay": 0,
+    "fake_delay_jitter": 0,
+    "fake_responses": {
+        "command -v apt-get": "/usr/bin/apt-get",
+        "uname -s": "Linux",
+        "command -v useradd": "/usr/sbin/useradd",
+    },
+}
+
+M1, M2, N1 = "@fake/m1", "@fake/m2", "@fake/n1"
+
+# The tutorial's steps, in the order the deploy must run them on a master.
+STEPS = [
+    "Certificates (/etc/kubernetes/ssl)",
+    "Audit policy",
+    "kube-apiserver",
+    "keepalived",
+    "haproxy",
+    "Admin kubeconfig",
+    "RBAC: kube-apiserver -> kubelet API",
+]
+
+
+def _write_inventory(base: Path, m2_priority: int = 110) -> Path:
+    (base / "vrrp_pass").write_text("fAkep4ss\n")
+    masters = [
+        (M1, {"bind_address": "10.9.0.11", "vrrp_priority": 120, "vrrp_interface": "eth0"}),
+        (M2, {"bind_address": "10.9.0.12", "vrrp_priority": m2_priority, "vrrp_interface": "eth0"}),
+    ]
+    cluster = {
+        "vip": "10.9.0.100",
+        "etcd_servers": ["https://10.9.0.20:2379"],
+        "kube_version": "1.36.0",
+        "kube_apiserver_sha256": SHA,
+        "vrrp_auth_pass_file": str(base / "vrrp_pass"),
+        "pki_dir": str(base / "pki"),
+        "artifacts_dir": str(base / "artifacts"),
+        **FAKE,
+    }
+    inv = base / "inventory.py"
+    inv.write_text(
+        f"masters = ({masters!r}, {cluster!r})\n"
+        f"nodes = ([({N1!r}, {FAKE!r})], {{}})\n"
+    )
+    return inv
+
+
+def _pyinfra(inventory: Path) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "HAKUBE_VRRP_AUTH_PASS"}
+    env.update(PYINFRA_FAKE_DELAY="0", PYINFRA_FAKE_DELAY_JITTER="0")
+    return subprocess.run(
+        [str(PYINFRA), str(inventory), "deploy.py", "--dry", "--json"],
+        cwd=ROOT, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120,
+    )
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory):
+    base = tmp_path_factory.mktemp("plan")
+    result = _pyinfra(_write_inventory(base))
+    assert result.returncode == 0, result.stdout + result.stderr
+    # stdout is pure JSON even on a first run that creates the PKI (its report goes to stderr).
+    assert "[pki] issued apiserver (new)" in result.stderr
+    return base, json.loads(result.stdout)["plan"]
+
+
+def _ops_for(plan: list[dict], host: str) -> list[dict]:
+    return [op for op in plan if host in op["hosts_with_change"] + op["hosts_with_conditional_change"]]
+
+
+def _step(op: dict) -> str:
+    return op["name"].split(" | ", 1)[0]
+
+
+def test_dry_run_succeeds(run) -> None:
+    base, plan = run
+    assert plan, "empty plan"
+    # The PKI is built on the deploy machine, in the inventory's pki_dir.
+    assert (base / "pki" / "ca.pem").is_file() and (base / "pki" / "ca-key.pem").is_file()
+
+
+@pytest.mark.parametrize("host", [M1, M2])
+def test_masters_get_every_step_in_the_tutorials_order(run, host: str) -> None:
+    _, plan = run
+    steps = [_step(op) for op in _ops_for(plan, host)]
+    # Steps appear as contiguous runs, in order.
+    runs = [s for i, s in enumerate(steps) if i == 0 or steps[i - 1] != s]
+    # RBAC is _run_once: it lands on whichever master pyinfra loads first (parallel loading).
+    assert runs in (STEPS, STEPS[:-1]), steps
+
+
+@pytest.mark.parametrize("host", [M1, M2])
+def test_masters_install_every_file(run, host: str) -> None:
+    _, plan = run
+    names = [op["name"] for op in _ops_for(plan, host)]
+    for expected in (
+        "Certificates (/etc/kubernetes/ssl) | Install /etc/kubernetes/ssl/ca.pem",
+        "Certificates (/etc/kubernetes/ssl) | Install /etc/kubernetes/ssl/apiserver-key.pem",
+        "Certificates (/etc/kubernetes/ssl) | Install /etc/kubernetes/ssl/sa-key.pem",
+        "Audit policy | Install /etc/kubernetes/audit-policy.yaml",
+        "kube-apiserver | Install /etc/kubernetes/config",
+        "kube-apiserver | Install kube-apiserver 1.36.0",
+        "kube-apiserver | Install /etc/kubernetes/apiserver",
+        "kube-apiserver | Install /etc/systemd/system/kube-apiserver.service",
+        "keepalived | Install /etc/keepalived/keepalived.conf",
+        "haproxy | Install /etc/haproxy/haproxy.cfg",
+        "haproxy | Install /etc/haproxy/pki/healthcheck.pem",
+        "Admin kubeconfig | Install /root/.kube/config",
+    ):
+        assert expected in names, expected
+    assert not any("ca-key.pem" in n for n in names)
+
+
+def test_node_gets_only_the_shared_config(run) -> None:
+    _, plan = run
+    ops = _ops_for(plan, N1)
+    assert [op["name"] for op in ops] == ["kube-apiserver | Install /etc/kubernetes/config"]
+    assert ops[0]["hosts_with_change"] == [N1]
+
+
+def test_restart_and_reloads_are_conditional(run) -> None:
+    _, plan = run
+    by_name = {op["name"]: op for op in plan}
+    for name in (
+        "kube-apiserver | Restart kube-apiserver, one master at a time, waiting for /readyz",
+        "kube-apiserver | systemctl daemon-reload (unit changed)",
+        "keepalived | Reload keepalived (config changed)",
+        "haproxy | Reload haproxy (config changed)",
+    ):
+        op = by_name[name]
+        assert op["hosts_with_change"] == [], name
+        assert op["hosts_with_conditional_change"] == [M1, M2], name
+
+
+def test_apiserver_restart_comes_after_everything_it_reads(run) -> None:
+    _, plan = run
+    names = [op["name"] for op in _ops_for(plan, M1)]
+    restart = names.index("kube-apiserver | Restart kube-apiserver, one master at a time, waiting for /readyz")
+    for before in (
+        "Certificates (/etc/kubernetes/ssl) | Install /etc/kubernetes/ssl/apiserver.pem",
+        "Audit policy | Install /etc/kubernetes/audit-policy.yaml",
+        "kube-apiserver | Install kube-apiserver 1.36.0",
+        "kube-apiserver | Install /etc/kubernetes/apiserver",
+    ):
+        assert names.index(before) < restart, before
+
+
+def test_rbac_runs_once(run) -> None:
+    _, plan = run
+    (op,) = [op for op in plan if _step(op) == STEPS[-1]]
+    hosts = op["hosts_with_change"] + op["hosts_with_conditional_change"]
+    assert len(hosts) == 1 and hosts[0] in (M1, M2), hosts
+
+
+def test_bad_inventory_stops_before_any_operation(tmp_path: Path) -> None:
+    result = _pyinfra(_write_inventory(tmp_path, m2_priority=120))
+    out = result.stdout + result.stderr
+    assert result.returncode != 0, out
+    assert f"{M2}: vrrp_priority: 120 is also {M1}'s" in out
+    assert "no host was changed" in out
+    assert '"plan"' not in result.stdout
+    assert "Ready: deploy.py" not in out
+    assert not (tmp_path / "pki").exists()

@@ -1,0 +1,404 @@
+"""hakube.render: every file the deploy manages, rendered locally from Settings and a real PKI."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from hakube import flags, render
+from hakube.render import DesiredFile, ensure_pki, plan
+
+from .conftest import AUTH_PASS, VIP, make_inventory
+
+HAPROXY = shutil.which("haproxy")
+KEEPALIVED = shutil.which("keepalived")
+
+
+@pytest.fixture(scope="session")
+def two(tmp_path_factory: pytest.TempPathFactory):
+    """(settings by host, ClusterPKI, pki_dir) for 2 masters + 1 node, kube 1.36."""
+    base = tmp_path_factory.mktemp("render2")
+    s = make_inventory(base, masters=2).load()
+    return s, ensure_pki(s["m1"]), base / "pki"
+
+
+@pytest.fixture(scope="session")
+def three(tmp_path_factory: pytest.TempPathFactory):
+    base = tmp_path_factory.mktemp("render3")
+    s = make_inventory(base, masters=3).load()
+    return s, ensure_pki(s["m1"])
+
+
+@pytest.fixture(scope="session")
+def plans(two):
+    s, p, _ = two
+    return {name: plan(cfg, p if cfg.is_master else None) for name, cfg in s.items()}
+
+
+def _files(pl: render.Plan) -> list[DesiredFile]:
+    return [pl.config, *pl.certs, *pl.audit, *pl.apiserver, *pl.keepalived, *pl.haproxy, *pl.kubeconfig]
+
+
+def _file(pl: render.Plan, path: str) -> DesiredFile:
+    hits = [f for f in _files(pl) if f.path == path]
+    assert len(hits) == 1, (path, [f.path for f in _files(pl)])
+    return hits[0]
+
+
+def _text(pl: render.Plan, path: str) -> str:
+    return _file(pl, path).content.decode()
+
+
+def _lines(text: str) -> list[str]:
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
+
+
+def _block(text: str, header: str) -> str:
+    """Body of a keepalived ``header { ... }`` block (nested braces allowed)."""
+    start = text.index(header + " {") + len(header) + 2
+    depth, i = 1, start
+    while depth:
+        depth += {"{": 1, "}": -1}.get(text[i], 0)
+        i += 1
+    return text[start : i - 1]
+
+
+def _seconds(duration: str) -> float:
+    m = re.fullmatch(r"(\d+)(ms|s|m|h|d)", duration)
+    assert m, duration
+    return int(m.group(1)) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+
+
+def _env_file(text: str) -> dict[str, str]:
+    out = {}
+    for line in _lines(text):
+        m = re.fullmatch(r'([A-Z_]+)="([^"]*)"', line)
+        assert m, line
+        out[m.group(1)] = m.group(2)
+    return out
+
+
+# ------------------------------------------------------------------ keepalived
+
+
+@pytest.mark.parametrize("host, prio, iface", [("m1", 120, "eth0"), ("m2", 110, "ens160")])
+def test_keepalived_conf(plans, host: str, prio: int, iface: str) -> None:
+    f = _file(plans[host], render.KEEPALIVED_CONF)
+    text = f.content.decode()
+    lines = _lines(text)
+    instance = _lines(_block(text, "vrrp_instance kube_api"))
+    assert "state BACKUP" in instance
+    assert "nopreempt" in instance
+    assert f"priority {prio}" in instance
+    assert f"interface {iface}" in instance
+    assert "virtual_router_id 80" in instance
+    assert "advert_int 1" in instance
+    assert _lines(_block(text, "authentication")) == ["auth_type PASS", f"auth_pass {AUTH_PASS}"]
+    assert _lines(_block(text, "virtual_ipaddress")) == [f"{VIP}/24 dev {iface} scope global"]
+    assert _lines(_block(text, "track_script")) == ["chk_haproxy"]
+    # No weight anywhere: a failed check must put the instance in FAULT.
+    assert not any(line.startswith("weight") or " weight" in line for line in lines)
+    assert "vrrp_script chk_haproxy {" in text
+    globals_ = _lines(_block(text, "global_defs"))
+    assert "enable_script_security" in globals_
+    assert "script_user keepalived_script" in globals_
+    assert f"router_id {host}" in globals_
+    assert text.count("{") == text.count("}")
+
+
+def test_keepalived_file_is_secret_and_validated(plans) -> None:
+    f = _file(plans["m1"], render.KEEPALIVED_CONF)
+    assert (f.mode, f.secret) == ("0600", True)
+    assert f.validate == "keepalived -t -f {path}"
+
+
+def test_keepalived_extra_global_defs(tmp_path: Path) -> None:
+    inv = make_inventory(tmp_path)
+    inv.cluster["keepalived_extra_global_defs"] = ["vrrp_garp_master_refresh 60"]
+    text = render.keepalived_files(inv.load()["m1"])[0].content.decode()
+    assert "vrrp_garp_master_refresh 60" in _lines(_block(text, "global_defs"))
+
+
+# ------------------------------------------------------------------ haproxy
+
+
+def _servers(text: str) -> list[tuple[str, str]]:
+    return re.findall(r"^\s*server (\S+) (\S+)\s*$", text, flags=re.M)
+
+
+def test_haproxy_backends_two_masters(plans) -> None:
+    for host in ("m1", "m2"):
+        text = _text(plans[host], render.HAPROXY_CFG)
+        assert _servers(text) == [("m1", "10.9.0.11:6443"), ("m2", "10.9.0.12:6443")]
+
+
+def test_haproxy_backends_three_masters(three) -> None:
+    s, p = three
+    for host in ("m1", "m2", "m3"):
+        text = _text(plan(s[host], p), render.HAPROXY_CFG)
+        assert _servers(text) == [("m1", "10.9.0.11:6443"), ("m2", "10.9.0.12:6443"), ("m3", "10.9.0.13:6443")]
+
+
+def test_haproxy_checks(plans) -> None:
+    text = _text(plans["m1"], render.HAPROXY_CFG)
+    lines = _lines(text)
+    assert f"bind {VIP}:6443" in lines
+    assert "mode tcp" in lines
+    assert "option httpchk" in lines
+    send = next(line for line in lines if line.startswith("http-check send"))
+    assert re.search(r"\bmeth GET uri /readyz\b", send), send
+    assert "http-check expect status 200" in lines
+    default_server = next(line for line in lines if line.startswith("default-server")).split()
+    for word in ("check", "check-ssl"):
+        assert word in default_server
+    assert default_server[default_server.index("crt") + 1] == "/etc/haproxy/pki/healthcheck.pem"
+    assert default_server[default_server.index("ca-file") + 1] == "/etc/haproxy/pki/ca.pem"
+    assert default_server[default_server.index("verify") + 1] == "required"
+    assert default_server[default_server.index("inter") + 1] == "1000"
+    assert default_server[default_server.index("fall") + 1] == "2"
+    assert default_server[default_server.index("rise") + 1] == "2"
+    assert "stick" not in text
+
+
+def test_haproxy_timeouts_long_enough_for_watches(plans) -> None:
+    lines = _lines(_text(plans["m1"], render.HAPROXY_CFG))
+    timeouts = dict(line.split()[1:3] for line in lines if line.startswith("timeout "))
+    for kind in ("client", "server", "tunnel"):
+        assert _seconds(timeouts[kind]) >= 3600, timeouts
+
+
+def test_haproxy_files(plans, two) -> None:
+    _, p, _ = two
+    pl = plans["m1"]
+    cfg = _file(pl, render.HAPROXY_CFG)
+    assert cfg.validate == "haproxy -c -q -f {path}"
+    assert (cfg.mode, cfg.secret) == ("0644", False)
+    crt = _file(pl, "/etc/haproxy/pki/healthcheck.pem")
+    assert (crt.mode, crt.secret) == ("0600", True)
+    hc = p.certs["haproxy-healthcheck"]
+    assert hc.cert_pem.strip() in crt.content and hc.key_pem in crt.content
+    assert _file(pl, "/etc/haproxy/pki/ca.pem").content == p.ca_pem
+    assert pl.haproxy[0].path == render.SYSCTL_CONF
+    assert b"net.ipv4.ip_nonlocal_bind" in pl.haproxy[0].content
+
+
+def test_haproxy_extra_defaults(tmp_path: Path) -> None:
+    inv = make_inventory(tmp_path)
+    inv.cluster.update(haproxy_extra_defaults=["option log-health-checks"], haproxy_timeout="4h")
+    s = inv.load()
+    text = render.render("haproxy.cfg.j2", cfg=s["m1"], c=s["m1"].cluster, pki={"ca": "/ca", "crt": "/crt"}).decode()
+    assert "option log-health-checks" in _lines(text)
+    assert "timeout tunnel 4h" in _lines(text)
+
+
+@pytest.mark.skipif(not HAPROXY, reason="haproxy not installed")
+def test_haproxy_cfg_passes_haproxy_check(plans, tmp_path: Path) -> None:  # pragma: no cover - needs haproxy
+    pl = plans["m1"]
+    text = _text(pl, render.HAPROXY_CFG)
+    for name in ("ca.pem", "healthcheck.pem"):
+        (tmp_path / name).write_bytes(_file(pl, f"/etc/haproxy/pki/{name}").content)
+        text = text.replace(f"/etc/haproxy/pki/{name}", str(tmp_path / name))
+    text = re.sub(r"^\s*(chroot|stats socket|user|group) .*$", "", text, flags=re.M)
+    (tmp_path / "haproxy.cfg").write_text(text)
+    r = subprocess.run([HAPROXY, "-c", "-f", str(tmp_path / "haproxy.cfg")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+@pytest.mark.skipif(not KEEPALIVED, reason="keepalived not installed")
+def test_keepalived_conf_passes_keepalived_check(plans, tmp_path: Path) -> None:  # pragma: no cover
+    (tmp_path / "keepalived.conf").write_bytes(_file(plans["m1"], render.KEEPALIVED_CONF).content)
+    r = subprocess.run([KEEPALIVED, "-t", "-f", str(tmp_path / "keepalived.conf")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+# ------------------------------------------------------------------ audit policy
+
+
+def _audit_rules(text: str) -> list[dict]:
+    lines = _lines(text)
+    assert lines[:3] == ["apiVersion: audit.k8s.io/v1", "kind: Policy", "rules:"]
+    rules = []
+    for line in lines[3:]:
+        assert line.startswith("- "), line
+        rules.append(json.loads(line[2:]))  # JSON is YAML
+    return rules
+
+
+def test_audit_policy(plans) -> None:
+    f = _file(plans["m1"], flags.PATHS.audit_policy)
+    assert _audit_rules(f.content.decode()) == [{"level": "Metadata"}]
+
+
+def test_audit_policy_custom_rules(tmp_path: Path) -> None:
+    rules = [
+        {"level": "None", "users": ["system:kube-proxy"], "verbs": ["watch"]},
+        {"level": "RequestResponse", "resources": [{"group": "", "resources": ["secrets"]}]},
+        {"level": "Metadata"},
+    ]
+    inv = make_inventory(tmp_path)
+    inv.cluster["audit_policy_rules"] = rules
+    (f,) = render.audit_files(inv.load()["m1"])
+    assert _audit_rules(f.content.decode()) == rules
+
+
+# ------------------------------------------------------------------ apiserver: env file and unit
+
+
+def test_systemd_unit(plans) -> None:
+    f = _file(plans["m1"], render.APISERVER_UNIT)
+    text = f.content.decode()
+    lines = _lines(text)
+    for expected in (
+        "Type=notify",
+        "Restart=on-failure",
+        "LimitNOFILE=65536",
+        "EnvironmentFile=-/etc/kubernetes/config",
+        "EnvironmentFile=-/etc/kubernetes/apiserver",
+        "WantedBy=multi-user.target",
+    ):
+        assert expected in lines, expected
+    assert f"ExecStart={render.APISERVER_BINARY} \\" in lines
+    assert (f.mode, f.secret, f.validate) == ("0644", False, None)
+
+
+def test_unit_passes_every_rendered_variable(plans) -> None:
+    exec_vars = set(re.findall(r"\$([A-Z_]+)", _text(plans["m1"], render.APISERVER_UNIT)))
+    config_vars = set(_env_file(_text(plans["m1"], "/etc/kubernetes/config")))
+    api_vars = set(_env_file(_text(plans["m1"], "/etc/kubernetes/apiserver")))
+    assert api_vars <= exec_vars
+    # KUBE_MASTER_SECURE is for the other components, not the apiserver.
+    assert config_vars - exec_vars == {"KUBE_MASTER_SECURE"}
+
+
+@pytest.mark.parametrize("host", ["m1", "m2"])
+def test_apiserver_env_file(plans, two, host: str) -> None:
+    s, _, _ = two
+    env = _env_file(_text(plans[host], "/etc/kubernetes/apiserver"))
+    assert env == flags.apiserver_env(s[host])
+    assert f"--bind-address={s[host].bind_address}" in env["KUBE_API_ADDRESS"]
+
+
+def test_config_file_same_everywhere(plans) -> None:
+    texts = {h: _text(pl, "/etc/kubernetes/config") for h, pl in plans.items()}
+    assert texts["m1"] == texts["m2"] == texts["n1"]
+    assert _env_file(texts["n1"])["KUBE_MASTER_SECURE"] == f"--master=https://{VIP}:6443"
+
+
+# ------------------------------------------------------------------ certificates and kubeconfig
+
+
+def test_cert_files(plans, two) -> None:
+    _, p, pki_dir = two
+    pl = plans["m1"]
+    ssl = flags.PATHS
+    assert _file(pl, ssl.cert("ca")).content == p.ca_pem
+    assert _file(pl, f"{ssl.ssl_dir}/sa.pub").content == p.sa_pub
+    assert _file(pl, ssl.key("sa")).content == p.sa_key
+    for name in render.APISERVER_CERTS:
+        assert _file(pl, ssl.cert(name)).content == p.certs[name].cert_pem
+        assert _file(pl, ssl.key(name)).content == p.certs[name].key_pem
+    for f in pl.certs:
+        if f.path.endswith("-key.pem"):
+            assert (f.mode, f.secret) == ("0600", True), f.path
+        else:
+            assert (f.mode, f.secret) == ("0644", False), f.path
+            assert b"PRIVATE KEY" not in f.content, f.path
+
+
+def test_ca_key_never_leaves_the_deploy_machine(plans, two) -> None:
+    _, _, pki_dir = two
+    ca_key = (pki_dir / "ca-key.pem").read_bytes()
+    for pl in plans.values():
+        for f in _files(pl):
+            assert ca_key.strip() not in f.content, f.path
+
+
+def test_every_private_key_file_is_secret_0600(plans) -> None:
+    for pl in plans.values():
+        for f in _files(pl):
+            if b"PRIVATE KEY" in f.content or b"client-key-data" in f.content:
+                assert (f.mode, f.secret) == ("0600", True), f.path
+
+
+def _kubeconfig_fields(text: str) -> dict[str, str]:
+    out = {}
+    for line in text.splitlines():
+        m = re.fullmatch(r"\s*-?\s*([a-z-]+): (\S+)", line)
+        if m:
+            out.setdefault(m.group(1), m.group(2))
+    return out
+
+
+def test_kubeconfig(plans, two) -> None:
+    s, p, _ = two
+    f = _file(plans["m1"], render.KUBECONFIG)
+    assert (f.mode, f.secret) == ("0600", True)
+    assert f.content == render.admin_kubeconfig(s["m1"], p)
+    fields = _kubeconfig_fields(f.content.decode())
+    assert fields["server"] == f"https://{VIP}:6443"
+    assert fields["kind"] == "Config" and fields["current-context"] == "admin@kubernetes"
+    assert base64.b64decode(fields["certificate-authority-data"], validate=True) == p.ca_pem
+    assert base64.b64decode(fields["client-certificate-data"], validate=True) == p.certs["admin"].cert_pem
+    assert base64.b64decode(fields["client-key-data"], validate=True) == p.certs["admin"].key_pem
+
+
+def test_kubeconfig_same_on_every_master(plans) -> None:
+    assert _file(plans["m1"], render.KUBECONFIG).content == _file(plans["m2"], render.KUBECONFIG).content
+
+
+# ------------------------------------------------------------------ the plan
+
+
+def test_node_plan_has_only_the_shared_config(plans) -> None:
+    pl = plans["n1"]
+    assert [f.path for f in _files(pl)] == ["/etc/kubernetes/config"]
+    assert (pl.certs, pl.audit, pl.apiserver, pl.keepalived, pl.haproxy, pl.kubeconfig) == ([],) * 6
+    assert pl.paths == ("/etc/kubernetes/config",)
+
+
+def test_plan_paths_cover_every_file(plans) -> None:
+    for host in ("m1", "m2"):
+        pl = plans[host]
+        paths = [f.path for f in _files(pl)]
+        assert len(paths) == len(set(paths)), paths
+        assert set(pl.paths) == set(paths) | {render.APISERVER_BINARY, render.SYSCTL_CONF}
+        assert list(pl.paths) == sorted(pl.paths)
+
+
+def test_master_plan_contents(plans) -> None:
+    pl = plans["m1"]
+    assert [f.path for f in pl.apiserver] == ["/etc/kubernetes/apiserver", render.APISERVER_UNIT]
+    assert [f.path for f in pl.keepalived] == [render.KEEPALIVED_CONF]
+    assert [f.path for f in pl.haproxy] == [render.SYSCTL_CONF, "/etc/haproxy/pki/ca.pem", "/etc/haproxy/pki/healthcheck.pem", render.HAPROXY_CFG]
+    assert [f.path for f in pl.kubeconfig] == [render.KUBECONFIG]
+    assert len(pl.certs) == 1 + 2 * len(render.APISERVER_CERTS) + 2
+    # Only the two configs with a host-side validator have one.
+    assert {f.path for f in _files(pl) if f.validate} == {render.KEEPALIVED_CONF, render.HAPROXY_CFG}
+
+
+def test_pki_is_reused(two) -> None:
+    s, p, _ = two
+    render._ensure_pki.cache_clear()  # read everything back from pki_dir
+    again = ensure_pki(s["m2"])
+    assert again is not p
+    assert again.ca_pem == p.ca_pem
+    assert not any(c.issued for c in again.certs.values())
+    assert {n: c.cert_pem for n, c in again.certs.items()} == {n: c.cert_pem for n, c in p.certs.items()}
+    assert (again.sa_pub, again.sa_key) == (p.sa_pub, p.sa_key)
+
+
+def test_serving_cert_covers_vip_and_masters(two) -> None:
+    from cryptography import x509
+
+    _, p, _ = two
+    cert = x509.load_pem_x509_certificate(p.certs["apiserver"].cert_pem)
+    sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    ips = {str(ip) for ip in sans.get_values_for_type(x509.IPAddress)}
+    assert {VIP, "10.9.0.11", "10.9.0.12", "10.254.0.1", "127.0.0.1"} <= ips
+    assert "kubernetes.default.svc.cluster.local" in sans.get_values_for_type(x509.DNSName)

@@ -1,0 +1,381 @@
+"""hakube.settings: the validated view of the inventory (one problem line per host and key)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from hakube import flags
+from hakube.settings import AUTH_PASS_ENV, KEYS, InventoryError, Settings, load_inventory
+
+from .conftest import AUTH_PASS, ENV, SHA, VIP, Inv, make_inventory, problem_for
+
+# ------------------------------------------------------------------ the valid baseline
+
+
+def test_baseline_loads(inv: Inv) -> None:
+    s = inv.load()
+    assert set(s) == {"m1", "m2", "n1"}
+    assert all(isinstance(v, Settings) for v in s.values())
+
+    m1, m2, n1 = s["m1"], s["m2"], s["n1"]
+    assert (m1.host, m1.is_master, m1.bind_address, m1.vrrp_priority, m1.vrrp_interface) == (
+        "m1", True, "10.9.0.11", 120, "eth0",
+    )
+    assert (m2.host, m2.is_master, m2.bind_address, m2.vrrp_priority, m2.vrrp_interface) == (
+        "m2", True, "10.9.0.12", 110, "ens160",
+    )
+    assert (n1.host, n1.is_master, n1.bind_address, n1.vrrp_priority, n1.vrrp_interface) == (
+        "n1", False, None, None, None,
+    )
+
+    # One cluster object, shared by every host (nodes included).
+    c = m1.cluster
+    assert m2.cluster is c and n1.cluster is c
+    assert [m.name for m in c.masters] == ["m1", "m2"]
+    assert c.bind_addresses == ("10.9.0.11", "10.9.0.12")
+    assert c.vip == VIP
+    assert c.virtual_router_id == 80
+    assert c.vrrp_auth_pass == AUTH_PASS
+    assert c.etcd_servers == ("https://10.9.0.20:2379", "https://10.9.0.21:2379")
+    assert c.kube_version == "1.36.0"
+    assert c.kube_apiserver_sha256 == SHA
+    assert c.server_url == f"https://{VIP}:6443"
+    assert c.download_url == "https://dl.k8s.io/release/v1.36.0/bin/linux/amd64/kube-apiserver"
+
+
+def test_baseline_defaults(inv: Inv) -> None:
+    c = inv.load()["m1"].cluster
+    assert c.vip_prefix == 24
+    assert c.vrrp_advert_int == 1
+    assert c.lb_port == 6443
+    assert c.apiserver_port == 6443
+    assert c.haproxy_check_interval_ms == 1000
+    assert (c.haproxy_check_fall, c.haproxy_check_rise) == (2, 2)
+    assert c.haproxy_timeout == "1h"
+    assert c.service_cluster_ip_range == "10.254.0.0/16"
+    assert c.service_node_port_range == "30000-32767"
+    assert c.cluster_domain == "cluster.local"
+    assert "Initializers" not in c.admission_plugins
+    assert c.admission_plugins[0] == "NamespaceLifecycle" and "NodeRestriction" in c.admission_plugins
+    assert c.authorization_mode == "Node,RBAC"
+    assert c.allow_privileged is True
+    assert c.shutdown_delay_seconds == 5
+    assert c.service_account_issuer == "https://kubernetes.default.svc.cluster.local"
+    assert c.audit_policy_rules == ({"level": "Metadata"},)
+    assert c.apiserver_extra_flags == {}
+    assert c.kube_apiserver_binary is None
+    assert c.ca_cert_file is None and c.ca_key_file is None
+    assert c.cluster_name == "kubernetes"
+    assert c.cert_subject["C"] == "CN"
+
+
+def test_default_kube_version_is_supported(inv: Inv) -> None:
+    del inv.cluster["kube_version"]
+    assert inv.load()["m1"].cluster.kube_version == flags.DEFAULT_KUBE_VERSION
+    assert flags.is_supported(flags.DEFAULT_KUBE_VERSION)
+
+
+def test_every_key_default_passes_its_check() -> None:
+    from hakube.settings import CHECKS, REQUIRED
+
+    for key in KEYS:
+        if key.default is not REQUIRED and key.default is not None:
+            CHECKS[key.name](key.default)
+
+
+def test_auth_pass_from_file(inv: Inv, tmp_path: Path) -> None:
+    secret = tmp_path / "vrrp_pass"
+    secret.write_text("fIl3pass\n")
+    inv.cluster["vrrp_auth_pass_file"] = str(secret)
+    assert inv.load(env={})["m1"].cluster.vrrp_auth_pass == "fIl3pass"
+
+
+def test_auth_pass_env_wins_over_file(inv: Inv, tmp_path: Path) -> None:
+    secret = tmp_path / "vrrp_pass"
+    secret.write_text("fIl3pass\n")
+    inv.cluster["vrrp_auth_pass_file"] = str(secret)
+    assert inv.load(env=ENV)["m1"].cluster.vrrp_auth_pass == AUTH_PASS
+
+
+def test_env_defaults_to_os_environ(inv: Inv, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(AUTH_PASS_ENV, "fromenv")
+    assert load_inventory(inv.hosts())["m1"].cluster.vrrp_auth_pass == "fromenv"
+
+
+def test_three_masters(tmp_path: Path) -> None:
+    s = make_inventory(tmp_path, masters=3).load()
+    assert [m.bind_address for m in s["m3"].cluster.masters] == ["10.9.0.11", "10.9.0.12", "10.9.0.13"]
+    assert s["m3"].vrrp_priority == 100
+
+
+def test_local_binary_needs_no_sha256(inv: Inv, tmp_path: Path) -> None:
+    binary = tmp_path / "kube-apiserver"
+    binary.write_bytes(b"\x7fELF")
+    del inv.cluster["kube_apiserver_sha256"]
+    inv.cluster["kube_apiserver_binary"] = str(binary)
+    c = inv.load()["m1"].cluster
+    assert c.kube_apiserver_binary == str(binary) and c.kube_apiserver_sha256 is None
+
+
+def test_old_flag_accepted_by_old_version(tmp_path: Path) -> None:
+    # insecure-port was removed in 1.24, so 1.20 still takes it.
+    inv = make_inventory(tmp_path, kube_version="1.20.2")
+    inv.cluster["apiserver_extra_flags"] = {"insecure-port": 0, "--event-ttl": "2h", "profiling": False}
+    c = inv.load()["m1"].cluster
+    assert c.apiserver_extra_flags == {"insecure-port": 0, "event-ttl": "2h", "profiling": "false"}
+
+
+def test_version_with_v_prefix(inv: Inv) -> None:
+    inv.cluster["kube_version"] = "v1.35.3"
+    assert inv.load()["m1"].cluster.kube_version == "1.35.3"
+
+
+def test_ca_import_accepted_when_both_files_exist(inv: Inv, tmp_path: Path) -> None:
+    (tmp_path / "ca.crt").write_text("x")
+    (tmp_path / "ca.key").write_text("x")
+    inv.cluster.update(ca_cert_file=str(tmp_path / "ca.crt"), ca_key_file=str(tmp_path / "ca.key"))
+    c = inv.load()["m1"].cluster
+    assert (c.ca_cert_file, c.ca_key_file) == (str(tmp_path / "ca.crt"), str(tmp_path / "ca.key"))
+
+
+def test_node_data_is_not_validated(inv: Inv) -> None:
+    # Nodes only receive /etc/kubernetes/config rendered from the masters' values.
+    inv.nodes = [("n1", {"ssh_user": "root", "vip": "garbage"})]
+    assert inv.load()["n1"].cluster.vip == VIP
+
+
+def test_unknown_data_keys_are_ignored(inv: Inv) -> None:
+    # pyinfra's own data (ssh_user, connector data) shares host.data with ours.
+    inv.cluster.update(ssh_user="root", fake_delay=0)
+    inv.load()
+
+
+# ------------------------------------------------------------------ one bad value per case
+
+
+def _set(key, value, host=None):
+    def mutate(inv: Inv, tmp: Path) -> None:
+        (inv.master(host) if host else inv.cluster)[key] = value(tmp) if callable(value) else value
+
+    return mutate
+
+
+def _drop(key, host=None):
+    def mutate(inv: Inv, tmp: Path) -> None:
+        (inv.master(host) if host else inv.cluster).pop(key)
+
+    return mutate
+
+
+def _both(*mutators):
+    def mutate(inv: Inv, tmp: Path) -> None:
+        for m in mutators:
+            m(inv, tmp)
+
+    return mutate
+
+
+def _existing(name):
+    def make(tmp: Path) -> str:
+        path = tmp / name
+        path.write_text("-----BEGIN SOMETHING-----\n")
+        return str(path)
+
+    return make
+
+
+def _file_with(name, text):
+    def make(tmp: Path) -> str:
+        path = tmp / name
+        path.write_text(text)
+        return str(path)
+
+    return make
+
+
+def _no_masters(inv: Inv, tmp: Path) -> None:
+    inv.master_group = "controllers"
+
+
+NO_PASS: dict = {}
+
+# id: (mutation, env, [(host, key), ...], substring of the first expected problem)
+BAD = {
+    "bind-invalid-ip": (_set("bind_address", "10.9.0.300", "m1"), ENV, [("m1", "bind_address")], "10.9.0.300"),
+    "bind-not-an-ip": (_set("bind_address", "master-1", "m2"), ENV, [("m2", "bind_address")], "master-1"),
+    "bind-0.0.0.0": (_set("bind_address", "0.0.0.0", "m1"), ENV, [("m1", "bind_address")], "0.0.0.0 cannot be used"),
+    "bind-127.0.0.1": (_set("bind_address", "127.0.0.1", "m2"), ENV, [("m2", "bind_address")], "127.0.0.1 cannot be used"),
+    "bind-equals-vip": (_set("bind_address", VIP, "m2"), ENV, [("m2", "bind_address")], "equals the VIP"),
+    "vip-invalid": (_set("vip", "10.9.0.999"), ENV, [("m1", "vip")], "10.9.0.999"),
+    "vip-outside-subnet": (_set("vip", "10.8.0.100"), ENV, [("m1", "vip"), ("m2", "vip")], "not in the subnet"),
+    "vip-outside-prefix": (_set("vip_prefix", 30), ENV, [("m1", "vip"), ("m2", "vip")], "not in the subnet"),
+    "priority-duplicate": (_set("vrrp_priority", 120, "m2"), ENV, [("m2", "vrrp_priority")], "also m1's"),
+    "priority-0": (_set("vrrp_priority", 0, "m1"), ENV, [("m1", "vrrp_priority")], "outside 1-254"),
+    "priority-255": (_set("vrrp_priority", 255, "m2"), ENV, [("m2", "vrrp_priority")], "outside 1-254"),
+    "priority-string": (_set("vrrp_priority", "120", "m1"), ENV, [("m1", "vrrp_priority")], "not an integer"),
+    "priority-bool": (_set("vrrp_priority", True, "m1"), ENV, [("m1", "vrrp_priority")], "not an integer"),
+    "interface-bad": (_set("vrrp_interface", "eth0; rm -rf /", "m1"), ENV, [("m1", "vrrp_interface")], "not a plain name"),
+    "router-id-0": (_set("virtual_router_id", 0), ENV, [("m1", "virtual_router_id")], "outside 1-255"),
+    "router-id-256": (_set("virtual_router_id", 256), ENV, [("m1", "virtual_router_id")], "outside 1-255"),
+    "auth-pass-missing": (lambda inv, tmp: None, NO_PASS, [("m1", "vrrp_auth_pass_file")], "no VRRP password"),
+    "auth-pass-env-empty": (lambda inv, tmp: None, {AUTH_PASS_ENV: ""}, [("m1", "vrrp_auth_pass_file")], "no VRRP password"),
+    "auth-pass-env-9-chars": (lambda inv, tmp: None, {AUTH_PASS_ENV: "123456789"}, [("m1", "vrrp_auth_pass_file")], "9 characters"),
+    "auth-pass-file-9-chars": (
+        _set("vrrp_auth_pass_file", _file_with("pass", "abcdefghi\n")), NO_PASS, [("m1", "vrrp_auth_pass_file")], "9 characters",
+    ),
+    "auth-pass-file-empty": (_set("vrrp_auth_pass_file", _file_with("pass", "\n")), NO_PASS, [("m1", "vrrp_auth_pass_file")], "empty"),
+    "auth-pass-with-space": (lambda inv, tmp: None, {AUTH_PASS_ENV: "a b"}, [("m1", "vrrp_auth_pass_file")], "printable ASCII"),
+    "auth-file-missing": (
+        _set("vrrp_auth_pass_file", lambda tmp: str(tmp / "nope")), NO_PASS, [("m1", "vrrp_auth_pass_file")], "cannot read",
+    ),
+    "auth-file-is-a-directory": (
+        _set("vrrp_auth_pass_file", lambda tmp: str(tmp)), NO_PASS, [("m1", "vrrp_auth_pass_file")], "cannot read",
+    ),
+    "service-cidr-invalid": (_set("service_cluster_ip_range", "10.254.0.0/33"), ENV, [("m1", "service_cluster_ip_range")], "10.254.0.0/33"),
+    "service-cidr-garbage": (_set("service_cluster_ip_range", "services"), ENV, [("m1", "service_cluster_ip_range")], "services"),
+    "service-cidr-host-bits": (_set("service_cluster_ip_range", "10.254.0.1/16"), ENV, [("m1", "service_cluster_ip_range")], "host bits"),
+    "port-range-reversed": (_set("service_node_port_range", "32767-30000"), ENV, [("m1", "service_node_port_range")], "LOW < HIGH"),
+    "port-range-abc": (_set("service_node_port_range", "abc"), ENV, [("m1", "service_node_port_range")], "not LOW-HIGH"),
+    "port-range-zero": (_set("service_node_port_range", "0-10"), ENV, [("m1", "service_node_port_range")], "1 <= LOW"),
+    "port-range-too-high": (_set("service_node_port_range", "30000-65536"), ENV, [("m1", "service_node_port_range")], "65535"),
+    "etcd-http": (_set("etcd_servers", ["http://10.9.0.20:2379"]), ENV, [("m1", "etcd_servers")], "http://10.9.0.20:2379"),
+    "etcd-one-of-many-http": (
+        _set("etcd_servers", ["https://10.9.0.20:2379", "http://10.9.0.21:2379"]), ENV, [("m1", "etcd_servers")], "TLS",
+    ),
+    "etcd-no-port": (_set("etcd_servers", ["https://10.9.0.20"]), ENV, [("m1", "etcd_servers")], "https://HOST:PORT"),
+    "etcd-empty": (_set("etcd_servers", []), ENV, [("m1", "etcd_servers")], "non-empty"),
+    "version-unsupported": (_set("kube_version", "1.25.0"), ENV, [("m1", "kube_version")], "not supported"),
+    "version-banana": (_set("kube_version", "banana"), ENV, [("m1", "kube_version")], "banana"),
+    "version-no-patch": (_set("kube_version", "1.36"), ENV, [("m1", "kube_version")], "1.36"),
+    "extra-flag-unknown": (
+        _set("apiserver_extra_flags", {"no-such-flag": "x"}), ENV, [("m1", "apiserver_extra_flags")], "unknown kube-apiserver flag --no-such-flag",
+    ),
+    "extra-flag-removed": (
+        _set("apiserver_extra_flags", {"insecure-port": 0}), ENV, [("m1", "apiserver_extra_flags")], "--insecure-port was removed in 1.24",
+    ),
+    "extra-flag-klog-removed": (
+        _set("apiserver_extra_flags", {"logtostderr": True}), ENV, [("m1", "apiserver_extra_flags")], "--logtostderr was removed in 1.26",
+    ),
+    "extra-flag-too-new": (
+        _both(_set("kube_version", "1.20.2"), _set("apiserver_extra_flags", {"authentication-config": "/etc/kubernetes/authn.yaml"})),
+        ENV, [("m1", "apiserver_extra_flags")], "--authentication-config first appeared in 1.30",
+    ),
+    "extra-flag-bad-name": (_set("apiserver_extra_flags", {"Bad_Flag": "1"}), ENV, [("m1", "apiserver_extra_flags")], "not a flag name"),
+    "extra-flag-value-with-space": (
+        _set("apiserver_extra_flags", {"event-ttl": "1h --anonymous-auth=true"}), ENV, [("m1", "apiserver_extra_flags")], "one word",
+    ),
+    "extra-flags-not-a-mapping": (_set("apiserver_extra_flags", ["event-ttl=2h"]), ENV, [("m1", "apiserver_extra_flags")], "mapping"),
+    "ca-cert-file-missing": (
+        _both(_set("ca_cert_file", lambda tmp: str(tmp / "missing-ca.pem")), _set("ca_key_file", _existing("ca-key.pem"))),
+        ENV, [("m1", "ca_cert_file")], "does not exist",
+    ),
+    "ca-key-file-missing": (
+        _both(_set("ca_cert_file", _existing("ca.pem")), _set("ca_key_file", lambda tmp: str(tmp / "missing-key.pem"))),
+        ENV, [("m1", "ca_key_file")], "does not exist",
+    ),
+    "ca-cert-only": (_set("ca_cert_file", _existing("ca.pem")), ENV, [("m1", "ca_cert_file")], "needs both"),
+    "ca-key-only": (_set("ca_key_file", _existing("ca-key.pem")), ENV, [("m1", "ca_cert_file")], "needs both"),
+    "missing-vip": (_drop("vip"), ENV, [("m1", "vip")], "missing (required)"),
+    "missing-etcd-servers": (_drop("etcd_servers"), ENV, [("m1", "etcd_servers")], "missing (required)"),
+    "missing-bind-address": (_drop("bind_address", "m2"), ENV, [("m2", "bind_address")], "missing (required)"),
+    "missing-priority": (_drop("vrrp_priority", "m1"), ENV, [("m1", "vrrp_priority")], "missing (required)"),
+    "missing-interface": (_drop("vrrp_interface", "m2"), ENV, [("m2", "vrrp_interface")], "missing (required)"),
+    "required-set-to-none": (_set("vip", None), ENV, [("m1", "vip")], "missing (required)"),
+    "duplicate-bind-address": (_set("bind_address", "10.9.0.11", "m2"), ENV, [("m2", "bind_address")], "also m1's"),
+    "masters-disagree-vip": (_set("vip", "10.9.0.101", "m2"), ENV, [("m2", "vip")], "differs from m1's value"),
+    "masters-disagree-default": (_set("lb_port", 8443, "m2"), ENV, [("m2", "lb_port")], "differs from m1's value"),
+    "no-masters-group": (_no_masters, ENV, [("inventory", "masters")], "no host in the masters group"),
+    "sha256-missing": (_drop("kube_apiserver_sha256"), ENV, [("m1", "kube_apiserver_sha256")], "required when the binary is downloaded"),
+    "sha256-missing-binary-none": (
+        _both(_drop("kube_apiserver_sha256"), _set("kube_apiserver_binary", None)),
+        ENV, [("m1", "kube_apiserver_sha256")], "required when the binary is downloaded",
+    ),
+    "sha256-uppercase": (_set("kube_apiserver_sha256", SHA.upper()), ENV, [("m1", "kube_apiserver_sha256")], "lowercase hex"),
+    "sha256-short": (_set("kube_apiserver_sha256", "abc"), ENV, [("m1", "kube_apiserver_sha256")], "64"),
+    "binary-missing": (_set("kube_apiserver_binary", lambda tmp: str(tmp / "kube-apiserver")), ENV, [("m1", "kube_apiserver_binary")], "does not exist"),
+    "shutdown-delay-too-small": (_set("shutdown_delay_seconds", 2), ENV, [("m1", "shutdown_delay_seconds")], "at least 3s"),
+    "shutdown-delay-vs-slow-checks": (
+        _both(_set("haproxy_check_interval_ms", 2000), _set("haproxy_check_fall", 3)),
+        ENV, [("m1", "shutdown_delay_seconds")], "at least 8s",
+    ),
+    "haproxy-timeout-bad": (_set("haproxy_timeout", "forever"), ENV, [("m1", "haproxy_timeout")], "duration"),
+    "audit-level-unknown": (_set("audit_policy_rules", [{"level": "Everything"}]), ENV, [("m1", "audit_policy_rules")], "Everything"),
+    "subject-unknown-field": (_set("cert_subject", {"CN": "x"}), ENV, [("m1", "cert_subject")], "unknown subject fields"),
+    "san-bad": (_set("cert_extra_sans", ["not a name"]), ENV, [("m1", "cert_extra_sans")], "neither an IP"),
+    "allow-privileged-string": (_set("allow_privileged", "yes"), ENV, [("m1", "allow_privileged")], "true or false"),
+}
+
+
+@pytest.mark.parametrize("mutate, env, expected, reason", list(BAD.values()), ids=list(BAD))
+def test_bad_inventory(inv: Inv, tmp_path: Path, mutate, env, expected, reason) -> None:
+    mutate(inv, tmp_path)
+    problems = inv.problems(env=env)
+    lines = [problem_for(problems, host, key) for host, key in expected]
+    assert reason in lines[0], lines
+    # Only the broken thing is reported: one line per expected (host, key).
+    assert len(problems) == len(expected), problems
+
+
+def test_error_message_lists_every_problem(inv: Inv) -> None:
+    inv.master("m1")["bind_address"] = "0.0.0.0"
+    with pytest.raises(InventoryError) as exc:
+        inv.load()
+    text = str(exc.value)
+    assert "1 problem)" in text and "no host was changed" in text
+    assert "m1: bind_address: 0.0.0.0 cannot be used" in text
+
+
+def test_several_problems_reported_at_once(inv: Inv) -> None:
+    inv.master("m1")["bind_address"] = "0.0.0.0"
+    inv.master("m2")["vrrp_priority"] = 255
+    inv.cluster["vip"] = "not-an-ip"
+    inv.cluster["etcd_servers"] = ["http://10.9.0.20:2379"]
+    inv.cluster["service_node_port_range"] = "abc"
+    inv.cluster["apiserver_extra_flags"] = {"insecure-port": 0}
+    with pytest.raises(InventoryError) as exc:
+        inv.load(env={})
+    problems = exc.value.problems
+    expected = [
+        ("m1", "bind_address"),
+        ("m2", "vrrp_priority"),
+        ("m1", "vip"),
+        ("m1", "etcd_servers"),
+        ("m1", "service_node_port_range"),
+        ("m1", "apiserver_extra_flags"),
+        ("m1", "vrrp_auth_pass_file"),
+    ]
+    for host, key in expected:
+        problem_for(problems, host, key)
+    assert len(problems) == len(expected) == 7, problems
+    assert "(7 problems)" in str(exc.value)
+    assert all(f"  {p}" in str(exc.value) for p in problems)
+
+
+def test_relations_reported_together(tmp_path: Path) -> None:
+    inv = make_inventory(tmp_path, masters=3)
+    inv.master("m2")["vrrp_priority"] = 120
+    inv.master("m3")["vrrp_priority"] = 120
+    inv.master("m3")["bind_address"] = "10.9.0.11"
+    problems = inv.problems()
+    assert len(problems) == 3, problems
+    problem_for(problems, "m2", "vrrp_priority")
+    assert "also m1's" in problem_for(problems, "m3", "vrrp_priority")
+    assert "also m1's" in problem_for(problems, "m3", "bind_address")
+
+
+def test_auth_pass_file_is_unreadable(inv: Inv, tmp_path: Path) -> None:
+    if os.geteuid() == 0:
+        pytest.skip("root reads any file")
+    secret = tmp_path / "pass"
+    secret.write_text("s3cret\n")
+    secret.chmod(0)
+    inv.cluster["vrrp_auth_pass_file"] = str(secret)
+    assert "cannot read" in problem_for(inv.problems(env={}), "m1", "vrrp_auth_pass_file")
+
+
+def test_secret_never_in_problems(inv: Inv) -> None:
+    problems = inv.problems(env={AUTH_PASS_ENV: "toolong-secret"})
+    assert not any("toolong-secret" in p for p in problems)
