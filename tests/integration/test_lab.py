@@ -261,6 +261,24 @@ def test_health_without_or_with_kubeconfig(lab_up):
             assert proc.stdout.strip() == "ok"
 
 
+def test_mirror_is_read_from_apt_sources(tmp_path, monkeypatch):
+    from hakube.lab.tools import detect_mirror
+
+    monkeypatch.delenv("HAKUBE_MIRROR", raising=False)
+    (tmp_path / "sources.list.d").mkdir()
+    (tmp_path / "sources.list.d" / "debian.sources").write_text(
+        "Types: deb\nURIs: http://security.example/debian-security\nSuites: bookworm-security\n"
+        "Components: main\n\n"
+        "Types: deb deb-src\n# a comment\nURIs: http://mirror.example/debian/\n"
+        "Suites: bookworm bookworm-updates\nComponents: main\n")
+    assert detect_mirror(str(tmp_path)) == "http://mirror.example/debian"
+    (tmp_path / "sources.list.d" / "debian.sources").unlink()
+    (tmp_path / "sources.list").write_text(
+        "deb http://security.example/debian-security bookworm-security main\n"
+        "deb [arch=amd64 signed-by=/k.gpg] http://other.example/debian bookworm main\n")
+    assert detect_mirror(str(tmp_path)) == "http://other.example/debian"
+
+
 # --- keep last: down removes only the lab, then the lab is restored ----------------------------
 
 
