@@ -93,6 +93,36 @@ for _name in """
     FLAGS.setdefault(_name, Flag())
 
 
+#: Flags the deploy derives from data and its own files; extra flags may not override them.
+RESERVED: dict[str, str] = {
+    **{f: "bind_address" for f in ("advertise-address", "bind-address")},
+    "secure-port": "apiserver_port",
+    "etcd-servers": "etcd_servers",
+    "service-cluster-ip-range": "service_cluster_ip_range",
+    "service-node-port-range": "service_node_port_range",
+    "enable-admission-plugins": "admission_plugins",
+    "authorization-mode": "authorization_mode",
+    "allow-privileged": "allow_privileged",
+    "v": "log_level",
+    "event-ttl": "event_ttl",
+    "shutdown-delay-duration": "shutdown_delay_seconds",
+    "service-account-issuer": "service_account_issuer",
+    "audit-log-path": "audit_log_path",
+    "audit-log-maxage": "audit_log_maxage",
+    "audit-log-maxbackup": "audit_log_maxbackup",
+    "audit-log-maxsize": "audit_log_maxsize",
+    **{
+        f: "the deploy's PKI"
+        for f in (
+            "anonymous-auth", "tls-cert-file", "tls-private-key-file", "client-ca-file",
+            "service-account-key-file", "service-account-signing-key-file", "etcd-cafile",
+            "etcd-certfile", "etcd-keyfile", "kubelet-client-certificate", "kubelet-client-key",
+            "audit-policy-file", "logtostderr",
+        )
+    },
+}
+
+
 class FlagError(ValueError):
     pass
 
@@ -116,6 +146,14 @@ def is_supported(text: str) -> bool:
         return minor_of(text) in SUPPORTED_MINORS
     except ValueError:
         return False
+
+
+def extra_flag_problem(name: str, version: Version) -> str | None:
+    """Why ``--name`` cannot be an extra flag for ``version``, or None when it can."""
+    problem = flag_problem(name, version)
+    if problem is None and name in RESERVED:
+        return f"--{name} is set by the deploy (from {RESERVED[name]}); change that instead"
+    return problem
 
 
 def flag_problem(name: str, version: Version) -> str | None:
@@ -206,13 +244,7 @@ def apiserver_flags(s: "Settings") -> dict[str, dict[str, object]]:
             "shutdown-delay-duration": f"{c.shutdown_delay_seconds}s",
         },
     }
-    for name, value in c.apiserver_extra_flags.items():
-        for group in groups.values():
-            if name in group:
-                group[name] = value
-                break
-        else:
-            groups["KUBE_API_ARGS"][name] = value
+    groups["KUBE_API_ARGS"].update(c.apiserver_extra_flags)  # validated: never a RESERVED flag
     return groups
 
 

@@ -87,7 +87,7 @@ def _ensure_pki(pki_dir: str, sans: tuple, subject: pki.Subject, ca_import) -> C
     # ensure_cluster_pki reports reissues with print(); keep stdout clean for `pyinfra --json`.
     with contextlib.redirect_stdout(sys.stderr):
         ca, certs, (sa_pub, sa_key) = pki.ensure_cluster_pki(
-            pki_dir, pki.cluster_cert_specs(sans, subject), ca_import=ca_import
+            pki_dir, pki.cluster_cert_specs(sans, subject), ca_import=ca_import, ca_subject=subject
         )
     return ClusterPKI(ca_pem=ca.cert_pem, certs=certs, sa_pub=sa_pub, sa_key=sa_key)
 

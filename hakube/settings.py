@@ -492,7 +492,7 @@ def load_inventory(
     version = values["kube_version"]
     if version and values["apiserver_extra_flags"] is not None:
         for name in values["apiserver_extra_flags"]:
-            problem = flagmod.flag_problem(name, flagmod.minor_of(version))
+            problem = flagmod.extra_flag_problem(name, flagmod.minor_of(version))
             if problem:
                 col.add(first, "apiserver_extra_flags", f"{problem} (kube_version {version})")
     if (values["ca_cert_file"] is None) != (values["ca_key_file"] is None) and not any(

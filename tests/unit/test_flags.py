@@ -9,6 +9,7 @@ import pytest
 
 from hakube import flags
 from hakube.flags import FLAGS, FlagError, apiserver_env, config_env, flag_problem
+from hakube.settings import InventoryError
 
 from .conftest import VIP, make_inventory
 
@@ -128,21 +129,11 @@ def test_every_rendered_flag_is_accepted(tmp_path: Path, version: str) -> None:
 # ------------------------------------------------------------------ extra flags
 
 
-def test_extra_flag_overrides_default_in_place(tmp_path: Path) -> None:
-    s = _settings(tmp_path, apiserver_extra_flags={"event-ttl": "2h"})
-    default = _parse(apiserver_env(_settings(tmp_path / "d")))
-    groups = _parse(apiserver_env(s))
-    assert groups["KUBE_API_ARGS"]["event-ttl"] == "2h"
-    # Same position as the default: only the value changed.
-    assert list(groups["KUBE_API_ARGS"]) == list(default["KUBE_API_ARGS"])
-    assert apiserver_env(s)["KUBE_API_ARGS"].count("--event-ttl=") == 1
-
-
-def test_extra_flag_overrides_other_group_in_place(tmp_path: Path) -> None:
-    s = _settings(tmp_path, apiserver_extra_flags={"enable-admission-plugins": "NodeRestriction"})
-    groups = _parse(apiserver_env(s))
-    assert groups["KUBE_ADMISSION_CONTROL"] == {"enable-admission-plugins": "NodeRestriction"}
-    assert "enable-admission-plugins" not in groups["KUBE_API_ARGS"]
+@pytest.mark.parametrize("flag", ["event-ttl", "enable-admission-plugins", "bind-address", "anonymous-auth", "tls-cert-file"])
+def test_extra_flag_may_not_override_what_the_deploy_sets(tmp_path: Path, flag: str) -> None:
+    with pytest.raises(InventoryError) as e:
+        _settings(tmp_path, apiserver_extra_flags={flag: "x"})
+    assert f"m1: apiserver_extra_flags: --{flag} is set by the deploy" in str(e.value)
 
 
 def test_new_extra_flag_lands_in_api_args(tmp_path: Path) -> None:
@@ -159,10 +150,10 @@ def test_old_flag_rendered_for_1_20(tmp_path: Path) -> None:
 
 
 def test_rendering_does_not_mutate_settings(tmp_path: Path) -> None:
-    s = _settings(tmp_path, apiserver_extra_flags={"event-ttl": "2h"})
+    s = _settings(tmp_path, apiserver_extra_flags={"max-requests-inflight": 800})
     apiserver_env(s)
     apiserver_env(s)
-    assert s.cluster.apiserver_extra_flags == {"event-ttl": "2h"}
+    assert s.cluster.apiserver_extra_flags == {"max-requests-inflight": 800}
 
 
 def test_flag_error_for_removed_flag(tmp_path: Path) -> None:

@@ -123,9 +123,9 @@ def test_local_binary_needs_no_sha256(inv: Inv, tmp_path: Path) -> None:
 def test_old_flag_accepted_by_old_version(tmp_path: Path) -> None:
     # insecure-port was removed in 1.24, so 1.20 still takes it.
     inv = make_inventory(tmp_path, kube_version="1.20.2")
-    inv.cluster["apiserver_extra_flags"] = {"insecure-port": 0, "--event-ttl": "2h", "profiling": False}
+    inv.cluster["apiserver_extra_flags"] = {"insecure-port": 0, "--goaway-chance": "0.01", "profiling": False}
     c = inv.load()["m1"].cluster
-    assert c.apiserver_extra_flags == {"insecure-port": 0, "event-ttl": "2h", "profiling": "false"}
+    assert c.apiserver_extra_flags == {"insecure-port": 0, "goaway-chance": "0.01", "profiling": "false"}
 
 
 def test_version_with_v_prefix(inv: Inv) -> None:
