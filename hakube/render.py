@@ -135,7 +135,7 @@ def haproxy_files(cfg: Settings, p: ClusterPKI) -> list[DesiredFile]:
     return [
         DesiredFile(pki_paths["ca"], p.ca_pem),
         DesiredFile(pki_paths["crt"], pki.combined_pem(hc), mode="0600", secret=True),
-        DesiredFile(HAPROXY_CFG, content, validate="haproxy -c -q -f {path}"),
+        DesiredFile(HAPROXY_CFG, content, validate="haproxy -c -f {path}"),
     ]
 
 

@@ -95,12 +95,21 @@ class InventoryError(ValueError):
         )
 
 
+def short_name(host_name: str) -> str:
+    """``@docker/vm01`` -> ``vm01``: a name haproxy and keepalived accept."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", host_name.rsplit("/", 1)[-1])
+
+
 @dataclass(frozen=True)
 class Master:
     name: str
     bind_address: str
     vrrp_priority: int
     vrrp_interface: str
+
+    @property
+    def short_name(self) -> str:
+        return short_name(self.name)
 
 
 @dataclass(frozen=True)
@@ -169,6 +178,10 @@ class Settings:
     bind_address: str | None = None
     vrrp_priority: int | None = None
     vrrp_interface: str | None = None
+
+    @property
+    def short_name(self) -> str:
+        return short_name(self.host)
 
 
 # --- field checkers: each returns the clean value or raises ValueError with a short reason ---------

@@ -177,7 +177,7 @@ def test_haproxy_files(plans, two) -> None:
     _, p, _ = two
     pl = plans["m1"]
     cfg = _file(pl, render.HAPROXY_CFG)
-    assert cfg.validate == "haproxy -c -q -f {path}"
+    assert cfg.validate == "haproxy -c -f {path}"
     assert (cfg.mode, cfg.secret) == ("0644", False)
     crt = _file(pl, "/etc/haproxy/pki/healthcheck.pem")
     assert (crt.mode, crt.secret) == ("0600", True)
