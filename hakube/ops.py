@@ -165,3 +165,10 @@ def install_packages(names: list[str], **kwargs):
     if host.get_fact(Which, command="yum"):
         return yum.packages(packages=names, **kwargs)
     raise OperationError(f"{host.name}: no supported package manager (apt-get, dnf, yum)")
+
+
+def any_will_change(*ops) -> bool:
+    """Plan time: will any of ``ops`` change something? Restarts and reloads are only added when
+    so (a converged ``--dry`` then lists nothing) and carry ``_if=any_changed(...)`` as well, so at
+    execution time they follow what really changed."""
+    return any(op.will_change for op in ops)

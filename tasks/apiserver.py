@@ -13,7 +13,7 @@ from pyinfra.operations import server, systemd
 from pyinfra.operations.util import any_changed
 
 from hakube import flags
-from hakube.ops import binary, managed_file
+from hakube.ops import any_will_change, binary, managed_file
 from hakube.render import APISERVER_BINARY
 
 
@@ -49,11 +49,14 @@ def apply(cfg, plan, restart_on=()):
         known_paths=plan.paths,
     )
     env, unit = (managed_file(name=f"Install {f.path}", file=f, known_paths=plan.paths) for f in plan.apiserver)
-    systemd.daemon_reload(name="systemctl daemon-reload (unit changed)", _if=any_changed(unit))
-    server.shell(
-        name="Restart kube-apiserver, one master at a time, waiting for /readyz",
-        commands=[_restart_and_wait(cfg)],
-        _serial=True,
-        _if=any_changed(config, env, unit, binary_op, *restart_on),
-    )
+    if any_will_change(unit):
+        systemd.daemon_reload(name="systemctl daemon-reload (unit changed)", _if=any_changed(unit))
+    inputs = (config, env, unit, binary_op, *restart_on)
+    if any_will_change(*inputs):
+        server.shell(
+            name="Restart kube-apiserver, one master at a time, waiting for /readyz",
+            commands=[_restart_and_wait(cfg)],
+            _serial=True,
+            _if=any_changed(*inputs),
+        )
     systemd.service(name="kube-apiserver enabled and running", service="kube-apiserver", running=True, enabled=True)

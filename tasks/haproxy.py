@@ -9,7 +9,7 @@ from pyinfra.api import deploy
 from pyinfra.operations import server, systemd
 from pyinfra.operations.util import any_changed
 
-from hakube.ops import install_packages, managed_file
+from hakube.ops import any_will_change, install_packages, managed_file
 
 
 @deploy("haproxy")
@@ -20,4 +20,5 @@ def apply(cfg, plan):
     install_packages(["haproxy"], name="Install haproxy")
     files = [managed_file(name=f"Install {f.path}", file=f, known_paths=plan.paths) for f in haproxy_files]
     systemd.service(name="haproxy enabled and running", service="haproxy", running=True, enabled=True)
-    systemd.service(name="Reload haproxy (config changed)", service="haproxy", reloaded=True, _if=any_changed(*files))
+    if any_will_change(*files):
+        systemd.service(name="Reload haproxy (config changed)", service="haproxy", reloaded=True, _if=any_changed(*files))

@@ -9,7 +9,7 @@ from pyinfra.api import deploy
 from pyinfra.operations import server, systemd
 from pyinfra.operations.util import any_changed
 
-from hakube.ops import install_packages, managed_file
+from hakube.ops import any_will_change, install_packages, managed_file
 
 
 @deploy("keepalived")
@@ -21,4 +21,5 @@ def apply(cfg, plan):
     )
     conf = [managed_file(name=f"Install {f.path}", file=f, known_paths=plan.paths) for f in plan.keepalived]
     systemd.service(name="keepalived enabled and running", service="keepalived", running=True, enabled=True)
-    systemd.service(name="Reload keepalived (config changed)", service="keepalived", reloaded=True, _if=any_changed(*conf))
+    if any_will_change(*conf):
+        systemd.service(name="Reload keepalived (config changed)", service="keepalived", reloaded=True, _if=any_changed(*conf))
