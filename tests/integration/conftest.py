@@ -1,0 +1,239 @@
+"""Shared fixtures of the lab tests: the session lock, the real pyinfra CLI, clients through the VIP.
+
+Only the lab's own addresses (10.213.0.0/24) and loopback are ever contacted.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import http.client
+import json
+import os
+import ssl
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+import hakube.lab as lab
+
+REPO = lab.REPO
+PYINFRA = str(Path(sys.executable).parent / "pyinfra")
+IN_CI = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+CONFIG_DIRS = ("/etc/kubernetes", "/etc/haproxy", "/etc/keepalived")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def lab_session_lock():
+    """One user of the lab at a time (tests and `make bench` take this lock for their whole run)."""
+    if not lab.docker_available():
+        message = "Docker daemon not reachable (the lab tests need Docker)"
+        if IN_CI:
+            pytest.fail(f"{message}; CI=true, so this is a failure, not a skip")
+        pytest.skip(message)
+    lab.CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    with open(lab.CACHE_DIR / "lab-session.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+        fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+# --- the pyinfra CLI ------------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    args: list
+    returncode: int
+    stdout: str
+    stderr: str
+    seconds: float
+    data: dict = field(default_factory=dict)
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+    def changed(self) -> dict[str, list[str]]:
+        """Executed run: operation name -> hosts where it changed something."""
+        ops = self.data.get("results", {}).get("operations", [])
+        return {op["name"]: op["success"] for op in ops if op["success"]}
+
+    def errors(self) -> dict[str, list[str]]:
+        ops = self.data.get("results", {}).get("operations", [])
+        return {op["name"]: op["error"] for op in ops if op["error"]}
+
+    def planned_changes(self) -> dict[str, list[str]]:
+        """--dry run: operation name -> hosts it would (or might) change."""
+        return {
+            op["name"]: sorted(set(op["hosts_with_change"]) | set(op["hosts_with_conditional_change"]))
+            for op in self.data.get("plan", [])
+            if op["hosts_with_change"] or op["hosts_with_conditional_change"]
+        }
+
+    def describe(self) -> str:
+        return f"exit {self.returncode} after {self.seconds:.1f}s: {' '.join(self.args)}\n{self.stderr[-6000:]}"
+
+
+def deploy(inventory: str | Path = "inventory.py", *, dry: bool = False, env: dict | None = None,
+           timeout: float = 900) -> Run:
+    """`pyinfra [-y] INVENTORY deploy.py --json [--dry]` from the repository root, no stdin."""
+    args = [PYINFRA, *([] if dry else ["-y"]), str(inventory), "deploy.py", "--json", *(["--dry"] if dry else [])]
+    started = time.monotonic()
+    proc = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=timeout,
+                          stdin=subprocess.DEVNULL, env={**os.environ, **(env or {})})
+    run = Run(args, proc.returncode, proc.stdout, proc.stderr, time.monotonic() - started)
+    try:
+        run.data = json.loads(proc.stdout) if proc.stdout.strip() else {}
+    except json.JSONDecodeError:
+        run.data = {}
+    return run
+
+
+def assert_converged(run: Run) -> None:
+    assert run.returncode == 0, run.describe()
+    assert not run.errors(), run.describe()
+
+
+def assert_no_change(run: Run) -> None:
+    assert_converged(run)
+    assert run.changed() == {}, f"expected no change, got {run.changed()}"
+
+
+def variant_inventory(tmp_path: Path, cluster: dict | None = None, hosts: dict | None = None,
+                      name: str = "inventory_variant.py") -> Path:
+    """The real inventory.py with overrides: ``cluster`` keys and ``hosts`` {short name: {key: value}}."""
+    path = tmp_path / name
+    path.write_text(
+        "import json\n"
+        f"_ns = {{'__file__': {str(REPO / 'inventory.py')!r}}}\n"
+        f"exec(compile(open({str(REPO / 'inventory.py')!r}).read(), 'inventory.py', 'exec'), _ns)\n"
+        "masters, nodes = _ns['masters'], _ns['nodes']\n"
+        f"masters[1].update(json.loads({json.dumps(cluster or {})!r}))\n"
+        f"_hosts = json.loads({json.dumps(hosts or {})!r})\n"
+        "for _name, _data in masters[0]:\n"
+        "    _data.update(_hosts.get(_name.rsplit('/', 1)[-1], {}))\n"
+    )
+    return path
+
+
+# --- hosts ----------------------------------------------------------------------------------------
+
+
+def masters() -> tuple[str, ...]:
+    return lab.master_names(lab.masters_count())
+
+
+def sh(name: str, script: str, check: bool = True) -> subprocess.CompletedProcess:
+    return lab.docker_exec(name, "sh", "-c", script, check=check)
+
+
+def config_checksums(names=None) -> dict[str, str]:
+    """sha256, mode and owner of every file under the deploy's config dirs, per master."""
+    out = {}
+    for name in names or masters():
+        listing = sh(name, f"find {' '.join(CONFIG_DIRS)} -type f 2>/dev/null | sort | "
+                           "while read f; do echo \"$(sha256sum < \"$f\") $(stat -c %a:%U \"$f\") $f\"; done",
+                     check=False).stdout
+        out[name] = listing
+    return out
+
+
+def host_snapshot(name: str) -> str:
+    """Everything a deploy could touch on a fresh master: files under /etc, /usr/local, /root, packages."""
+    script = ("find /etc /usr/local /root -xdev -type f 2>/dev/null | sort | xargs -r sha256sum; "
+              "dpkg-query -W -f '${Package} ${Version}\\n'; systemctl list-units --no-legend --plain kube-apiserver.service haproxy.service keepalived.service")
+    return hashlib.sha256(sh(name, script, check=False).stdout.encode()).hexdigest()
+
+
+def holders() -> list[str]:
+    return lab.vip_holders()
+
+
+def wait_for(predicate, timeout: float, interval: float = 0.1, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+# --- clients through the VIP ------------------------------------------------------------------------
+
+
+def client_context(cert: str = "admin", ca: Path | None = None) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=str(ca or lab.PKI_DIR / "ca.pem"))
+    ctx.check_hostname = False  # the VIP is an IP SAN; the chain is still verified
+    if cert:
+        ctx.load_cert_chain(str(lab.PKI_DIR / f"{cert}.pem"), str(lab.PKI_DIR / f"{cert}-key.pem"))
+    return ctx
+
+
+def api_get(path: str = "/readyz", *, host: str = lab.VIP, port: int = 6443, timeout: float = 1.0,
+            ctx: ssl.SSLContext | None = None) -> tuple[int, str]:
+    """One GET on a fresh connection; (status, body), or (0, error) when the connection failed."""
+    conn = http.client.HTTPSConnection(host, port, timeout=timeout, context=ctx or client_context())
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        return resp.status, resp.read().decode(errors="replace")
+    except (OSError, http.client.HTTPException) as e:
+        return 0, f"{type(e).__name__}: {e}"
+    finally:
+        conn.close()
+
+
+def api_ok() -> bool:
+    status, body = api_get()
+    return status == 200 and body.strip() == "ok"
+
+
+class Prober:
+    """Calls /readyz through the VIP every ``interval`` seconds in a thread; records (t, ok, detail)."""
+
+    def __init__(self, interval: float = 0.1, path: str = "/readyz"):
+        self.interval, self.path = interval, path
+        self.samples: list[tuple[float, bool, str]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._ctx = client_context()
+
+    def _run(self):
+        while not self._stop.is_set():
+            started = time.monotonic()
+            status, body = api_get(self.path, ctx=self._ctx, timeout=2.0)
+            self.samples.append((started, status == 200, f"{status} {body[:80]}"))
+            self._stop.wait(max(0.0, self.interval - (time.monotonic() - started)))
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    @property
+    def failures(self) -> list[tuple[float, bool, str]]:
+        return [s for s in self.samples if not s[1]]
+
+
+# --- fixtures -------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def converged():
+    """The 2-master lab with the deploy applied (idempotent: a converged lab is just re-checked)."""
+    proc = subprocess.run([sys.executable, "-m", "hakube.lab", "up"], cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    run = deploy()
+    assert_converged(run)
+    wait_for(api_ok, 30, what="the API through the VIP")
+    return run
