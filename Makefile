@@ -12,9 +12,11 @@ VENV_STAMP := .venv/.hakube-installed
 MAKEFLAGS += --no-print-directory
 
 .DEFAULT_GOAL := help
-.PHONY: help .venv host-deps lab-up lab-down lab-status
+.PHONY: help .venv host-deps lab lab-up lab-down lab-status test test-unit test-lab
 
 help:
+	@echo "make lab          the main job: venv, images, apiserver build, lab up, deploy, health through the VIP"
+	@echo "make test         unit tests and the lab's integration tests (Docker)"
 	@echo "make .venv        create/refresh the virtualenv (pip install -e '.[test]')"
 	@echo "make host-deps    apt-get install the host tools the lab needs (if missing)"
 	@echo "make lab-up       start the Docker lab (MASTERS=2|3, default 2)"
@@ -50,4 +52,16 @@ lab-down:
 lab-status:
 	@$(PY) -m hakube.lab status
 
-# lab, test, bench: maintained by the lead (not defined here yet).
+# The main job on a fresh machine: everything is built or reused, then the deploy runs for real.
+lab: $(VENV_STAMP) host-deps
+	$(PY) -m hakube.lab up --masters $(MASTERS)
+	LAB_MASTERS=$(MASTERS) .venv/bin/pyinfra -y inventory.py deploy.py
+	$(PY) -m hakube.lab health
+
+# Unit tests (fast, no Docker), then the integration tests on the real lab (they bring it up).
+test: $(VENV_STAMP) host-deps
+	$(PY) -m pytest tests/unit -q
+	$(PY) -m pytest tests/integration -v -rs --durations=15
+
+test-unit: $(VENV_STAMP)
+	$(PY) -m pytest tests/unit -q
