@@ -26,6 +26,9 @@ FILES = ROOT / "files"
 
 APISERVER_BINARY = "/usr/local/bin/kube-apiserver"
 APISERVER_UNIT = "/etc/systemd/system/kube-apiserver.service"
+AGENT_SOCKET = "/etc/systemd/system/kube-apiserver-agent.socket"
+AGENT_SERVICE = "/etc/systemd/system/kube-apiserver-agent@.service"
+AGENT_STATE = "/run/kube-apiserver-agent"  # "drain" during a deploy's restart; absent = ready
 HAPROXY_CFG = "/etc/haproxy/haproxy.cfg"
 HAPROXY_PKI = "/etc/haproxy/pki"
 KEEPALIVED_CONF = "/etc/keepalived/keepalived.conf"
@@ -123,6 +126,14 @@ def apiserver_files(cfg: Settings) -> list[DesiredFile]:
     ]
 
 
+def agent_files(cfg: Settings) -> list[DesiredFile]:
+    """Per master: the haproxy agent-check responder (a systemd socket, no daemon of its own)."""
+    return [
+        DesiredFile(AGENT_SOCKET, render("kube-apiserver-agent.socket.j2", cfg=cfg, c=cfg.cluster)),
+        DesiredFile(AGENT_SERVICE, render("kube-apiserver-agent@.service.j2", state_file=AGENT_STATE)),
+    ]
+
+
 def keepalived_files(cfg: Settings) -> list[DesiredFile]:
     content = render("keepalived.conf.j2", cfg=cfg, c=cfg.cluster)
     return [DesiredFile(KEEPALIVED_CONF, content, mode="0600", secret=True, validate="keepalived -t -f {path}")]
@@ -163,25 +174,33 @@ class Plan:
     audit: list
     config: DesiredFile
     apiserver: list
+    agent: list
     keepalived: list
     haproxy: list
     kubeconfig: list
 
     @property
+    def files(self) -> list[DesiredFile]:
+        return [self.config, *self.certs, *self.audit, *self.apiserver, *self.agent, *self.keepalived,
+                *self.haproxy, *self.kubeconfig]
+
+    @property
     def paths(self) -> tuple[str, ...]:
-        files = [self.config, *self.certs, *self.audit, *self.apiserver, *self.keepalived, *self.haproxy, *self.kubeconfig]
-        return tuple(sorted({f.path for f in files} | ({APISERVER_BINARY, SYSCTL_CONF} if self.certs else set())))
+        """Every managed path (the binary too), checked on the host with one command."""
+        binary = {APISERVER_BINARY} if self.certs else set()
+        return tuple(sorted({f.path for f in self.files} | binary))
 
 
 def plan(cfg: Settings, p: ClusterPKI | None) -> Plan:
     """All desired files of ``cfg.host`` (nodes get only /etc/kubernetes/config)."""
     if not cfg.is_master:
-        return Plan([], [], config_file(cfg), [], [], [], [])
+        return Plan([], [], config_file(cfg), [], [], [], [], [])
     return Plan(
         certs=certs_files(cfg, p),
         audit=audit_files(cfg),
         config=config_file(cfg),
         apiserver=apiserver_files(cfg),
+        agent=agent_files(cfg),
         keepalived=keepalived_files(cfg),
         haproxy=[sysctl_file(), *haproxy_files(cfg, p)],
         kubeconfig=kubeconfig_files(cfg, p),

@@ -43,6 +43,7 @@ KEYS: tuple[Key, ...] = (
     Key("keepalived_extra_global_defs", [], "Raw lines added to keepalived's global_defs."),
     # haproxy.
     Key("lb_port", 6443, "Port haproxy listens on at the VIP."),
+    Key("haproxy_agent_port", 6444, "Port of each master's haproxy agent (drains an apiserver before the deploy restarts it)."),
     Key("haproxy_check_interval_ms", 1000, "haproxy health-check interval (GET /readyz with a client certificate)."),
     Key("haproxy_check_fall", 2, "Failed checks before a backend leaves rotation."),
     Key("haproxy_check_rise", 2, "Good checks before a backend returns to rotation."),
@@ -122,6 +123,7 @@ class Cluster:
     vrrp_auth_pass: str
     keepalived_extra_global_defs: tuple[str, ...]
     lb_port: int
+    haproxy_agent_port: int
     haproxy_check_interval_ms: int
     haproxy_check_fall: int
     haproxy_check_rise: int
@@ -370,6 +372,7 @@ CHECKS: dict[str, Callable[[Any], Any]] = {
     "vrrp_auth_pass_file": lambda v: None if v is None else str(v),
     "keepalived_extra_global_defs": _lines,
     "lb_port": _int_in(1, 65535),
+    "haproxy_agent_port": _int_in(1, 65535),
     "haproxy_check_interval_ms": _int_in(100, 60000),
     "haproxy_check_fall": _int_in(1, 100),
     "haproxy_check_rise": _int_in(1, 100),
@@ -540,3 +543,18 @@ def load_inventory(
             vrrp_interface=m.vrrp_interface if m else None,
         )
     return out
+
+
+def keys_markdown() -> str:
+    """The README's table of data keys (`python -m hakube.settings` prints it)."""
+    import json
+
+    rows = ["| key | default | meaning |", "|---|---|---|"]
+    for k in KEYS:
+        default = "**required**" if k.default is REQUIRED else "—" if k.default is None else f"`{json.dumps(k.default)}`"
+        rows.append(f"| `{k.name}`{' *(per master)*' if k.per_host else ''} | {default} | {k.doc} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(keys_markdown())

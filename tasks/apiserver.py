@@ -2,8 +2,9 @@
 
 Tutorial: 配置kube-apiserver运行参数 / 配置kube-apiserver服务 / 启动kube-apiserver.
 /etc/kubernetes/config goes to every host (masters and nodes), the rest to masters only. The
-apiserver restarts only when something it reads changed, one master at a time, and the next
-master waits until this one answers /readyz and haproxy has put it back into rotation.
+apiserver restarts only when something it reads changed, one master at a time: the master is
+first drained (its haproxy agent answers "drain", so no haproxy sends it new connections), then
+restarted; the next master waits until this one answers /readyz and haproxy has put it back.
 """
 
 import shlex
@@ -14,7 +15,7 @@ from pyinfra.operations.util import any_changed
 
 from hakube import flags
 from hakube.ops import any_will_change, binary, managed_file
-from hakube.render import APISERVER_BINARY
+from hakube.render import AGENT_STATE, APISERVER_BINARY
 
 
 def _restart_and_wait(cfg) -> str:
@@ -27,9 +28,12 @@ def _restart_and_wait(cfg) -> str:
     )
     # After /readyz is ok, haproxy needs `rise` good checks before this master takes traffic again.
     back_in_rotation = (c.haproxy_check_rise + 1) * c.haproxy_check_interval_ms / 1000
+    state = AGENT_STATE
     return (
+        f"trap 'rm -f {state}' EXIT; "  # never leave a master drained, whatever happens
+        f"echo drain > {state} && sleep 1.5 && "  # agent-inter is 0.5 s: every haproxy has seen it
         "systemctl restart kube-apiserver && "
-        f"for i in $(seq 1 120); do {curl} && break; sleep 1; done && {curl} && "
+        f"for i in $(seq 1 120); do {curl} && break; sleep 1; done && {curl} && rm -f {state} && "
         f"{{ systemctl is-active -q haproxy && sleep {back_in_rotation:g} || true; }}"
     )
 
@@ -49,8 +53,14 @@ def apply(cfg, plan, restart_on=()):
         known_paths=plan.paths,
     )
     env, unit = (managed_file(name=f"Install {f.path}", file=f, known_paths=plan.paths) for f in plan.apiserver)
-    if any_will_change(unit):
-        systemd.daemon_reload(name="systemctl daemon-reload (unit changed)", _if=any_changed(unit))
+    agent = [managed_file(name=f"Install {f.path}", file=f, known_paths=plan.paths) for f in plan.agent]
+    if any_will_change(unit, *agent):
+        systemd.daemon_reload(name="systemctl daemon-reload (units changed)", _if=any_changed(unit, *agent))
+    systemd.service(name="haproxy agent socket enabled and listening", service="kube-apiserver-agent.socket",
+                    running=True, enabled=True)
+    if any_will_change(agent[0]):
+        systemd.service(name="Restart the agent socket (address changed)", service="kube-apiserver-agent.socket",
+                        restarted=True, _if=any_changed(agent[0]))
     inputs = (config, env, unit, binary_op, *restart_on)
     if any_will_change(*inputs):
         server.shell(

@@ -147,7 +147,7 @@ def test_restart_and_reloads_are_conditional(run) -> None:
     by_name = {op["name"]: op for op in plan}
     for name in (
         "kube-apiserver | Restart kube-apiserver, one master at a time, waiting for /readyz",
-        "kube-apiserver | systemctl daemon-reload (unit changed)",
+        "kube-apiserver | systemctl daemon-reload (units changed)",
         "keepalived | Reload keepalived (config changed)",
         "haproxy | Reload haproxy (config changed)",
     ):

@@ -42,7 +42,7 @@ def plans(two):
 
 
 def _files(pl: render.Plan) -> list[DesiredFile]:
-    return [pl.config, *pl.certs, *pl.audit, *pl.apiserver, *pl.keepalived, *pl.haproxy, *pl.kubeconfig]
+    return pl.files
 
 
 def _file(pl: render.Plan, path: str) -> DesiredFile:
@@ -367,13 +367,14 @@ def test_plan_paths_cover_every_file(plans) -> None:
         pl = plans[host]
         paths = [f.path for f in _files(pl)]
         assert len(paths) == len(set(paths)), paths
-        assert set(pl.paths) == set(paths) | {render.APISERVER_BINARY, render.SYSCTL_CONF}
+        assert set(pl.paths) == set(paths) | {render.APISERVER_BINARY}
         assert list(pl.paths) == sorted(pl.paths)
 
 
 def test_master_plan_contents(plans) -> None:
     pl = plans["m1"]
     assert [f.path for f in pl.apiserver] == ["/etc/kubernetes/apiserver", render.APISERVER_UNIT]
+    assert [f.path for f in pl.agent] == [render.AGENT_SOCKET, render.AGENT_SERVICE]
     assert [f.path for f in pl.keepalived] == [render.KEEPALIVED_CONF]
     assert [f.path for f in pl.haproxy] == [render.SYSCTL_CONF, "/etc/haproxy/pki/ca.pem", "/etc/haproxy/pki/healthcheck.pem", render.HAPROXY_CFG]
     assert [f.path for f in pl.kubeconfig] == [render.KUBECONFIG]
