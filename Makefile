@@ -12,7 +12,7 @@ VENV_STAMP := .venv/.hakube-installed
 MAKEFLAGS += --no-print-directory
 
 .DEFAULT_GOAL := help
-.PHONY: help .venv host-deps lab lab-up lab-down lab-status test test-unit test-lab
+.PHONY: help .venv host-deps lab lab-up lab-down lab-status test test-unit test-lab bench
 
 help:
 	@echo "make lab          the main job: venv, images, apiserver build, lab up, deploy, health through the VIP"
@@ -65,3 +65,8 @@ test: $(VENV_STAMP) host-deps
 
 test-unit: $(VENV_STAMP)
 	$(PY) -m pytest tests/unit -q
+
+# Wall times on the lab (not part of `make test`): first apply, no-op, --dry, the floor, VIP failover.
+# Prints a table, writes bench/results.json. BENCH_RUNS=5 runs per figure (default). Takes the lab lock.
+bench: $(VENV_STAMP) host-deps
+	$(PY) -m hakube.bench

@@ -1,0 +1,801 @@
+"""`make bench`: wall times of the deploy on the Docker lab, its floor, and VIP failover.
+
+    python -m hakube.bench            # BENCH_RUNS=5 (default): every figure is a median of 5 runs
+
+What it measures (each a median of BENCH_RUNS runs, min and max shown):
+
+* first apply on a fresh lab: ``python -m hakube.lab down``, ``up --masters 2`` (timed apart, not
+  counted), then ``pyinfra -y inventory.py deploy.py``;
+* no-op re-apply on the converged lab, ``--dry`` on the converged lab, and the **floor**: a deploy
+  with one operation running ``true`` once per host (``bench/floor.py``) against the same
+  containers; no-op, dry and floor runs are interleaved round by round so drift hits all three;
+* remote commands per host of one more (untimed) no-op run: a ``docker`` shim first in PATH logs
+  every ``docker exec``/``docker cp`` (the ground truth count, per container, with its duration),
+  and ``bench/pyinfra_traced.py`` (pyinfra's own CLI plus a logging hook) says which operation and
+  which fact issued each command; the two logs are joined per host in order;
+* VIP failover: ``systemctl stop haproxy`` on the VIP holder -> first HTTP 200 "ok" from GET
+  /readyz through the VIP with the admin client certificate; probes start every 50 ms on fresh
+  connections; the clock starts when the stop command is issued.
+
+Targets: no-op re-apply <= 3 x floor; failover median <= 3 x vrrp_advert_int + 1 s.
+Writes bench/results.json (git-ignored) and prints a table. Holds the lab-session lock
+(~/.cache/hakube/lab-session.lock) for the whole run, like the lab tests. Only the lab's
+addresses (10.213.0.0/24) and loopback are contacted. Leaves the lab converged (2 masters).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import contextlib
+import datetime as _dt
+import fcntl
+import json
+import os
+import platform
+import runpy
+import shlex
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import hakube.lab as lab
+
+REPO = lab.REPO
+BENCH_DIR = REPO / "bench"
+RESULTS_FILE = BENCH_DIR / "results.json"
+FLOOR_DEPLOY = "bench/floor.py"
+TRACED_PYINFRA = BENCH_DIR / "pyinfra_traced.py"
+PYINFRA = str(Path(sys.executable).parent / "pyinfra")
+LOCK_FILE = lab.CACHE_DIR / "lab-session.lock"
+BENCH_MASTERS = 2
+DEFAULT_RUNS = 5
+NOOP_FLOOR_FACTOR = 3.0
+WATCH_AFTER_S = 90  # a pyinfra run this long gets the lab checked every 10 s
+_T0 = time.monotonic()
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.monotonic() - _T0:6.1f}s] {msg}", file=sys.stderr, flush=True)
+
+
+class BenchError(Exception):
+    pass
+
+
+# --- statistics -----------------------------------------------------------------------------------
+
+
+def figure(samples: list[float], unit: str, description: str, **extra) -> dict:
+    """A figure of results.json: median, min, max of the samples, with its unit."""
+    values = [s for s in samples if s is not None]
+    out = {
+        "description": description,
+        "unit": unit,
+        "runs": len(values),
+        "median": round(statistics.median(values), 3) if values else None,
+        "min": round(min(values), 3) if values else None,
+        "max": round(max(values), 3) if values else None,
+        "samples": [round(s, 3) if s is not None else None for s in samples],
+    }
+    out.update(extra)
+    return out
+
+
+# --- the lock -------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def session_lock():
+    """Exclusive flock on the lab-session lock for the whole bench (the lab tests take it too)."""
+    lab.CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    with open(LOCK_FILE, "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log(f"the lab is in use (lock {LOCK_FILE}); waiting for it")
+            started = time.monotonic()
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            log(f"got the lab-session lock after {time.monotonic() - started:.0f}s")
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+# --- pyinfra --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    args: list
+    returncode: int
+    stdout: str
+    stderr: str
+    seconds: float
+    data: dict = field(default_factory=dict)
+
+    def changed(self) -> dict[str, list[str]]:
+        ops = (self.data.get("results") or {}).get("operations", [])
+        return {op["name"]: op["success"] for op in ops if op["success"]}
+
+    def errors(self) -> dict[str, list[str]]:
+        ops = (self.data.get("results") or {}).get("operations", [])
+        return {op["name"]: op["error"] for op in ops if op["error"]}
+
+    def planned_changes(self) -> dict[str, list[str]]:
+        return {
+            op["name"]: sorted(set(op["hosts_with_change"]) | set(op["hosts_with_conditional_change"]))
+            for op in self.data.get("plan", [])
+            if op["hosts_with_change"] or op["hosts_with_conditional_change"]
+        }
+
+    def check(self, what: str) -> "Run":
+        if self.returncode != 0 or self.errors():
+            raise BenchError(f"{what} failed (exit {self.returncode}, errors {self.errors()}) after "
+                             f"{self.seconds:.1f}s: {' '.join(map(str, self.args))}\n{self.stderr[-4000:]}")
+        return self
+
+
+def _clean_env(extra: dict | None = None) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYINFRA_")}
+    env["LAB_MASTERS"] = str(BENCH_MASTERS)  # the bench lab has 2 masters, whatever the caller exported
+    env.update(extra or {})
+    return env
+
+
+def pyinfra(deploy_file: str = "deploy.py", *, dry: bool = False, env: dict | None = None,
+            traced: Path | None = None, timeout: float = 900) -> Run:
+    """``pyinfra [-y] inventory.py DEPLOY --json [--dry]`` from the repository root, timed."""
+    args = [*([] if dry else ["-y"]), "inventory.py", deploy_file, "--json", *(["--dry"] if dry else [])]
+    cmd = [sys.executable, str(TRACED_PYINFRA), str(traced), *args] if traced else [PYINFRA, *args]
+    started = time.monotonic()
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            stdin=subprocess.DEVNULL, env=_clean_env(env), start_new_session=True)
+    # The lab is only looked at once a run takes longer than any sane one (no noise in normal runs):
+    # a paused or stopped container makes `docker exec` hang forever.
+    patience = WATCH_AFTER_S
+    while True:
+        try:
+            stdout, stderr = proc.communicate(timeout=patience)
+            break
+        except subprocess.TimeoutExpired:
+            patience = 10
+            elapsed = time.monotonic() - started
+            trouble = lab_trouble()
+            if trouble or elapsed > timeout:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)  # pyinfra and its docker children (ours)
+                stdout, stderr = proc.communicate()
+                why = trouble or f"no result after {timeout:.0f}s"
+                raise BenchError(f"`{' '.join(cmd)}` stopped after {elapsed:.0f}s: {why}\n{stderr[-3000:]}")
+    run = Run(cmd, proc.returncode, stdout, stderr, time.monotonic() - started)
+    try:
+        run.data = json.loads(stdout) if stdout.strip() else {}
+    except json.JSONDecodeError:
+        run.data = {}
+    return run
+
+
+def lab_trouble() -> str:
+    """'' when every bench container runs; else what is wrong (someone else is using the lab)."""
+    problems = []
+    for name in (*lab.master_names(BENCH_MASTERS), lab.ETCD_NAME):
+        state = lab.container_state(name)
+        if state != "running":
+            problems.append(f"{name} is {state}")
+    if not problems:
+        return ""
+    return ("; ".join(problems) + " -- the bench holds the lab-session lock, so something is using the "
+            "lab without it")
+
+
+def lab_cli(*args: str, timeout: float = 900) -> float:
+    """``python -m hakube.lab ARGS``; returns its wall time."""
+    started = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "hakube.lab", *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    if proc.returncode != 0:
+        raise BenchError(f"`python -m hakube.lab {' '.join(args)}` failed:\n{proc.stderr[-4000:]}")
+    return time.monotonic() - started
+
+
+# --- the API through the VIP ----------------------------------------------------------------------
+
+
+def client_context(cert: str = "admin"):
+    import ssl
+
+    ctx = ssl.create_default_context(cafile=str(lab.PKI_DIR / "ca.pem"))
+    ctx.check_hostname = False  # the VIP is an IP SAN; the chain is still verified
+    ctx.load_cert_chain(str(lab.PKI_DIR / f"{cert}.pem"), str(lab.PKI_DIR / f"{cert}-key.pem"))
+    return ctx
+
+
+def api_get(path: str = "/readyz", *, ctx, host: str = lab.VIP, port: int = 6443,
+            timeout: float = 1.0) -> tuple[int, str]:
+    """One GET on a fresh connection (no proxies); (status, body) or (0, error)."""
+    import http.client
+
+    conn = http.client.HTTPSConnection(host, port, timeout=timeout, context=ctx)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        return resp.status, resp.read().decode(errors="replace")
+    except (OSError, http.client.HTTPException) as e:
+        return 0, f"{type(e).__name__}: {e}"
+    finally:
+        conn.close()
+
+
+def api_ok(ctx, timeout: float = 2.0) -> bool:
+    status, body = api_get(ctx=ctx, timeout=timeout)
+    return status == 200 and body.strip() == "ok"
+
+
+def wait_for(predicate, timeout: float, interval: float = 0.2, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise BenchError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
+
+
+# --- failover -------------------------------------------------------------------------------------
+
+
+def _sh(name: str, script: str, timeout: float = 30) -> subprocess.CompletedProcess:
+    return lab.docker_exec(name, "sh", "-c", script, check=False, timeout=timeout)
+
+
+def keepalived_state(name: str) -> str:
+    """MASTER | BACKUP | FAULT from keepalived's last state transition in the journal ('' if none)."""
+    out = _sh(name, "systemctl is-active -q keepalived && journalctl -u keepalived -o cat --no-pager -n 300 "
+                    "| grep -Eio 'entering (MASTER|BACKUP|FAULT) state' | tail -n 1").stdout
+    words = out.split()
+    return words[1].upper() if len(words) == 3 else ""
+
+
+def _active(name: str, unit: str) -> bool:
+    return _sh(name, f"systemctl is-active -q {unit}").returncode == 0
+
+
+def wait_failover_ready(ctx, masters: tuple[str, ...], timeout: float = 90) -> str:
+    """Exactly one master holds the VIP, the API answers through it, and every other master runs
+    haproxy with keepalived in BACKUP (so the next failover has somewhere to go). Returns the holder."""
+
+    def ready():
+        holders = lab.vip_holders(masters)
+        if len(holders) != 1 or not api_ok(ctx):
+            return None
+        for other in masters:
+            if other == holders[0]:
+                continue
+            if not _active(other, "haproxy") or keepalived_state(other) != "BACKUP":
+                return None
+        return holders[0]
+
+    holder = wait_for(ready, timeout, interval=0.3, what="one VIP holder, the API, and BACKUP peers")
+    # the new backup's haproxy needs `rise` good checks before its backends count as up
+    time.sleep(1.0)
+    return wait_for(ready, timeout, interval=0.3, what="a stable VIP holder") or holder
+
+
+def first_good_answer(ctx, deadline: float, interval: float = 0.05, timeout: float = 1.0) -> float | None:
+    """Start a /readyz probe through the VIP every ``interval`` s (fresh connection each) until one
+    answers 200 "ok"; the monotonic time that first good answer arrived, or None at ``deadline``."""
+    done = threading.Event()
+    lock = threading.Lock()
+    good: list[float] = []
+
+    def probe():
+        status, body = api_get(ctx=ctx, timeout=timeout)
+        arrived = time.monotonic()
+        if status == 200 and body.strip() == "ok":
+            with lock:
+                good.append(arrived)
+            done.set()
+
+    threads: list[threading.Thread] = []
+    while not done.is_set() and time.monotonic() < deadline:
+        t = threading.Thread(target=probe, daemon=True)
+        t.start()
+        threads = [th for th in threads if th.is_alive()] + [t]
+        done.wait(interval)
+    for t in threads:
+        t.join(timeout + 1)
+    return min(good) if good else None
+
+
+def failover_sample(ctx, masters: tuple[str, ...], timeout: float = 30) -> dict:
+    holder = wait_failover_ready(ctx, masters)
+    t0 = time.monotonic()
+    stop = lab.docker_exec(holder, "systemctl", "stop", "haproxy", check=False, timeout=30)
+    stopped = time.monotonic()
+    try:
+        if stop.returncode != 0:
+            raise BenchError(f"`systemctl stop haproxy` on {holder} failed: {stop.stderr.strip()}")
+        answered = first_good_answer(ctx, deadline=t0 + timeout)
+        new_holders = lab.vip_holders(masters)
+    finally:
+        lab.docker_exec(holder, "systemctl", "start", "haproxy", check=False, timeout=60)
+    sample = {
+        "seconds": round(answered - t0, 3) if answered else None,
+        "stop_command_s": round(stopped - t0, 3),
+        "from": holder,
+        "to": new_holders,
+    }
+    wait_failover_ready(ctx, masters)  # haproxy back, one holder, API answers, peer in BACKUP
+    return sample
+
+
+def advert_int() -> float:
+    """vrrp_advert_int of the inventory the bench deploys (inventory.py)."""
+    ns = runpy.run_path(str(REPO / "inventory.py"))
+    return float(ns["masters"][1]["vrrp_advert_int"])
+
+
+# --- remote command counting ----------------------------------------------------------------------
+
+SHIM = """#!{python}
+# hakube bench: log every docker invocation (argv, start time, duration, exit code), then run it.
+import json, os, subprocess, sys, time
+started = time.time()
+rc = subprocess.call([{real!r}, *sys.argv[1:]])
+line = json.dumps({{"t": started, "d": round(time.time() - started, 4), "rc": rc, "argv": sys.argv[1:]}})
+fd = os.open({log!r}, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+os.write(fd, (line + "\\n").encode())
+os.close(fd)
+sys.exit(rc)
+"""
+
+_EXEC_VALUE_FLAGS = {"-e", "--env", "--env-file", "-u", "--user", "-w", "--workdir", "--detach-keys"}
+
+
+def _shim_entry(argv: list[str]) -> tuple[str, str, str]:
+    """(kind, container, command text) of one logged docker invocation."""
+    if not argv:
+        return "other", "", ""
+    if argv[0] == "exec":
+        i = 1
+        while i < len(argv) and argv[i].startswith("-"):
+            i += 2 if argv[i] in _EXEC_VALUE_FLAGS else 1
+        container = argv[i] if i < len(argv) else ""
+        rest = argv[i + 1:]
+        text = " ".join(rest)
+        # pyinfra: docker exec -i C sh -c "sh -c '<command>'" -> <command>
+        for _ in range(3):
+            if len(rest) >= 3 and rest[0] == "sh" and rest[1] == "-c":
+                text = rest[2]
+                try:
+                    rest = shlex.split(text)
+                except ValueError:
+                    break
+            else:
+                break
+        return "exec", container, text
+    if argv[0] == "cp":
+        for arg in argv[1:]:
+            if ":" in arg and not arg.startswith("/"):
+                return "cp", arg.split(":", 1)[0], f"docker cp -> {arg.split(':', 1)[1]}"
+        return "cp", "", " ".join(argv)
+    if argv[:2] == ["container", "inspect"] and len(argv) > 2:
+        return "inspect", argv[2], "docker container inspect"
+    return "other", "", " ".join(argv)
+
+
+_FACT_COMMANDS = (  # fallback labels when the trace is unavailable
+    ("for p in ", "hakube.ops.FileStates"),
+    ("command -v apt-get", "server.Which"), ("command -v dnf", "server.Which"),
+    ("systemctl show --all --property Id --property SubState", "systemd.SystemdStatus"),
+    ("systemctl show --all --property Id --property UnitFileState", "systemd.SystemdEnabled"),
+    ("date +", "server.Date"), ("dpkg -l", "deb.DebPackages"),
+    ("for i in `cat /etc/passwd", "server.Users"), ("cat /etc/group", "server.Groups"),
+    ("uname -s", "server.Os"), ("sysctl ", "server.Sysctl"), ("! (test -e ", "files.File"),
+    ("if command -v kubectl", "hakube.ops.KubectlGet"),
+)
+
+
+def text_label(text: str) -> str:
+    body = text.strip()
+    if body.startswith("if command -v ") and "; then ( " in body:  # pyinfra's requires_command guard
+        body = body.split("; then ( ", 1)[1]
+    for prefix, name in _FACT_COMMANDS:
+        if body.startswith(prefix) or text.strip().startswith(prefix):
+            return name
+    return " ".join(body.split()[:4])[:60]
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        with contextlib.suppress(ValueError):
+            rows.append(json.loads(line))
+    return rows
+
+
+def counted_run(kind: str, workdir: Path) -> dict:
+    """One untimed run (noop | dry | floor) with the docker shim in PATH and the pyinfra trace hook;
+    remote commands per host, broken down by operation and by fact."""
+    real_docker = shutil.which("docker")
+    if not real_docker:
+        raise BenchError("docker CLI not found")
+    shim_dir = workdir / f"shim-{kind}"
+    shim_dir.mkdir()
+    shim_log, trace_log = workdir / f"docker-{kind}.jsonl", workdir / f"trace-{kind}.jsonl"
+    shim = shim_dir / "docker"
+    shim.write_text(SHIM.format(python=sys.executable, real=real_docker, log=str(shim_log)))
+    shim.chmod(0o755)
+    env = {"PATH": f"{shim_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    deploy_file = FLOOR_DEPLOY if kind == "floor" else "deploy.py"
+    run = pyinfra(deploy_file, dry=(kind == "dry"), env=env, traced=trace_log,
+                  timeout=300).check(f"counted {kind} run")
+    if kind == "noop" and run.changed():
+        log(f"warning: the counted no-op run changed something: {run.changed()}")
+
+    shim_rows = sorted(_read_jsonl(shim_log), key=lambda r: r["t"])
+    trace_rows = _read_jsonl(trace_log)
+    hosts = sorted({r["host"] for r in trace_rows} | {f"@docker/{m}" for m in lab.master_names(BENCH_MASTERS)})
+    per_host = {}
+    for host in hosts:
+        container = host.split("/", 1)[-1]
+        entries = [(_shim_entry(r["argv"]), r) for r in shim_rows]
+        remote = [(e, r) for e, r in entries if e[1] == container and e[0] in ("exec", "cp")]
+        connect = [r for e, r in entries if e[1] == container and e[0] == "inspect"]
+        traced = [t for t in trace_rows if t["host"] == host]
+        joined = len(traced) == len(remote)
+        items = []
+        for i, ((_, _, text), r) in enumerate(remote):
+            t = traced[i] if joined else {}
+            label = t.get("fact") or (text_label(text) if not t else f"op command: {text_label(text)}")
+            if t.get("kind") == "upload":
+                label = "upload (docker cp)"
+            where = t.get("op") or (f"(deploy code: {t['deploy']})" if t.get("deploy") else
+                                    ("(outside any deploy)" if t else "?"))
+            step = (t["op"].split(" | ", 1)[0] if " | " in t["op"] else t["op"]) if t.get("op") else \
+                (t.get("deploy") or ("(outside any deploy)" if t else "?"))
+            items.append({"seconds": r["d"], "what": label, "operation": where, "step": step,
+                          "stage": t.get("stage", "?"), "kind": t.get("kind", "?")})
+        by_op: dict[str, dict] = {}
+        for it in items:
+            slot = by_op.setdefault(it["operation"], {"operation": it["operation"], "commands": 0,
+                                                      "seconds": 0.0, "what": collections.Counter()})
+            slot["commands"] += 1
+            slot["seconds"] += it["seconds"]
+            slot["what"][it["what"]] += 1
+        by_what: dict[str, dict] = {}
+        for it in items:
+            slot = by_what.setdefault(it["what"], {"what": it["what"], "commands": 0, "seconds": 0.0,
+                                                   "operations": set(), "stages": collections.Counter()})
+            slot["commands"] += 1
+            slot["seconds"] += it["seconds"]
+            slot["operations"].add(it["operation"])
+            slot["stages"][it["stage"]] += 1
+        by_step: dict[str, dict] = {}
+        for it in items:
+            slot = by_step.setdefault(it["step"], {"step": it["step"], "commands": 0, "seconds": 0.0,
+                                                   "operations": set(), "what": collections.Counter()})
+            slot["commands"] += 1
+            slot["seconds"] += it["seconds"]
+            slot["operations"].add(it["operation"])
+            slot["what"][it["what"]] += 1
+        stages = collections.Counter((it["stage"], it["kind"]) for it in items)
+        per_host[host] = {
+            "container": container,
+            "remote_commands": len(remote),
+            "remote_seconds": round(sum(it["seconds"] for it in items), 3),
+            "fact_commands": sum(1 for it in items if it["kind"] == "fact"),
+            "operation_commands": sum(1 for it in items if it["kind"] in ("command", "upload", "download")),
+            "by_stage": {f"{s}/{k}": n for (s, k), n in sorted(stages.items())},
+            "local_connect_commands": len(connect),
+            "trace_joined": joined,
+            "traced_commands": len(traced),
+            "by_step": sorted(
+                ({"step": v["step"], "commands": v["commands"], "seconds": round(v["seconds"], 3),
+                  "operations": len(v["operations"]), "what": dict(v["what"].most_common())}
+                 for v in by_step.values()),
+                key=lambda v: (-v["seconds"], -v["commands"], v["step"])),
+            "by_operation": sorted(
+                ({"operation": v["operation"], "commands": v["commands"], "seconds": round(v["seconds"], 3),
+                  "what": dict(v["what"].most_common())} for v in by_op.values()),
+                key=lambda v: (-v["seconds"], -v["commands"], v["operation"])),
+            "by_fact_or_command": sorted(
+                ({"what": v["what"], "commands": v["commands"], "seconds": round(v["seconds"], 3),
+                  "operations": len(v["operations"]), "stages": dict(v["stages"])} for v in by_what.values()),
+                key=lambda v: (-v["seconds"], -v["commands"], v["what"])),
+        }
+        if not joined:
+            log(f"note: {host}: {len(remote)} docker commands vs {len(traced)} traced; labels from command text")
+    return {
+        "kind": kind,
+        "wall_s_with_shim": round(run.seconds, 3),
+        "changed": run.changed(),
+        "hosts": per_host,
+        "other_docker_invocations": sum(1 for r in shim_rows if _shim_entry(r["argv"])[0] == "other"),
+    }
+
+
+# --- machine info ---------------------------------------------------------------------------------
+
+
+def machine_info() -> dict:
+    from importlib.metadata import version
+
+    cpu = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem_gib = None
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem_gib = round(int(line.split()[1]) / 1024 / 1024, 1)
+    nproc = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
+    docker_version = subprocess.run(["docker", "version", "--format", "{{.Server.Version}}"],
+                                    capture_output=True, text=True).stdout.strip()
+    return {
+        "nproc": int(nproc) if nproc.isdigit() else os.cpu_count(),
+        "cpu_model": cpu or platform.processor(),
+        "mem_total_gib": mem_gib,
+        "pyinfra_version": version("pyinfra"),
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+        "docker_server": docker_version,
+        "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def git_info() -> dict:
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True).stdout.strip()
+
+    return {"commit": git("rev-parse", "HEAD"), "dirty": git("status", "--porcelain").splitlines()}
+
+
+# --- the bench ------------------------------------------------------------------------------------
+
+
+def fresh_first_apply(ctx_factory) -> dict:
+    down = lab_cli("down")
+    up = lab_cli("up", "--masters", str(BENCH_MASTERS))
+    run = pyinfra().check("first apply")
+    if not run.changed():
+        raise BenchError("the first apply on a fresh lab changed nothing")
+    wait_for(lambda: api_ok(ctx_factory()), 60, what="the API through the VIP after the first apply")
+    return {"apply": run.seconds, "down": down, "up": up}
+
+
+def bench(runs: int) -> dict:
+    started_wall = time.time()
+    started = time.monotonic()
+    results: dict = {
+        "bench": "hakube make bench",
+        "started": _dt.datetime.fromtimestamp(started_wall, _dt.timezone.utc).isoformat(timespec="seconds"),
+        "runs": runs,
+        "masters": BENCH_MASTERS,
+    }
+
+    def save():
+        results["duration_s"] = round(time.monotonic() - started, 1)
+        BENCH_DIR.mkdir(exist_ok=True)
+        tmp = RESULTS_FILE.with_suffix(".tmp")
+        tmp.write_text(json.dumps(results, indent=2) + "\n")
+        tmp.replace(RESULTS_FILE)
+
+    results["machine"] = machine_info()
+    results["git"] = git_info()
+    results["machine"]["masters"] = BENCH_MASTERS
+    masters = lab.master_names(BENCH_MASTERS)
+
+    # 1. first apply on a fresh lab
+    applies, downs, ups = [], [], []
+    for i in range(runs):
+        log(f"first apply {i + 1}/{runs}: lab down + up --masters {BENCH_MASTERS}, then pyinfra -y inventory.py deploy.py")
+        sample = fresh_first_apply(client_context)
+        applies.append(sample["apply"])
+        downs.append(sample["down"])
+        ups.append(sample["up"])
+        log(f"  first apply {sample['apply']:.1f}s (lab down {sample['down']:.1f}s, up {sample['up']:.1f}s)")
+    results["first_apply"] = figure(applies, "s", "pyinfra -y inventory.py deploy.py on a fresh lab (down, up --masters 2)")
+    results["lab_recreate"] = figure([d + u for d, u in zip(downs, ups)], "s",
+                                     "python -m hakube.lab down + up --masters 2 before each first apply (not counted)",
+                                     down=figure(downs, "s", "lab down"), up=figure(ups, "s", "lab up --masters 2"))
+    save()
+    ctx = client_context()
+
+    # 2. no-op, --dry and floor, interleaved
+    noops, drys, floors = [], [], []
+    for i in range(runs):
+        noop = pyinfra(timeout=300).check("no-op re-apply")
+        if noop.changed():
+            raise BenchError(f"the no-op re-apply changed something: {noop.changed()}")
+        dry = pyinfra(dry=True, timeout=300).check("--dry")
+        if dry.planned_changes():
+            raise BenchError(f"--dry on the converged lab plans changes: {dry.planned_changes()}")
+        floor = pyinfra(FLOOR_DEPLOY, timeout=300).check("floor deploy")
+        noops.append(noop.seconds)
+        drys.append(dry.seconds)
+        floors.append(floor.seconds)
+        log(f"round {i + 1}/{runs}: no-op {noop.seconds:.1f}s, --dry {dry.seconds:.1f}s, floor {floor.seconds:.1f}s")
+    results["noop_reapply"] = figure(noops, "s", "pyinfra -y inventory.py deploy.py on the converged lab (nothing changes)")
+    results["dry_run"] = figure(drys, "s", "pyinfra inventory.py deploy.py --dry on the converged lab")
+    results["floor"] = figure(floors, "s", f"pyinfra -y inventory.py {FLOOR_DEPLOY}: one operation, one `true` per host")
+    ratio = results["noop_reapply"]["median"] / results["floor"]["median"]
+    per_round = figure([n / f for n, f in zip(noops, floors)], "ratio", "no-op / floor, per round")
+    results["ratio_noop_to_floor"] = {
+        "description": "median no-op re-apply / median floor",
+        "unit": "ratio",
+        "value": round(ratio, 2),
+        "median": round(ratio, 2),
+        "min": round(per_round["min"], 2),
+        "max": round(per_round["max"], 2),
+        "per_round": per_round["samples"],
+    }
+    save()
+
+    # 3. remote commands per host (one extra, untimed run each, docker shim + pyinfra trace)
+    with tempfile.TemporaryDirectory(prefix="hakube-bench-") as tmp:
+        counts = {}
+        for kind in ("noop", "dry", "floor"):
+            log(f"counting remote commands: {kind} run with the docker shim and the pyinfra trace")
+            counts[kind] = counted_run(kind, Path(tmp))
+    results["remote_commands"] = counts
+    results["noop_remote_commands_per_host"] = {
+        "description": "remote commands (docker exec + docker cp) per host in one no-op re-apply",
+        "unit": "commands",
+        "per_host": {h: v["remote_commands"] for h, v in counts["noop"]["hosts"].items()},
+        "floor_per_host": {h: v["remote_commands"] for h, v in counts["floor"]["hosts"].items()},
+        "dry_per_host": {h: v["remote_commands"] for h, v in counts["dry"]["hosts"].items()},
+    }
+    save()
+
+    # 4. VIP failover
+    samples = []
+    try:
+        for i in range(runs):
+            s = failover_sample(ctx, masters)
+            samples.append(s)
+            log(f"failover {i + 1}/{runs}: {s['from']} -> {','.join(s['to']) or 'nobody'}: "
+                f"{s['seconds'] if s['seconds'] is not None else 'no answer'}s")
+    finally:
+        for m in masters:  # never leave haproxy stopped
+            lab.docker_exec(m, "systemctl", "start", "haproxy", check=False, timeout=60)
+    adv = advert_int()
+    results["failover"] = figure([s["seconds"] for s in samples], "s",
+                                 "systemctl stop haproxy on the VIP holder -> first 200 ok on GET /readyz through the VIP",
+                                 details=samples, advert_int_s=adv)
+
+    # 5. targets
+    noop_limit = NOOP_FLOOR_FACTOR * results["floor"]["median"]
+    fo_limit = 3 * adv + 1
+    fo_median = results["failover"]["median"]
+    failed_samples = sum(1 for s in samples if s["seconds"] is None)
+    results["targets"] = {
+        "noop_le_3x_floor": {
+            "description": "no-op re-apply <= 3 x floor (medians)",
+            "value": results["noop_reapply"]["median"], "limit": round(noop_limit, 3), "unit": "s",
+            "pass": results["noop_reapply"]["median"] <= noop_limit,
+        },
+        "failover_le_3x_advert_int_plus_1s": {
+            "description": f"failover median <= 3 x advert_int ({adv:g} s) + 1 s",
+            "value": fo_median, "limit": fo_limit, "unit": "s",
+            "pass": fo_median is not None and failed_samples == 0 and fo_median <= fo_limit,
+        },
+    }
+
+    # 6. leave the lab converged
+    holder = wait_failover_ready(ctx, masters)
+    results["lab_left"] = {"masters": list(masters), "vip_holder": holder, "api_ok": api_ok(ctx)}
+    results["machine"]["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    save()
+    return results
+
+
+# --- the table ------------------------------------------------------------------------------------
+
+
+def _fmt(v) -> str:
+    return "-" if v is None else (f"{v:.2f}" if isinstance(v, float) else str(v))
+
+
+def render(results: dict, top: int = 8) -> str:
+    m = results["machine"]
+    lines = [
+        f"hakube bench: {results['runs']} runs per figure (median, min, max); {results['masters']} masters; "
+        f"pyinfra {m['pyinfra_version']}; {m['nproc']} CPU ({m['cpu_model']}); "
+        f"total {results.get('duration_s', 0) / 60:.1f} min",
+        "",
+        f"{'figure':<58} {'median':>8} {'min':>8} {'max':>8}  unit",
+        "-" * 92,
+    ]
+
+    def row(label, fig, unit=None):
+        lines.append(f"{label:<58} {_fmt(fig.get('median')):>8} {_fmt(fig.get('min')):>8} "
+                     f"{_fmt(fig.get('max')):>8}  {unit or fig['unit']}")
+
+    row("first apply, fresh lab", results["first_apply"])
+    row("  (lab down + up before it, not counted)", results["lab_recreate"])
+    row("no-op re-apply, converged lab", results["noop_reapply"])
+    row("--dry, converged lab", results["dry_run"])
+    row("floor: 1 op, `true` once per host", results["floor"])
+    row("ratio no-op / floor (median/median; min-max per round)", results["ratio_noop_to_floor"], "x")
+    row("VIP failover: stop haproxy on holder -> /readyz ok via VIP", results["failover"])
+    rc = results["noop_remote_commands_per_host"]
+    lines.append(f"{'remote commands per host, no-op re-apply':<58} "
+                 + ", ".join(f"{h.split('/')[-1]} {n}" for h, n in rc["per_host"].items())
+                 + "  (floor: " + ", ".join(f"{h.split('/')[-1]} {n}" for h, n in rc["floor_per_host"].items())
+                 + "; --dry: " + ", ".join(f"{h.split('/')[-1]} {n}" for h, n in rc["dry_per_host"].items()) + ")")
+    lines += ["", "targets"]
+    for t in results["targets"].values():
+        lines.append(f"  {'PASS' if t['pass'] else 'FAIL'}  {t['description']:<50} "
+                     f"{_fmt(t['value'])} {t['unit']} (limit {_fmt(t['limit'])} {t['unit']})")
+
+    noop = results["remote_commands"]["noop"]["hosts"]
+    for host, h in noop.items():
+        lines += ["", f"no-op re-apply on {host}: {h['remote_commands']} remote commands, "
+                      f"{h['remote_seconds']:.1f} s spent in them ({h['fact_commands']} fact commands, "
+                      f"{h['operation_commands']} operation commands; by stage {h['by_stage']}; "
+                      f"+{h['local_connect_commands']} local `docker container inspect` to connect)"]
+        lines.append(f"  {'cmds':>4} {'sec':>6}  by fact / command (ops using it, stage split)")
+        for v in h["by_fact_or_command"][:top]:
+            stages = ", ".join(f"{k} {n}" for k, n in v["stages"].items())
+            lines.append(f"  {v['commands']:>4} {v['seconds']:>6.2f}  {v['what']} ({v['operations']} ops; {stages})")
+        lines.append(f"  {'cmds':>4} {'sec':>6}  by deploy step (operations; what)")
+        for v in h["by_step"]:
+            what = ", ".join(f"{k} x{n}" for k, n in v["what"].items())
+            lines.append(f"  {v['commands']:>4} {v['seconds']:>6.2f}  {v['step'][:40]} ({v['operations']} ops; {what})")
+        lines.append(f"  {'cmds':>4} {'sec':>6}  by operation (top {top} by time)")
+        for v in h["by_operation"][:top]:
+            what = ", ".join(f"{k} x{n}" for k, n in v["what"].items())
+            lines.append(f"  {v['commands']:>4} {v['seconds']:>6.2f}  {v['operation'][:80]}  [{what}]")
+        if len(h["by_operation"]) > top:
+            rest = h["by_operation"][top:]
+            lines.append(f"  {sum(v['commands'] for v in rest):>4} {sum(v['seconds'] for v in rest):>6.2f}  "
+                         f"... {len(rest)} more operations")
+    lines += ["", f"results: {RESULTS_FILE.relative_to(REPO)}; lab left: {results.get('lab_left')}"]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m hakube.bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=int(os.environ.get("BENCH_RUNS") or DEFAULT_RUNS),
+                        help="runs per figure (env BENCH_RUNS, default 5)")
+    parser.add_argument("--show", action="store_true", help="print the table of the last bench/results.json")
+    args = parser.parse_args(argv)
+    if args.show:
+        print(render(json.loads(RESULTS_FILE.read_text())))
+        return 0
+    if args.runs < 1:
+        parser.error("--runs must be >= 1")
+    if args.runs < DEFAULT_RUNS:
+        log(f"note: {args.runs} runs per figure; the issue asks for at least {DEFAULT_RUNS}")
+    if not lab.docker_available():
+        print("bench: Docker daemon not reachable (the bench runs on the Docker lab)", file=sys.stderr)
+        return 1
+    try:
+        with session_lock():
+            log(f"lab-session lock held; {args.runs} runs per figure")
+            results = bench(args.runs)
+    except (BenchError, lab.LabError) as e:
+        print(f"bench: error: {e}", file=sys.stderr)
+        return 1
+    print(render(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
