@@ -17,6 +17,10 @@ What it measures (each a median of BENCH_RUNS runs, min and max shown):
   /readyz through the VIP with the admin client certificate; probes start every 50 ms on fresh
   connections; the clock starts when the stop command is issued.
 
+The deploy benched is a snapshot of HEAD (``git archive``; ``pki/``, ``.lab/``, ``artifacts/``
+linked back into the repository), so edits others make in the working tree during the ~10 min run
+can't change the deploy between runs; ``BENCH_WORKTREE=1`` benches the working tree as it is.
+
 Targets: no-op re-apply <= 3 x floor; failover median <= 3 x vrrp_advert_int + 1 s.
 Writes bench/results.json (git-ignored) and prints a table. Holds the lab-session lock
 (~/.cache/hakube/lab-session.lock) for the whole run, like the lab tests. Only the lab's
@@ -147,6 +151,8 @@ class Run:
 def _clean_env(extra: dict | None = None) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYINFRA_")}
     env["LAB_MASTERS"] = str(BENCH_MASTERS)  # the bench lab has 2 masters, whatever the caller exported
+    if SOURCE.root != REPO:  # the snapshot's hakube/ and tasks/, not the editable install's
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, (str(SOURCE.root), env.get("PYTHONPATH"))))
     env.update(extra or {})
     return env
 
@@ -157,7 +163,7 @@ def pyinfra(deploy_file: str = "deploy.py", *, dry: bool = False, env: dict | No
     args = [*([] if dry else ["-y"]), "inventory.py", deploy_file, "--json", *(["--dry"] if dry else [])]
     cmd = [sys.executable, str(TRACED_PYINFRA), str(traced), *args] if traced else [PYINFRA, *args]
     started = time.monotonic()
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    proc = subprocess.Popen(cmd, cwd=SOURCE.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             stdin=subprocess.DEVNULL, env=_clean_env(env), start_new_session=True)
     # The lab is only looked at once a run takes longer than any sane one (no noise in normal runs):
     # a paused or stopped container makes `docker exec` hang forever.
@@ -200,8 +206,8 @@ def lab_trouble() -> str:
 def lab_cli(*args: str, timeout: float = 900) -> float:
     """``python -m hakube.lab ARGS``; returns its wall time."""
     started = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "hakube.lab", *args], cwd=REPO, capture_output=True,
-                          text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    proc = subprocess.run([sys.executable, "-m", "hakube.lab", *args], cwd=SOURCE.root, capture_output=True,
+                          text=True, timeout=timeout, stdin=subprocess.DEVNULL, env=_clean_env())
     if proc.returncode != 0:
         raise BenchError(f"`python -m hakube.lab {' '.join(args)}` failed:\n{proc.stderr[-4000:]}")
     return time.monotonic() - started
@@ -341,7 +347,7 @@ def failover_sample(ctx, masters: tuple[str, ...], timeout: float = 30) -> dict:
 
 def advert_int() -> float:
     """vrrp_advert_int of the inventory the bench deploys (inventory.py)."""
-    ns = runpy.run_path(str(REPO / "inventory.py"))
+    ns = runpy.run_path(str(SOURCE.root / "inventory.py"))
     return float(ns["masters"][1]["vrrp_advert_int"])
 
 
@@ -559,11 +565,56 @@ def machine_info() -> dict:
     }
 
 
-def git_info() -> dict:
-    def git(*args):
-        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True).stdout.strip()
+def git(*args: str) -> str:
+    return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True).stdout.strip()
 
-    return {"commit": git("rev-parse", "HEAD"), "dirty": git("status", "--porcelain").splitlines()}
+
+@dataclass
+class Source:
+    """The code the bench deploys: a snapshot of HEAD (default) or the working tree itself."""
+    root: Path = REPO
+    commit: str = ""
+    mode: str = "worktree"
+
+
+SOURCE = Source()
+# Where the snapshot points back into the repository: the PKI (the lab's etcd trusts this CA),
+# the lab state and VRRP password, and the operator's kubeconfig.
+SHARED_DIRS = ("pki", ".lab", "artifacts")
+
+
+@contextlib.contextmanager
+def source_tree(worktree: bool):
+    """Deploy a frozen copy of HEAD (``git archive``), so edits others make to the working tree
+    while the bench runs can't change the deploy between runs; BENCH_WORKTREE=1 uses the tree as is."""
+    global SOURCE
+    commit = git("rev-parse", "HEAD")
+    if worktree:
+        SOURCE = Source(REPO, commit, "worktree")
+        yield SOURCE
+        return
+    with tempfile.TemporaryDirectory(prefix="hakube-bench-src-") as tmp:
+        root = Path(tmp) / "src"
+        root.mkdir()
+        tar = subprocess.run(["git", "archive", "--format=tar", commit], cwd=REPO, capture_output=True, check=True)
+        subprocess.run(["tar", "-x", "-C", str(root)], input=tar.stdout, check=True, capture_output=True)
+        for name in SHARED_DIRS:
+            target = REPO / name
+            target.mkdir(mode=0o700, exist_ok=True)
+            (root / name).symlink_to(target, target_is_directory=True)
+        SOURCE = Source(root, commit, "HEAD snapshot (git archive)")
+        try:
+            yield SOURCE
+        finally:
+            SOURCE = Source()
+
+
+def git_info() -> dict:
+    return {"commit": SOURCE.commit or git("rev-parse", "HEAD"), "source": SOURCE.mode,
+            "source_dir": str(SOURCE.root),
+            "worktree_changes_not_benched": git("status", "--porcelain", "--untracked-files=no").splitlines()
+            if SOURCE.root != REPO else [],
+            "dirty": git("status", "--porcelain", "--untracked-files=no").splitlines() if SOURCE.root == REPO else []}
 
 
 # --- the bench ------------------------------------------------------------------------------------
@@ -775,6 +826,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=int(os.environ.get("BENCH_RUNS") or DEFAULT_RUNS),
                         help="runs per figure (env BENCH_RUNS, default 5)")
     parser.add_argument("--show", action="store_true", help="print the table of the last bench/results.json")
+    parser.add_argument("--worktree", action="store_true",
+                        default=os.environ.get("BENCH_WORKTREE", "").strip().lower() in ("1", "true", "yes"),
+                        help="deploy the working tree as is (env BENCH_WORKTREE=1), not a snapshot of HEAD")
     args = parser.parse_args(argv)
     if args.show:
         print(render(json.loads(RESULTS_FILE.read_text())))
@@ -787,8 +841,9 @@ def main(argv: list[str] | None = None) -> int:
         print("bench: Docker daemon not reachable (the bench runs on the Docker lab)", file=sys.stderr)
         return 1
     try:
-        with session_lock():
-            log(f"lab-session lock held; {args.runs} runs per figure")
+        with session_lock(), source_tree(args.worktree) as source:
+            log(f"lab-session lock held; {args.runs} runs per figure; deploying {source.mode} "
+                f"{source.commit[:10]} from {source.root}")
             results = bench(args.runs)
     except (BenchError, lab.LabError) as e:
         print(f"bench: error: {e}", file=sys.stderr)
