@@ -22,7 +22,7 @@ from pyinfra.api.util import get_file_sha256
 from pyinfra.operations.util.files import generate_color_diff
 from pyinfra.facts.files import FileContents
 
-from .render import DesiredFile
+from .render import PENDING_DIR, DesiredFile, pending_marker
 
 
 @dataclass(frozen=True)
@@ -120,12 +120,20 @@ def managed_file(file: DesiredFile, known_paths: tuple[str, ...] = ()):
         check = file.validate.format(path=q_staged)
         # The validator's own message goes to stderr, which pyinfra prints for the failed host.
         yield f"{check} >&2 || {{ echo 'validation failed: {file.path} left unchanged, new version kept at {staged}' >&2; exit 1; }}"
+    yield from _mark_pending(file.notify)
     yield f"mv -f {q_staged} {q_path}"
+
+
+def _mark_pending(handlers: tuple[str, ...]):
+    """Before a change goes live, leave a marker per handler: the restart/reload then happens in
+    this run or, if this run dies first, in the next one (a handler is never lost)."""
+    if handlers:
+        yield f"mkdir -p {PENDING_DIR} && touch " + " ".join(pending_marker(h) for h in handlers)
 
 
 @operation()
 def binary(dest: str, local_path: str | None = None, url: str | None = None, sha256: str | None = None,
-           known_paths: tuple[str, ...] = ()):
+           known_paths: tuple[str, ...] = (), notify: tuple[str, ...] = ()):
     """
     Install an executable from a local file or from ``url``, checked against ``sha256`` on the
     host before it replaces the live one.
@@ -150,7 +158,9 @@ def binary(dest: str, local_path: str | None = None, url: str | None = None, sha
         f'echo "{want}  {staged}" | sha256sum -c --quiet - >&2 '
         f"|| {{ rm -f {q_staged}; echo 'checksum mismatch: {dest} left unchanged' >&2; exit 1; }}"
     )
-    yield f"chmod 0755 {q_staged} && chown root:root {q_staged} && mv -f {q_staged} {q_dest}"
+    yield f"chmod 0755 {q_staged} && chown root:root {q_staged}"
+    yield from _mark_pending(notify)
+    yield f"mv -f {q_staged} {q_dest}"
 
 
 def install_packages(names: list[str], **kwargs):
@@ -167,8 +177,20 @@ def install_packages(names: list[str], **kwargs):
     raise OperationError(f"{host.name}: no supported package manager (apt-get, dnf, yum)")
 
 
-def any_will_change(*ops) -> bool:
-    """Plan time: will any of ``ops`` change something? Restarts and reloads are only added when
-    so (a converged ``--dry`` then lists nothing) and carry ``_if=any_changed(...)`` as well, so at
-    execution time they follow what really changed."""
-    return any(op.will_change for op in ops)
+def handler(handler: str, command: str, upstream, known_paths: tuple[str, ...], **op_kwargs):
+    """Run ``command`` (a restart or reload) when a file it depends on changed.
+
+    Planned only when one of the ``upstream`` operations will change something, or when a marker
+    left by an earlier, interrupted run says the handler is still owed (so a converged ``--dry``
+    lists nothing). At execution the command runs only if the marker is there, and removes it
+    once it succeeded.
+    """
+    from pyinfra.operations import server
+
+    marker = pending_marker(handler)
+    owed = marker in host.get_fact(FileStates, paths=tuple(sorted(set(known_paths) | {marker})))
+    if not owed and not any(op.will_change for op in upstream):
+        return None
+    return server.shell(
+        commands=[f"if [ -e {marker} ]; then {{ {command} ; }} && rm -f {marker}; fi"], **op_kwargs
+    )

@@ -29,6 +29,11 @@ APISERVER_UNIT = "/etc/systemd/system/kube-apiserver.service"
 AGENT_SOCKET = "/etc/systemd/system/kube-apiserver-agent.socket"
 AGENT_SERVICE = "/etc/systemd/system/kube-apiserver-agent@.service"
 AGENT_STATE = "/run/kube-apiserver-agent"  # "drain" during a deploy's restart; absent = ready
+PENDING_DIR = "/var/lib/hakube/pending"  # one marker per handler whose files changed, until it ran
+
+
+def pending_marker(handler: str) -> str:
+    return f"{PENDING_DIR}/{handler}"
 HAPROXY_CFG = "/etc/haproxy/haproxy.cfg"
 HAPROXY_PKI = "/etc/haproxy/pki"
 KEEPALIVED_CONF = "/etc/keepalived/keepalived.conf"
@@ -46,6 +51,7 @@ class DesiredFile:
     mode: str = "0644"
     secret: bool = False  # never shown in a diff
     validate: str | None = None  # command run on the staged copy ({path}); must pass to go live
+    notify: tuple[str, ...] = ()  # handlers to run once this file changed (see hakube.ops.HANDLERS)
 
 
 @lru_cache(maxsize=1)
@@ -98,45 +104,52 @@ def _ensure_pki(pki_dir: str, sans: tuple, subject: pki.Subject, ca_import) -> C
 def certs_files(cfg: Settings, p: ClusterPKI) -> list[DesiredFile]:
     """/etc/kubernetes/ssl on a master: CA cert, the apiserver's certs and keys, SA keypair."""
     ssl = flags.PATHS
-    out = [DesiredFile(ssl.cert("ca"), p.ca_pem)]
+    restart = ("kube-apiserver",)
+    out = [DesiredFile(ssl.cert("ca"), p.ca_pem, notify=restart)]
     for name in APISERVER_CERTS:
         cert = p.certs[name]
-        out.append(DesiredFile(ssl.cert(name), cert.cert_pem))
-        out.append(DesiredFile(ssl.key(name), cert.key_pem, mode="0600", secret=True))
-    out.append(DesiredFile(f"{ssl.ssl_dir}/sa.pub", p.sa_pub))
-    out.append(DesiredFile(ssl.key("sa"), p.sa_key, mode="0600", secret=True))
+        out.append(DesiredFile(ssl.cert(name), cert.cert_pem, notify=restart))
+        out.append(DesiredFile(ssl.key(name), cert.key_pem, mode="0600", secret=True, notify=restart))
+    out.append(DesiredFile(f"{ssl.ssl_dir}/sa.pub", p.sa_pub, notify=restart))
+    out.append(DesiredFile(ssl.key("sa"), p.sa_key, mode="0600", secret=True, notify=restart))
     return out
 
 
 def audit_files(cfg: Settings) -> list[DesiredFile]:
     rules = list(cfg.cluster.audit_policy_rules)
-    return [DesiredFile(flags.PATHS.audit_policy, render("audit-policy.yaml.j2", rules=rules))]
+    return [DesiredFile(flags.PATHS.audit_policy, render("audit-policy.yaml.j2", rules=rules), notify=("kube-apiserver",))]
 
 
 def config_file(cfg: Settings) -> DesiredFile:
     """/etc/kubernetes/config: every host, masters and nodes."""
-    return DesiredFile("/etc/kubernetes/config", render("config.j2", env=flags.config_env(cfg)))
+    notify = ("kube-apiserver",) if cfg.is_master else ()
+    return DesiredFile("/etc/kubernetes/config", render("config.j2", env=flags.config_env(cfg)), notify=notify)
 
 
 def apiserver_files(cfg: Settings) -> list[DesiredFile]:
     """Per master: the apiserver's environment file and its systemd unit."""
     return [
-        DesiredFile("/etc/kubernetes/apiserver", render("apiserver.j2", cfg=cfg, env=flags.apiserver_env(cfg))),
-        DesiredFile(APISERVER_UNIT, render("kube-apiserver.service.j2", binary=APISERVER_BINARY)),
+        DesiredFile("/etc/kubernetes/apiserver", render("apiserver.j2", cfg=cfg, env=flags.apiserver_env(cfg)),
+                    notify=("kube-apiserver",)),
+        DesiredFile(APISERVER_UNIT, render("kube-apiserver.service.j2", binary=APISERVER_BINARY),
+                    notify=("daemon-reload", "kube-apiserver")),
     ]
 
 
 def agent_files(cfg: Settings) -> list[DesiredFile]:
     """Per master: the haproxy agent-check responder (a systemd socket, no daemon of its own)."""
     return [
-        DesiredFile(AGENT_SOCKET, render("kube-apiserver-agent.socket.j2", cfg=cfg, c=cfg.cluster)),
-        DesiredFile(AGENT_SERVICE, render("kube-apiserver-agent@.service.j2", state_file=AGENT_STATE)),
+        DesiredFile(AGENT_SOCKET, render("kube-apiserver-agent.socket.j2", cfg=cfg, c=cfg.cluster),
+                    notify=("daemon-reload", "kube-apiserver-agent")),
+        DesiredFile(AGENT_SERVICE, render("kube-apiserver-agent@.service.j2", state_file=AGENT_STATE),
+                    notify=("daemon-reload",)),
     ]
 
 
 def keepalived_files(cfg: Settings) -> list[DesiredFile]:
     content = render("keepalived.conf.j2", cfg=cfg, c=cfg.cluster)
-    return [DesiredFile(KEEPALIVED_CONF, content, mode="0600", secret=True, validate="keepalived -t -f {path}")]
+    return [DesiredFile(KEEPALIVED_CONF, content, mode="0600", secret=True, validate="keepalived -t -f {path}",
+                        notify=("keepalived",))]
 
 
 def haproxy_files(cfg: Settings, p: ClusterPKI) -> list[DesiredFile]:
@@ -144,9 +157,9 @@ def haproxy_files(cfg: Settings, p: ClusterPKI) -> list[DesiredFile]:
     pki_paths = {"ca": f"{HAPROXY_PKI}/ca.pem", "crt": f"{HAPROXY_PKI}/healthcheck.pem"}
     content = render("haproxy.cfg.j2", cfg=cfg, c=cfg.cluster, pki=pki_paths)
     return [
-        DesiredFile(pki_paths["ca"], p.ca_pem),
-        DesiredFile(pki_paths["crt"], pki.combined_pem(hc), mode="0600", secret=True),
-        DesiredFile(HAPROXY_CFG, content, validate="haproxy -c -f {path}"),
+        DesiredFile(pki_paths["ca"], p.ca_pem, notify=("haproxy",)),
+        DesiredFile(pki_paths["crt"], pki.combined_pem(hc), mode="0600", secret=True, notify=("haproxy",)),
+        DesiredFile(HAPROXY_CFG, content, validate="haproxy -c -f {path}", notify=("haproxy",)),
     ]
 
 
@@ -188,7 +201,8 @@ class Plan:
     def paths(self) -> tuple[str, ...]:
         """Every managed path (the binary too), checked on the host with one command."""
         binary = {APISERVER_BINARY} if self.certs else set()
-        return tuple(sorted({f.path for f in self.files} | binary))
+        markers = {pending_marker(h) for f in self.files for h in f.notify}
+        return tuple(sorted({f.path for f in self.files} | binary | markers))
 
 
 def plan(cfg: Settings, p: ClusterPKI | None) -> Plan:

@@ -10,11 +10,10 @@ restarted; the next master waits until this one answers /readyz and haproxy has 
 import shlex
 
 from pyinfra.api import deploy
-from pyinfra.operations import server, systemd
-from pyinfra.operations.util import any_changed
+from pyinfra.operations import systemd
 
 from hakube import flags
-from hakube.ops import any_will_change, binary, managed_file
+from hakube.ops import binary, handler, managed_file
 from hakube.render import AGENT_STATE, APISERVER_BINARY
 
 
@@ -51,22 +50,16 @@ def apply(cfg, plan, restart_on=()):
         url=None if c.kube_apiserver_binary else c.download_url,
         sha256=c.kube_apiserver_sha256,
         known_paths=plan.paths,
+        notify=("kube-apiserver",),
     )
     env, unit = (managed_file(name=f"Install {f.path}", file=f, known_paths=plan.paths) for f in plan.apiserver)
     agent = [managed_file(name=f"Install {f.path}", file=f, known_paths=plan.paths) for f in plan.agent]
-    if any_will_change(unit, *agent):
-        systemd.daemon_reload(name="systemctl daemon-reload (units changed)", _if=any_changed(unit, *agent))
+    handler("daemon-reload", "systemctl daemon-reload", [unit, *agent], plan.paths,
+            name="systemctl daemon-reload (units changed)")
+    handler("kube-apiserver-agent", "systemctl restart kube-apiserver-agent.socket", agent, plan.paths,
+            name="Restart the haproxy agent socket (changed)")
     systemd.service(name="haproxy agent socket enabled and listening", service="kube-apiserver-agent.socket",
                     running=True, enabled=True)
-    if any_will_change(agent[0]):
-        systemd.service(name="Restart the agent socket (address changed)", service="kube-apiserver-agent.socket",
-                        restarted=True, _if=any_changed(agent[0]))
-    inputs = (config, env, unit, binary_op, *restart_on)
-    if any_will_change(*inputs):
-        server.shell(
-            name="Restart kube-apiserver, one master at a time, waiting for /readyz",
-            commands=[_restart_and_wait(cfg)],
-            _serial=True,
-            _if=any_changed(*inputs),
-        )
+    handler("kube-apiserver", _restart_and_wait(cfg), [config, env, unit, binary_op, *restart_on], plan.paths,
+            name="Restart kube-apiserver, one master at a time, waiting for /readyz", _serial=True)
     systemd.service(name="kube-apiserver enabled and running", service="kube-apiserver", running=True, enabled=True)

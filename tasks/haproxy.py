@@ -7,9 +7,8 @@ validated with `haproxy -c` on the host before it goes live; changes reload, nev
 
 from pyinfra.api import deploy
 from pyinfra.operations import server, systemd
-from pyinfra.operations.util import any_changed
 
-from hakube.ops import any_will_change, install_packages, managed_file
+from hakube.ops import handler, install_packages, managed_file
 
 
 @deploy("haproxy")
@@ -20,5 +19,4 @@ def apply(cfg, plan):
     install_packages(["haproxy"], name="Install haproxy")
     files = [managed_file(name=f"Install {f.path}", file=f, known_paths=plan.paths) for f in haproxy_files]
     systemd.service(name="haproxy enabled and running", service="haproxy", running=True, enabled=True)
-    if any_will_change(*files):
-        systemd.service(name="Reload haproxy (config changed)", service="haproxy", reloaded=True, _if=any_changed(*files))
+    handler("haproxy", "systemctl reload haproxy", files, plan.paths, name="Reload haproxy (config changed)")

@@ -7,9 +7,8 @@ The config is validated with `keepalived -t` on the host before it replaces the 
 
 from pyinfra.api import deploy
 from pyinfra.operations import server, systemd
-from pyinfra.operations.util import any_changed
 
-from hakube.ops import any_will_change, install_packages, managed_file
+from hakube.ops import handler, install_packages, managed_file
 
 
 @deploy("keepalived")
@@ -21,5 +20,4 @@ def apply(cfg, plan):
     )
     conf = [managed_file(name=f"Install {f.path}", file=f, known_paths=plan.paths) for f in plan.keepalived]
     systemd.service(name="keepalived enabled and running", service="keepalived", running=True, enabled=True)
-    if any_will_change(*conf):
-        systemd.service(name="Reload keepalived (config changed)", service="keepalived", reloaded=True, _if=any_changed(*conf))
+    handler("keepalived", "systemctl reload keepalived", conf, plan.paths, name="Reload keepalived (config changed)")
