@@ -229,7 +229,7 @@ def test_partial_failure_names_the_host_and_the_rest_converges(healthy, tmp_path
     try:
         for line in proc.stdout:
             output.append(line)
-            if not paused and "Starting operation: kube-apiserver | Restart kube-apiserver" in line:
+            if not paused and "operation: kube-apiserver | Restart kube-apiserver" in line:  # "Starting serial operation"
                 subprocess.run(["docker", "pause", victim], check=True)
                 paused = True
         proc.wait(timeout=300)
