@@ -10,21 +10,24 @@ any host if one is wrong.
 from pyinfra import host, inventory
 
 from hakube.context import settings_for
+from hakube.ops import snapshot
 from hakube.render import ensure_pki, plan
-from tasks import apiserver, audit, certs, haproxy, keepalived, kubeconfig, rbac
+from tasks import apiserver, audit, certs, haproxy, keepalived, kubeconfig, packages, rbac
 
 cfg = settings_for(host, inventory)  # raises before any host is touched
 pki = ensure_pki(cfg) if cfg.is_master else None
-files = plan(cfg, pki)
+files = plan(cfg, pki)  # every file this host should have, rendered locally
+now = snapshot(files.paths)  # what the host has: one remote command
 
 if cfg.is_master:
-    cert_ops = certs.apply(files)  # 1. Kubernetes certificates and keys
-    audit_ops = audit.apply(files)  # 2. audit policy
-    apiserver.apply(cfg, files, restart_on=[*cert_ops, *audit_ops])  # 3. config, flags, unit, start
-    keepalived.apply(cfg, files)  # 5. keepalived: the VIP
-    haproxy.apply(cfg, files)  # 6. haproxy in front of every apiserver
-    kubeconfig.apply(cfg, files)  # 7. admin kubeconfig (masters)
+    packages.apply(now)  # 0. keepalived, haproxy, kubectl from the distribution
+    cert_ops = certs.apply(files, now)  # 1. Kubernetes certificates and keys
+    audit_ops = audit.apply(files, now)  # 2. audit policy
+    apiserver.apply(cfg, files, now, restart_on=[*cert_ops, *audit_ops])  # 3. config, flags, unit, start
+    keepalived.apply(cfg, files, now)  # 5. keepalived: the VIP
+    haproxy.apply(cfg, files, now)  # 6. haproxy in front of every apiserver
+    kubeconfig.apply(cfg, files, now)  # 7. admin kubeconfig (masters)
     kubeconfig.write_local(cfg, pki)  #    ... and for the operator
-    rbac.apply(cfg)  # 4. RBAC, once the VIP answers
+    rbac.apply(cfg, now)  # 4. RBAC, once the VIP answers
 else:
-    apiserver.apply(cfg, files)  # /etc/kubernetes/config on the other nodes
+    apiserver.apply(cfg, files, now)  # /etc/kubernetes/config on the other nodes

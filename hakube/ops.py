@@ -1,7 +1,7 @@
 """The deploy's own pyinfra facts and operations.
 
 ``managed_file`` is the one way a file reaches a host: all files of a host are checked with one
-remote command (``FileStates``), content is compared by sha256 against the locally rendered bytes,
+remote command (``HostSnapshot``, taken once while planning), content is compared by sha256 against the locally rendered bytes,
 secrets never appear in a diff, and a file with a validator is staged next to the live one,
 validated on the host and only then moved into place. When validation fails the live file stays
 as it was, the staged copy is left for inspection, and the next run tries again.
@@ -14,6 +14,7 @@ import io
 import posixpath
 import shlex
 from dataclasses import dataclass
+from functools import lru_cache
 
 from pyinfra import host, logger
 from pyinfra.api import FactBase, FileUploadCommand, operation
@@ -22,7 +23,7 @@ from pyinfra.api.util import get_file_sha256
 from pyinfra.operations.util.files import generate_color_diff
 from pyinfra.facts.files import FileContents
 
-from .render import PENDING_DIR, DesiredFile, pending_marker
+from .render import KUBECONFIG, PENDING_DIR, DesiredFile, pending_marker
 
 
 @dataclass(frozen=True)
@@ -32,43 +33,91 @@ class FileState:
     owner: str
 
 
-class FileStates(FactBase):
-    """sha256, mode and owner of many files in one remote command; missing files are absent."""
+@dataclass(frozen=True)
+class Snapshot:
+    """What the deploy needs to know about a host, learned with one remote command per run."""
 
-    def command(self, paths: tuple[str, ...]) -> str:
-        quoted = " ".join(shlex.quote(p) for p in paths)
+    files: dict  # path -> FileState (missing files are absent)
+    units: dict  # unit -> (is-active, is-enabled)
+    users: frozenset
+    sysctls: dict  # key -> value
+    commands: frozenset = frozenset()  # of COMMANDS, those on the PATH
+    kube_objects: frozenset = frozenset()  # of KUBE_OBJECTS, those the API reports (via the VIP)
+
+    def owed(self, handler: str) -> bool:
+        return pending_marker(handler) in self.files
+
+
+UNITS = ("kube-apiserver.service", "kube-apiserver-agent.socket", "keepalived.service", "haproxy.service")
+USERS = ("keepalived_script",)
+SYSCTLS = ("net.ipv4.ip_nonlocal_bind",)
+COMMANDS = ("keepalived", "haproxy", "kubectl")  # what the packages step provides
+RBAC_BINDING = "kube-apiserver:kubelet-apis"  # the tutorial's binding (tasks/rbac.py)
+KUBE_OBJECTS = (f"clusterrolebinding/{RBAC_BINDING}",)
+
+
+class HostSnapshot(FactBase):
+    """sha256/mode/owner of every managed file, state of the deploy's units, users and sysctls.
+
+    pyinfra 3.10 does not cache facts between operations, so the deploy takes this snapshot once
+    per host while planning and hands each operation its part: a no-op run costs one command here
+    instead of one per file and unit.
+    """
+
+    def command(self, paths: tuple[str, ...], units: tuple[str, ...], users: tuple[str, ...],
+                sysctls: tuple[str, ...], commands: tuple[str, ...], kube_objects: tuple[str, ...],
+                kubeconfig: str) -> str:
+        q = lambda items: " ".join(shlex.quote(i) for i in items)  # noqa: E731
         return (
-            f"for p in {quoted}; do if [ -f \"$p\" ]; then "
-            'printf "%s %s %s\\n" "$(sha256sum < "$p" | cut -d" " -f1)" "$(stat -c %a:%U:%G "$p")" "$p"; '
-            "fi; done"
+            f'set --; for p in {q(paths)}; do [ -f "$p" ] && set -- "$@" "$p"; done; '
+            "if [ $# -gt 0 ]; then sha256sum \"$@\" | sed 's/^/H /'; stat -c 'M %a:%U:%G %n' \"$@\"; fi; "
+            f'for u in {q(units)}; do echo "U $u $(systemctl is-active "$u" 2>/dev/null || true) '
+            '$(systemctl is-enabled "$u" 2>/dev/null || true)"; done; '
+            f'for u in {q(users)}; do getent passwd "$u" >/dev/null && echo "P $u"; done; '
+            f'for k in {q(sysctls)}; do echo "S $k $(sysctl -n "$k" 2>/dev/null)"; done; '
+            f'for c in {q(commands)}; do command -v "$c" >/dev/null && echo "C $c"; done; '
+            f"if command -v kubectl >/dev/null && [ -f {shlex.quote(kubeconfig)} ]; then "
+            f"for o in {q(kube_objects)}; do kubectl --kubeconfig {shlex.quote(kubeconfig)} --request-timeout=5s "
+            'get "$o" -o name >/dev/null 2>&1 && echo "K $o"; done; fi; true'
         )
 
     @staticmethod
-    def default() -> dict:
-        return {}
+    def default() -> Snapshot:
+        return Snapshot({}, {}, frozenset(), {})
 
-    def process(self, output: list[str]) -> dict[str, FileState]:
-        states = {}
+    def process(self, output: list[str]) -> Snapshot:
+        hashes, metas, units, users, sysctls, commands, objects = {}, {}, {}, set(), {}, set(), set()
         for line in output:
-            sha, meta, path = line.split(" ", 2)
-            mode, user, group = meta.split(":")
-            states[path] = FileState(sha, int(mode, 8), f"{user}:{group}")
-        return states
+            kind, _, rest = line.partition(" ")
+            if kind == "H":
+                sha, path = rest.split("  ", 1)
+                hashes[path] = sha
+            elif kind == "M":
+                meta, path = rest.split(" ", 1)
+                metas[path] = meta
+            elif kind == "U":
+                unit, *states = rest.split()
+                units[unit] = (states + ["unknown", "unknown"])[:2]
+            elif kind == "P":
+                users.add(rest)
+            elif kind == "S":
+                key, _, value = rest.partition(" ")
+                sysctls[key] = value
+            elif kind == "C":
+                commands.add(rest)
+            elif kind == "K":
+                objects.add(rest)
+        files = {}
+        for path, sha in hashes.items():
+            mode, user, group = metas[path].split(":")
+            files[path] = FileState(sha, int(mode, 8), f"{user}:{group}")
+        return Snapshot(files, units, frozenset(users), sysctls, frozenset(commands), frozenset(objects))
 
 
-class KubectlGet(FactBase):
-    """True when ``kubectl get KIND NAME`` finds the object (False also when kubectl or the API is
-    not there yet: the operation using it is idempotent either way)."""
-
-    def command(self, kubeconfig: str, kind: str, object_name: str) -> str:
-        return (
-            f"if command -v kubectl >/dev/null && kubectl --kubeconfig {shlex.quote(kubeconfig)} "
-            f"get {shlex.quote(kind)} {shlex.quote(object_name)} -o name >/dev/null 2>&1; "
-            "then echo present; else echo absent; fi"
-        )
-
-    def process(self, output: list[str]) -> bool:
-        return output == ["present"]
+def snapshot(paths: tuple[str, ...]) -> Snapshot:
+    """The current host's snapshot (one remote command)."""
+    return host.get_fact(HostSnapshot, paths=paths, units=UNITS, users=USERS, sysctls=SYSCTLS,
+                         commands=COMMANDS, kube_objects=KUBE_OBJECTS, kubeconfig=KUBECONFIG)
 
 
 def _sha(content: bytes) -> str:
@@ -91,15 +140,14 @@ def _show_diff(path: str, content: bytes, secret: bool, exists: bool) -> None:
 
 
 @operation()
-def managed_file(file: DesiredFile, known_paths: tuple[str, ...] = ()):
+def managed_file(file: DesiredFile, now: Snapshot):
     """
     Install ``file`` (rendered content) on the host, owned by root with ``file.mode``.
 
     + file: a ``hakube.render.DesiredFile``
-    + known_paths: every path this deploy manages on the host, so one command checks them all
+    + now: the host's snapshot, taken once while planning
     """
-    paths = tuple(sorted(set(known_paths) | {file.path}))
-    state = host.get_fact(FileStates, paths=paths).get(file.path)
+    state = now.files.get(file.path)
     mode = int(file.mode, 8)
     if state and state.sha256 == _sha(file.content):
         if state.mode == mode and state.owner == "root:root":
@@ -132,8 +180,8 @@ def _mark_pending(handlers: tuple[str, ...]):
 
 
 @operation()
-def binary(dest: str, local_path: str | None = None, url: str | None = None, sha256: str | None = None,
-           known_paths: tuple[str, ...] = (), notify: tuple[str, ...] = ()):
+def binary(dest: str, now: Snapshot, local_path: str | None = None, url: str | None = None,
+           sha256: str | None = None, notify: tuple[str, ...] = ()):
     """
     Install an executable from a local file or from ``url``, checked against ``sha256`` on the
     host before it replaces the live one.
@@ -142,9 +190,8 @@ def binary(dest: str, local_path: str | None = None, url: str | None = None, sha
     + local_path: file on the deploy machine (uploaded)
     + url: download URL (with ``sha256``)
     """
-    want = get_file_sha256(local_path) if local_path else sha256
-    paths = tuple(sorted(set(known_paths) | {dest}))
-    state = host.get_fact(FileStates, paths=paths).get(dest)
+    want = _local_sha256(local_path) if local_path else sha256
+    state = now.files.get(dest)
     if state and state.sha256 == want and state.mode == 0o755:
         host.noop(f"{dest} is up to date")
         return
@@ -163,6 +210,27 @@ def binary(dest: str, local_path: str | None = None, url: str | None = None, sha
     yield f"mv -f {q_staged} {q_dest}"
 
 
+@lru_cache(maxsize=8)
+def _local_sha256(path: str) -> str:
+    return get_file_sha256(path)  # the 110 MB binary: hashed once per run, not once per host
+
+
+@operation()
+def unit_running(unit: str, now: Snapshot):
+    """
+    Enable and start a systemd unit (one of ``UNITS``), judged from the snapshot.
+
+    + unit: e.g. ``haproxy.service``
+    """
+    active, enabled = now.units.get(unit, ("unknown", "unknown"))
+    if enabled != "enabled":
+        yield f"systemctl enable {shlex.quote(unit)}"
+    if active != "active":
+        yield f"systemctl start {shlex.quote(unit)}"
+    if enabled == "enabled" and active == "active":
+        host.noop(f"{unit} is enabled and running")
+
+
 def install_packages(names: list[str], **kwargs):
     """Install distribution packages with the host's own package manager (apt, dnf or yum)."""
     from pyinfra.facts.server import Which
@@ -177,7 +245,7 @@ def install_packages(names: list[str], **kwargs):
     raise OperationError(f"{host.name}: no supported package manager (apt-get, dnf, yum)")
 
 
-def handler(handler: str, command: str, upstream, known_paths: tuple[str, ...], **op_kwargs):
+def handler(handler: str, command: str, upstream, now: Snapshot, **op_kwargs):
     """Run ``command`` (a restart or reload) when a file it depends on changed.
 
     Planned only when one of the ``upstream`` operations will change something, or when a marker
@@ -188,8 +256,7 @@ def handler(handler: str, command: str, upstream, known_paths: tuple[str, ...], 
     from pyinfra.operations import server
 
     marker = pending_marker(handler)
-    owed = marker in host.get_fact(FileStates, paths=tuple(sorted(set(known_paths) | {marker})))
-    if not owed and not any(op.will_change for op in upstream):
+    if not now.owed(handler) and not any(op.will_change for op in upstream):
         return None
     return server.shell(
         commands=[f"if [ -e {marker} ]; then {{ {command} ; }} && rm -f {marker}; fi"], **op_kwargs

@@ -10,10 +10,9 @@ restarted; the next master waits until this one answers /readyz and haproxy has 
 import shlex
 
 from pyinfra.api import deploy
-from pyinfra.operations import systemd
 
 from hakube import flags
-from hakube.ops import binary, handler, managed_file
+from hakube.ops import binary, handler, managed_file, unit_running
 from hakube.render import AGENT_STATE, APISERVER_BINARY
 
 
@@ -38,8 +37,8 @@ def _restart_and_wait(cfg) -> str:
 
 
 @deploy("kube-apiserver")
-def apply(cfg, plan, restart_on=()):
-    config = managed_file(name="Install /etc/kubernetes/config", file=plan.config, known_paths=plan.paths)
+def apply(cfg, plan, now, restart_on=()):
+    config = managed_file(name="Install /etc/kubernetes/config", file=plan.config, now=now)
     if not cfg.is_master:
         return
     c = cfg.cluster
@@ -49,17 +48,16 @@ def apply(cfg, plan, restart_on=()):
         local_path=c.kube_apiserver_binary,
         url=None if c.kube_apiserver_binary else c.download_url,
         sha256=c.kube_apiserver_sha256,
-        known_paths=plan.paths,
+        now=now,
         notify=("kube-apiserver",),
     )
-    env, unit = (managed_file(name=f"Install {f.path}", file=f, known_paths=plan.paths) for f in plan.apiserver)
-    agent = [managed_file(name=f"Install {f.path}", file=f, known_paths=plan.paths) for f in plan.agent]
-    handler("daemon-reload", "systemctl daemon-reload", [unit, *agent], plan.paths,
+    env, unit = (managed_file(name=f"Install {f.path}", file=f, now=now) for f in plan.apiserver)
+    agent = [managed_file(name=f"Install {f.path}", file=f, now=now) for f in plan.agent]
+    handler("daemon-reload", "systemctl daemon-reload", [unit, *agent], now,
             name="systemctl daemon-reload (units changed)")
-    handler("kube-apiserver-agent", "systemctl restart kube-apiserver-agent.socket", agent, plan.paths,
+    handler("kube-apiserver-agent", "systemctl restart kube-apiserver-agent.socket", agent, now,
             name="Restart the haproxy agent socket (changed)")
-    systemd.service(name="haproxy agent socket enabled and listening", service="kube-apiserver-agent.socket",
-                    running=True, enabled=True)
-    handler("kube-apiserver", _restart_and_wait(cfg), [config, env, unit, binary_op, *restart_on], plan.paths,
+    unit_running(name="haproxy agent socket enabled and listening", unit="kube-apiserver-agent.socket", now=now)
+    handler("kube-apiserver", _restart_and_wait(cfg), [config, env, unit, binary_op, *restart_on], now,
             name="Restart kube-apiserver, one master at a time, waiting for /readyz", _serial=True)
-    systemd.service(name="kube-apiserver enabled and running", service="kube-apiserver", running=True, enabled=True)
+    unit_running(name="kube-apiserver enabled and running", unit="kube-apiserver.service", now=now)

@@ -11,5 +11,5 @@ from hakube.ops import managed_file
 
 
 @deploy("Certificates (/etc/kubernetes/ssl)")
-def apply(plan):
-    return [managed_file(name=f"Install {f.path}", file=f, known_paths=plan.paths) for f in plan.certs]
+def apply(plan, now):
+    return [managed_file(name=f"Install {f.path}", file=f, now=now) for f in plan.certs]

@@ -6,17 +6,17 @@ validated with `haproxy -c` on the host before it goes live; changes reload, nev
 """
 
 from pyinfra.api import deploy
-from pyinfra.operations import server, systemd
+from pyinfra.operations import server
 
-from hakube.ops import handler, install_packages, managed_file
+from hakube.ops import handler, managed_file, unit_running
 
 
 @deploy("haproxy")
-def apply(cfg, plan):
+def apply(cfg, plan, now):
     sysctl_conf, *haproxy_files = plan.haproxy
-    managed_file(name=f"Persist {sysctl_conf.path}", file=sysctl_conf, known_paths=plan.paths)
-    server.sysctl(name="net.ipv4.ip_nonlocal_bind = 1", key="net.ipv4.ip_nonlocal_bind", value=1)
-    install_packages(["haproxy"], name="Install haproxy")
-    files = [managed_file(name=f"Install {f.path}", file=f, known_paths=plan.paths) for f in haproxy_files]
-    systemd.service(name="haproxy enabled and running", service="haproxy", running=True, enabled=True)
-    handler("haproxy", "systemctl reload haproxy", files, plan.paths, name="Reload haproxy (config changed)")
+    managed_file(name=f"Persist {sysctl_conf.path}", file=sysctl_conf, now=now)
+    if now.sysctls.get("net.ipv4.ip_nonlocal_bind") != "1":
+        server.sysctl(name="net.ipv4.ip_nonlocal_bind = 1", key="net.ipv4.ip_nonlocal_bind", value=1)
+    files = [managed_file(name=f"Install {f.path}", file=f, now=now) for f in haproxy_files]
+    unit_running(name="haproxy enabled and running", unit="haproxy.service", now=now)
+    handler("haproxy", "systemctl reload haproxy", files, now, name="Reload haproxy (config changed)")

@@ -6,18 +6,18 @@ The config is validated with `keepalived -t` on the host before it replaces the 
 """
 
 from pyinfra.api import deploy
-from pyinfra.operations import server, systemd
+from pyinfra.operations import server
 
-from hakube.ops import handler, install_packages, managed_file
+from hakube.ops import handler, managed_file, unit_running
 
 
 @deploy("keepalived")
-def apply(cfg, plan):
-    install_packages(["keepalived"], name="Install keepalived")
-    server.user(
-        name="User for keepalived's health scripts",
-        user="keepalived_script", system=True, shell="/usr/sbin/nologin", home="/nonexistent", create_home=False,
-    )
-    conf = [managed_file(name=f"Install {f.path}", file=f, known_paths=plan.paths) for f in plan.keepalived]
-    systemd.service(name="keepalived enabled and running", service="keepalived", running=True, enabled=True)
-    handler("keepalived", "systemctl reload keepalived", conf, plan.paths, name="Reload keepalived (config changed)")
+def apply(cfg, plan, now):
+    if "keepalived_script" not in now.users:
+        server.user(
+            name="User for keepalived's health scripts",
+            user="keepalived_script", system=True, shell="/usr/sbin/nologin", home="/nonexistent", create_home=False,
+        )
+    conf = [managed_file(name=f"Install {f.path}", file=f, now=now) for f in plan.keepalived]
+    unit_running(name="keepalived enabled and running", unit="keepalived.service", now=now)
+    handler("keepalived", "systemctl reload keepalived", conf, now, name="Reload keepalived (config changed)")

@@ -1,6 +1,6 @@
 """Step 7 — the admin kubeconfig, pointing at the VIP (tutorial: 修改kubeconfig文件).
 
-On every master at /root/.kube/config (0600, with kubectl from the distribution) and, for the
+On every master at /root/.kube/config (0600; kubectl comes from the packages step) and, for the
 operator, in the local artifacts directory.
 """
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pyinfra.api import deploy
 
-from hakube.ops import install_packages, managed_file
+from hakube.ops import managed_file
 from hakube.render import admin_kubeconfig
 
 
@@ -27,6 +27,5 @@ def write_local(cfg, pki) -> Path:
 
 
 @deploy("Admin kubeconfig")
-def apply(cfg, plan):
-    install_packages(["kubernetes-client"], name="Install kubectl")
-    return [managed_file(name=f"Install {f.path}", file=f, known_paths=plan.paths) for f in plan.kubeconfig]
+def apply(cfg, plan, now):
+    return [managed_file(name=f"Install {f.path}", file=f, now=now) for f in plan.kubeconfig]

@@ -8,15 +8,15 @@ from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.operations import server
 
-from hakube.ops import KubectlGet
+from hakube.ops import RBAC_BINDING
 from hakube.render import KUBECONFIG
 
-BINDING = "kube-apiserver:kubelet-apis"
+BINDING = RBAC_BINDING
 
 
 @deploy("RBAC: kube-apiserver -> kubelet API")
-def apply(cfg):
-    if host.get_fact(KubectlGet, kubeconfig=KUBECONFIG, kind="clusterrolebinding", object_name=BINDING):
+def apply(cfg, now):
+    if f"clusterrolebinding/{BINDING}" in now.kube_objects:
         host.noop(f"clusterrolebinding {BINDING} exists")
         return
     kubectl = f"kubectl --kubeconfig {KUBECONFIG}"

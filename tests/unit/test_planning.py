@@ -35,6 +35,7 @@ M1, M2, N1 = "@fake/m1", "@fake/m2", "@fake/n1"
 
 # The tutorial's steps, in the order the deploy must run them on a master.
 STEPS = [
+    "Packages",
     "Certificates (/etc/kubernetes/ssl)",
     "Audit policy",
     "kube-apiserver",
