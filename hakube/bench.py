@@ -33,7 +33,6 @@ import argparse
 import collections
 import contextlib
 import datetime as _dt
-import fcntl
 import json
 import os
 import platform
@@ -47,10 +46,11 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import hakube.lab as lab
+from hakube.lab.harness import HarnessError, Run, api_get, api_ok, client_context, session_lock, wait_for
 
 REPO = lab.REPO
 BENCH_DIR = REPO / "bench"
@@ -58,7 +58,6 @@ RESULTS_FILE = BENCH_DIR / "results.json"
 FLOOR_DEPLOY = "bench/floor.py"
 TRACED_PYINFRA = BENCH_DIR / "pyinfra_traced.py"
 PYINFRA = str(Path(sys.executable).parent / "pyinfra")
-LOCK_FILE = lab.CACHE_DIR / "lab-session.lock"
 BENCH_MASTERS = 2
 DEFAULT_RUNS = 5
 NOOP_FLOOR_FACTOR = 3.0
@@ -70,8 +69,7 @@ def log(msg: str) -> None:
     print(f"[bench {time.monotonic() - _T0:6.1f}s] {msg}", file=sys.stderr, flush=True)
 
 
-class BenchError(Exception):
-    pass
+BenchError = HarnessError
 
 
 # --- statistics -----------------------------------------------------------------------------------
@@ -96,56 +94,7 @@ def figure(samples: list[float], unit: str, description: str, **extra) -> dict:
 # --- the lock -------------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def session_lock():
-    """Exclusive flock on the lab-session lock for the whole bench (the lab tests take it too)."""
-    lab.CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    with open(LOCK_FILE, "w") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            log(f"the lab is in use (lock {LOCK_FILE}); waiting for it")
-            started = time.monotonic()
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            log(f"got the lab-session lock after {time.monotonic() - started:.0f}s")
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
 # --- pyinfra --------------------------------------------------------------------------------------
-
-
-@dataclass
-class Run:
-    args: list
-    returncode: int
-    stdout: str
-    stderr: str
-    seconds: float
-    data: dict = field(default_factory=dict)
-
-    def changed(self) -> dict[str, list[str]]:
-        ops = (self.data.get("results") or {}).get("operations", [])
-        return {op["name"]: op["success"] for op in ops if op["success"]}
-
-    def errors(self) -> dict[str, list[str]]:
-        ops = (self.data.get("results") or {}).get("operations", [])
-        return {op["name"]: op["error"] for op in ops if op["error"]}
-
-    def planned_changes(self) -> dict[str, list[str]]:
-        return {
-            op["name"]: sorted(set(op["hosts_with_change"]) | set(op["hosts_with_conditional_change"]))
-            for op in self.data.get("plan", [])
-            if op["hosts_with_change"] or op["hosts_with_conditional_change"]
-        }
-
-    def check(self, what: str) -> "Run":
-        if self.returncode != 0 or self.errors():
-            raise BenchError(f"{what} failed (exit {self.returncode}, errors {self.errors()}) after "
-                             f"{self.seconds:.1f}s: {' '.join(map(str, self.args))}\n{self.stderr[-4000:]}")
-        return self
 
 
 def _clean_env(extra: dict | None = None) -> dict:
@@ -182,12 +131,7 @@ def pyinfra(deploy_file: str = "deploy.py", *, dry: bool = False, env: dict | No
                 stdout, stderr = proc.communicate()
                 why = trouble or f"no result after {timeout:.0f}s"
                 raise BenchError(f"`{' '.join(cmd)}` stopped after {elapsed:.0f}s: {why}\n{stderr[-3000:]}")
-    run = Run(cmd, proc.returncode, stdout, stderr, time.monotonic() - started)
-    try:
-        run.data = json.loads(stdout) if stdout.strip() else {}
-    except json.JSONDecodeError:
-        run.data = {}
-    return run
+    return Run.parse(cmd, proc.returncode, stdout, stderr, time.monotonic() - started)
 
 
 def lab_trouble() -> str:
@@ -214,47 +158,6 @@ def lab_cli(*args: str, timeout: float = 900) -> float:
 
 
 # --- the API through the VIP ----------------------------------------------------------------------
-
-
-def client_context(cert: str = "admin"):
-    import ssl
-
-    ctx = ssl.create_default_context(cafile=str(lab.PKI_DIR / "ca.pem"))
-    ctx.check_hostname = False  # the VIP is an IP SAN; the chain is still verified
-    ctx.load_cert_chain(str(lab.PKI_DIR / f"{cert}.pem"), str(lab.PKI_DIR / f"{cert}-key.pem"))
-    return ctx
-
-
-def api_get(path: str = "/readyz", *, ctx, host: str = lab.VIP, port: int = 6443,
-            timeout: float = 1.0) -> tuple[int, str]:
-    """One GET on a fresh connection (no proxies); (status, body) or (0, error)."""
-    import http.client
-
-    conn = http.client.HTTPSConnection(host, port, timeout=timeout, context=ctx)
-    try:
-        conn.request("GET", path)
-        resp = conn.getresponse()
-        return resp.status, resp.read().decode(errors="replace")
-    except (OSError, http.client.HTTPException) as e:
-        return 0, f"{type(e).__name__}: {e}"
-    finally:
-        conn.close()
-
-
-def api_ok(ctx, timeout: float = 2.0) -> bool:
-    status, body = api_get(ctx=ctx, timeout=timeout)
-    return status == 200 and body.strip() == "ok"
-
-
-def wait_for(predicate, timeout: float, interval: float = 0.2, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise BenchError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
 
 
 # --- failover -------------------------------------------------------------------------------------
@@ -841,7 +744,7 @@ def main(argv: list[str] | None = None) -> int:
         print("bench: Docker daemon not reachable (the bench runs on the Docker lab)", file=sys.stderr)
         return 1
     try:
-        with session_lock(), source_tree(args.worktree) as source:
+        with session_lock(log), source_tree(args.worktree) as source:
             log(f"lab-session lock held; {args.runs} runs per figure; deploying {source.mode} "
                 f"{source.commit[:10]} from {source.root}")
             results = bench(args.runs)

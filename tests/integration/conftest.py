@@ -5,22 +5,19 @@ Only the lab's own addresses (10.213.0.0/24) and loopback are ever contacted.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
-import http.client
 import json
 import os
-import ssl
 import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 import hakube.lab as lab
+from hakube.lab.harness import Run, api_get, api_ok, client_context, session_lock, wait_for  # noqa: F401
 
 REPO = lab.REPO
 PYINFRA = str(Path(sys.executable).parent / "pyinfra")
@@ -36,48 +33,11 @@ def lab_session_lock():
         if IN_CI:
             pytest.fail(f"{message}; CI=true, so this is a failure, not a skip")
         pytest.skip(message)
-    lab.CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    with open(lab.CACHE_DIR / "lab-session.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with session_lock():
         yield
-        fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 # --- the pyinfra CLI ------------------------------------------------------------------------------
-
-
-@dataclass
-class Run:
-    args: list
-    returncode: int
-    stdout: str
-    stderr: str
-    seconds: float
-    data: dict = field(default_factory=dict)
-
-    @property
-    def output(self) -> str:
-        return self.stdout + self.stderr
-
-    def changed(self) -> dict[str, list[str]]:
-        """Executed run: operation name -> hosts where it changed something."""
-        ops = self.data.get("results", {}).get("operations", [])
-        return {op["name"]: op["success"] for op in ops if op["success"]}
-
-    def errors(self) -> dict[str, list[str]]:
-        ops = self.data.get("results", {}).get("operations", [])
-        return {op["name"]: op["error"] for op in ops if op["error"]}
-
-    def planned_changes(self) -> dict[str, list[str]]:
-        """--dry run: operation name -> hosts it would (or might) change."""
-        return {
-            op["name"]: sorted(set(op["hosts_with_change"]) | set(op["hosts_with_conditional_change"]))
-            for op in self.data.get("plan", [])
-            if op["hosts_with_change"] or op["hosts_with_conditional_change"]
-        }
-
-    def describe(self) -> str:
-        return f"exit {self.returncode} after {self.seconds:.1f}s: {' '.join(self.args)}\n{self.stderr[-6000:]}"
 
 
 def deploy(inventory: str | Path = "inventory.py", *, dry: bool = False, env: dict | None = None,
@@ -87,12 +47,7 @@ def deploy(inventory: str | Path = "inventory.py", *, dry: bool = False, env: di
     started = time.monotonic()
     proc = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=timeout,
                           stdin=subprocess.DEVNULL, env={**os.environ, **(env or {})})
-    run = Run(args, proc.returncode, proc.stdout, proc.stderr, time.monotonic() - started)
-    try:
-        run.data = json.loads(proc.stdout) if proc.stdout.strip() else {}
-    except json.JSONDecodeError:
-        run.data = {}
-    return run
+    return Run.parse(args, proc.returncode, proc.stdout, proc.stderr, time.monotonic() - started)
 
 
 def assert_converged(run: Run) -> None:
@@ -155,44 +110,7 @@ def holders() -> list[str]:
     return lab.vip_holders()
 
 
-def wait_for(predicate, timeout: float, interval: float = 0.1, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
 # --- clients through the VIP ------------------------------------------------------------------------
-
-
-def client_context(cert: str = "admin", ca: Path | None = None) -> ssl.SSLContext:
-    ctx = ssl.create_default_context(cafile=str(ca or lab.PKI_DIR / "ca.pem"))
-    ctx.check_hostname = False  # the VIP is an IP SAN; the chain is still verified
-    if cert:
-        ctx.load_cert_chain(str(lab.PKI_DIR / f"{cert}.pem"), str(lab.PKI_DIR / f"{cert}-key.pem"))
-    return ctx
-
-
-def api_get(path: str = "/readyz", *, host: str = lab.VIP, port: int = 6443, timeout: float = 1.0,
-            ctx: ssl.SSLContext | None = None) -> tuple[int, str]:
-    """One GET on a fresh connection; (status, body), or (0, error) when the connection failed."""
-    conn = http.client.HTTPSConnection(host, port, timeout=timeout, context=ctx or client_context())
-    try:
-        conn.request("GET", path)
-        resp = conn.getresponse()
-        return resp.status, resp.read().decode(errors="replace")
-    except (OSError, http.client.HTTPException) as e:
-        return 0, f"{type(e).__name__}: {e}"
-    finally:
-        conn.close()
-
-
-def api_ok() -> bool:
-    status, body = api_get()
-    return status == 200 and body.strip() == "ok"
 
 
 class Prober:
