@@ -1,0 +1,45 @@
+"""The one-command host snapshot: its shell really runs (here, locally) and parses back."""
+
+import hashlib
+import os
+import subprocess
+
+from hakube.ops import FileState, HostSnapshot, Snapshot
+from hakube.render import pending_marker
+
+
+def _run(tmp_path, **kw):
+    fact = HostSnapshot()
+    args = dict(paths=(), units=(), users=(), sysctls=(), commands=(), kube_objects=(), kubeconfig="/nonexistent")
+    args.update(kw)
+    out = subprocess.run(["sh", "-c", fact.command(**args)], capture_output=True, text=True, check=True).stdout
+    return fact.process(out.splitlines())
+
+
+def test_files_hashed_with_mode_and_owner_and_missing_ones_absent(tmp_path):
+    a, b = tmp_path / "a b.conf", tmp_path / "key.pem"
+    a.write_bytes(b"hello\n")
+    b.write_bytes(b"secret")
+    os.chmod(b, 0o600)
+    snap = _run(tmp_path, paths=(str(a), str(b), str(tmp_path / "missing")))
+    assert snap.files[str(a)].sha256 == hashlib.sha256(b"hello\n").hexdigest()
+    assert snap.files[str(b)].mode == 0o600
+    assert str(tmp_path / "missing") not in snap.files
+    assert isinstance(snap.files[str(a)], FileState) and snap.files[str(a)].owner.count(":") == 1
+
+
+def test_users_and_commands(tmp_path):
+    snap = _run(tmp_path, users=("root", "no-such-user-xyz"), commands=("sh", "no-such-command-xyz"))
+    assert snap.users == {"root"}
+    assert snap.commands == {"sh"}
+    assert snap.kube_objects == frozenset()
+
+
+def test_a_handler_is_owed_while_its_marker_file_exists():
+    s = Snapshot({pending_marker("haproxy"): FileState("x", 0o644, "root:root")}, {}, frozenset(), {})
+    assert s.owed("haproxy") and not s.owed("keepalived")
+
+
+def test_no_paths_at_all_is_fine(tmp_path):
+    snap = _run(tmp_path)
+    assert snap.files == {} and snap.users == frozenset()
