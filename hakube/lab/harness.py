@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import http.client
+import json
 import ssl
 import sys
 import time
@@ -54,7 +55,7 @@ class Run:
     def parse(cls, args, returncode: int, stdout: str, stderr: str, seconds: float) -> "Run":
         run = cls(list(args), returncode, stdout, stderr, seconds)
         with contextlib.suppress(ValueError):
-            run.data = __import__("json").loads(stdout) if stdout.strip() else {}
+            run.data = json.loads(stdout) if stdout.strip() else {}
         return run
 
     @property
