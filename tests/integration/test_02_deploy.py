@@ -91,16 +91,6 @@ def test_dry_run_on_the_converged_lab_reports_nothing(first_apply):
     assert config_checksums() == before
 
 
-def _served_chain() -> x509.Certificate:
-    import socket
-    import ssl
-
-    ctx = ssl.create_default_context(cafile=str(lab.PKI_DIR / "ca.pem"))
-    ctx.check_hostname = False
-    with socket.create_connection((lab.VIP, 6443), timeout=3) as raw, ctx.wrap_socket(raw) as tls:
-        return x509.load_der_x509_certificate(tls.getpeercert(binary_form=True))
-
-
 def test_served_certificate_verifies_and_holds_the_vip_and_masters(first_apply, tmp_path):
     served = tmp_path / "served.pem"
     proc = subprocess.run(
@@ -110,7 +100,8 @@ def test_served_certificate_verifies_and_holds_the_vip_and_masters(first_apply, 
     verify = subprocess.run(["openssl", "verify", "-CAfile", str(lab.PKI_DIR / "ca.pem"), str(served)],
                             capture_output=True, text=True)
     assert verify.returncode == 0 and ": OK" in verify.stdout, verify.stdout + verify.stderr
-    sans = _served_chain().extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    cert = x509.load_pem_x509_certificate(served.read_bytes())  # the one openssl just verified
+    sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     ips = {str(ip) for ip in sans.get_values_for_type(x509.IPAddress)}
     assert {lab.VIP, *(lab.MASTERS[m] for m in masters()), "127.0.0.1", "10.254.0.1"} <= ips
     assert "kubernetes.default.svc.cluster.local" in sans.get_values_for_type(x509.DNSName)
