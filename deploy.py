@@ -3,27 +3,30 @@
     pyinfra inventory.py deploy.py            apply
     pyinfra inventory.py deploy.py --dry --diff   show what would change, touch nothing
 
-All inventory data is validated first (every problem, each naming host and key); nothing runs on
-any host if one is wrong.
+All inventory data is validated first (every problem, each naming host and key), then every
+master's CA and service-account key are checked against this checkout's; nothing runs on any
+host if one is wrong.
 """
 
 from pyinfra import host, inventory
 
-from hakube.context import settings_for
+from hakube.context import check_trust, settings_for
 from hakube.ops import snapshot
-from hakube.render import ensure_pki, plan
+from hakube.render import ensure_pki, managed_paths, plan
 from tasks import apiserver, audit, certs, haproxy, keepalived, kubeconfig, packages, rbac
 
 cfg = settings_for(host, inventory)  # raises before any host is touched
+now = snapshot(managed_paths(cfg))  # what the host has: one remote command
+if cfg.is_master:
+    check_trust(cfg, host, inventory, now)  # the masters' CA is the truth: refuse, never replace
 pki = ensure_pki(cfg) if cfg.is_master else None
 files = plan(cfg, pki)  # every file this host should have, rendered locally
-now = snapshot(files.paths)  # what the host has: one remote command
 
 if cfg.is_master:
     packages.apply(now)  # 0. keepalived, haproxy, kubectl from the distribution
-    cert_ops = certs.apply(files, now)  # 1. Kubernetes certificates and keys
-    audit_ops = audit.apply(files, now)  # 2. audit policy
-    apiserver.apply(cfg, files, now, restart_on=[*cert_ops, *audit_ops])  # 3. config, flags, unit, start
+    certs.apply(files, now)  # 1. Kubernetes certificates and keys
+    audit.apply(files, now)  # 2. audit policy
+    apiserver.apply(cfg, files, now, inputs=[*files.certs, *files.audit])  # 3. config, flags, unit, roll
     keepalived.apply(cfg, files, now)  # 5. keepalived: the VIP
     haproxy.apply(cfg, files, now)  # 6. haproxy in front of every apiserver
     kubeconfig.apply(cfg, files, now)  # 7. admin kubeconfig (masters)

@@ -1,12 +1,20 @@
-"""Glue between pyinfra's inventory and the validated settings (the only reader of host.data)."""
+"""Glue between pyinfra's planning and the pure logic: validated settings (the only reader of
+host.data) and the trust check that runs across every master before any host is touched."""
 
 from __future__ import annotations
 
+import time
+
+import gevent
 from pyinfra.api.exceptions import PyinfraError
 
+from . import trust
 from .settings import InventoryError, Settings, load_inventory
 
 _loaded: dict[int, dict[str, Settings]] = {}
+_anchors: dict[int, dict[str, dict]] = {}
+
+BARRIER_TIMEOUT = 300  # seconds a master's planning waits for the other masters' snapshots
 
 
 def settings_for(host, inventory) -> Settings:
@@ -22,3 +30,27 @@ def settings_for(host, inventory) -> Settings:
         except InventoryError as e:
             raise PyinfraError(str(e)) from None
     return _loaded[key][host.name]
+
+
+def check_trust(cfg: Settings, host, inventory, facts) -> None:
+    """Refuse the run unless every master's CA and service-account key are this checkout's.
+
+    pyinfra plans the hosts concurrently (one greenlet each); every master records its anchors
+    and waits until every reachable master has, so the refusal names them all. Planning comes
+    before any execution: a refusal here leaves every host as it was.
+    """
+    c = cfg.cluster
+    seen = _anchors.setdefault(id(inventory), {})
+    seen[host.name] = trust.host_anchors(facts.files)
+    active = {h.name for h in host.state.inventory.get_active_hosts()}
+    masters = [m.name for m in c.masters if m.name in active]
+    deadline = time.monotonic() + BARRIER_TIMEOUT
+    while not all(m in seen for m in masters):
+        if time.monotonic() > deadline:
+            missing = ", ".join(m for m in masters if m not in seen)
+            raise PyinfraError(f"refusing to run: no snapshot of {missing} to check its CA against")
+        gevent.sleep(0.01)
+    allow = {"ca": c.replace_ca_sha256, "sa": c.replace_sa_sha256}
+    lines = trust.problems(trust.local_anchors(c), {m: seen[m] for m in masters}, allow, c.pki_dir)
+    if lines:
+        raise PyinfraError(trust.refusal(lines, c.pki_dir))

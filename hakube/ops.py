@@ -17,13 +17,21 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from pyinfra import host, logger
-from pyinfra.api import FactBase, FileUploadCommand, operation
+from pyinfra.api import FactBase, FileUploadCommand, FunctionCommand, QuoteString, StringCommand, operation
+from pyinfra.api.arguments import CONNECTOR_ARGUMENT_KEYS
 from pyinfra.api.exceptions import OperationError
 from pyinfra.api.util import get_file_sha256
 from pyinfra.operations.util.files import generate_color_diff
 from pyinfra.facts.files import FileContents
 
-from .render import KUBECONFIG, PENDING_DIR, DesiredFile, pending_marker
+from . import roll as rollsh
+from .render import KUBECONFIG, DesiredFile
+from .roll import PENDING_DIR, pending_marker
+
+# Services whose inputs are kept for a rollback before a change goes live (see hakube.roll).
+ROLLED = ("kube-apiserver", "haproxy", "keepalived")
+# Services whose inputs go live only in their roll, one master at a time (staged until then).
+STAGED = ("kube-apiserver",)
 
 
 @dataclass(frozen=True)
@@ -139,6 +147,12 @@ def _show_diff(path: str, content: bytes, secret: bool, exists: bool) -> None:
     logger.info("")
 
 
+def content_changes(file: DesiredFile, facts: Snapshot) -> bool:
+    """True when the host's copy of ``file`` is missing or has other bytes (a mode is no change)."""
+    state = facts.files.get(file.path)
+    return state is None or state.sha256 != _sha(file.content)
+
+
 @operation()
 def managed_file(file: DesiredFile, now: Snapshot):
     """
@@ -146,29 +160,42 @@ def managed_file(file: DesiredFile, now: Snapshot):
 
     + file: a ``hakube.render.DesiredFile``
     + now: the host's snapshot, taken once while planning
+
+    An input of a service in ``STAGED`` (the apiserver) stays at ``<path>.new``: the service's roll
+    switches it in on its master's turn (``hakube.roll``). Any other file goes live here, after the
+    version it replaces was kept for a rollback of the services it notifies.
+
+    The new version is written into a file that is already root-owned and private (0600) and gets
+    its final mode before it is moved into place: a secret is never readable by anyone else, not
+    even for an instant. A mode or owner repair touches nothing else and restarts nothing.
     """
     state = now.files.get(file.path)
-    mode = int(file.mode, 8)
-    if state and state.sha256 == _sha(file.content):
-        if state.mode == mode and state.owner == "root:root":
+    q_path = shlex.quote(file.path)
+    if not content_changes(file, now):
+        if state.mode == int(file.mode, 8) and state.owner == "root:root":
             host.noop(f"{file.path} is up to date")
             return
-        yield f"chown root:root {shlex.quote(file.path)} && chmod {file.mode} {shlex.quote(file.path)}"
+        yield f"chown root:root {q_path} && chmod {file.mode} {q_path}"
         return
 
     _show_diff(file.path, file.content, file.secret, exists=state is not None)
-    staged = f"{file.path}.new"
-    q_staged, q_path = shlex.quote(staged), shlex.quote(file.path)
-    yield f"mkdir -p {shlex.quote(posixpath.dirname(file.path))}"
+    staged_path = f"{file.path}.new"
+    q_staged = shlex.quote(staged_path)
+    yield f"mkdir -p {shlex.quote(posixpath.dirname(file.path))} && install -m 0600 -o root -g root /dev/null {q_staged}"
     yield FileUploadCommand(
-        io.BytesIO(file.content), staged, remote_temp_filename=host.get_temp_filename(staged)
+        io.BytesIO(file.content), staged_path, remote_temp_filename=host.get_temp_filename(staged_path)
     )
     yield f"chown root:root {q_staged} && chmod {file.mode} {q_staged}"
     if file.validate:
         check = file.validate.format(path=q_staged)
         # The validator's own message goes to stderr, which pyinfra prints for the failed host.
-        yield f"{check} >&2 || {{ echo 'validation failed: {file.path} left unchanged, new version kept at {staged}' >&2; exit 1; }}"
+        yield f"{check} >&2 || {{ echo 'validation failed: {file.path} left unchanged, new version kept at {staged_path}' >&2; exit 1; }}"
     yield from _mark_pending(file.notify)
+    if any(service in STAGED for service in file.notify):
+        return
+    for service in file.notify:
+        if service in ROLLED:
+            yield rollsh.backup(service, [file.path])
     yield f"mv -f {q_staged} {q_path}"
 
 
@@ -183,8 +210,8 @@ def _mark_pending(handlers: tuple[str, ...]):
 def binary(dest: str, now: Snapshot, local_path: str | None = None, url: str | None = None,
            sha256: str | None = None, notify: tuple[str, ...] = ()):
     """
-    Install an executable from a local file or from ``url``, checked against ``sha256`` on the
-    host before it replaces the live one.
+    Stage an executable at ``<dest>.new`` from a local file or from ``url``, checked against
+    ``sha256`` on the host; the service's roll switches it in (the live binary is not touched here).
 
     + dest: path on the host
     + local_path: file on the deploy machine (uploaded)
@@ -192,10 +219,13 @@ def binary(dest: str, now: Snapshot, local_path: str | None = None, url: str | N
     """
     want = _local_sha256(local_path) if local_path else sha256
     state = now.files.get(dest)
-    if state and state.sha256 == want and state.mode == 0o755:
-        host.noop(f"{dest} is up to date")
+    if state and state.sha256 == want:
+        if state.mode == 0o755 and state.owner == "root:root":
+            host.noop(f"{dest} is up to date")
+            return
+        yield f"chown root:root {shlex.quote(dest)} && chmod 0755 {shlex.quote(dest)}"
         return
-    staged, q_dest = f"{dest}.new", shlex.quote(dest)
+    staged = f"{dest}.new"
     q_staged = shlex.quote(staged)
     if local_path:
         yield FileUploadCommand(local_path, staged, remote_temp_filename=host.get_temp_filename(staged))
@@ -207,7 +237,6 @@ def binary(dest: str, now: Snapshot, local_path: str | None = None, url: str | N
     )
     yield f"chmod 0755 {q_staged} && chown root:root {q_staged}"
     yield from _mark_pending(notify)
-    yield f"mv -f {q_staged} {q_dest}"
 
 
 @lru_cache(maxsize=8)
@@ -245,19 +274,78 @@ def install_packages(names: list[str], **kwargs):
     raise OperationError(f"{host.name}: no supported package manager (apt-get, dnf, yum)")
 
 
-def handler(handler: str, command: str, upstream, now: Snapshot, **op_kwargs):
-    """Run ``command`` (a restart or reload) when a file it depends on changed.
+def handler(handler: str, command: str, files, now: Snapshot, **op_kwargs):
+    """Run ``command`` (a reload) when the content of one of ``files`` (``DesiredFile``) changes.
 
-    Planned only when one of the ``upstream`` operations will change something, or when a marker
-    left by an earlier, interrupted run says the handler is still owed (so a converged ``--dry``
-    lists nothing). At execution the command runs only if the marker is there, and removes it
-    once it succeeded.
+    Planned only when a file's content will change, or when a marker left by an earlier,
+    interrupted run says the handler is still owed (so a converged ``--dry`` lists nothing, and a
+    mode-only repair lists no reload it does not do). At execution the command runs only if the
+    marker is there, and removes it once it succeeded.
     """
     from pyinfra.operations import server
 
     marker = pending_marker(handler)
-    if not now.owed(handler) and not any(op.will_change for op in upstream):
+    if not now.owed(handler) and not any(content_changes(f, now) for f in files):
         return None
     return server.shell(
         commands=[f"if [ -e {marker} ]; then {{ {command} ; }} && rm -f {marker}; fi"], **op_kwargs
     )
+
+
+# --- the roll: one master at a time, stop and roll back on the first failure ----------------------
+
+_ROLLS: dict[int, dict[str, dict]] = {}  # id(state) -> service -> {"host": name, "done": bool}
+
+
+def _roll_guard(state, host, service: str, on_stop: str):
+    """Start the roll here unless it failed on an earlier master; then leave this one as it was."""
+    rolls = _ROLLS.setdefault(id(state), {})
+    last = rolls.get(service)
+    if last and not last["done"]:
+        host.log_styled(
+            f"{service} not touched here: the roll stopped at {last['host']}, which was rolled back",
+            fg="red", log_func=logger.error,
+        )
+        args = state.get_op_data_for_host(host, host.executing_op_hash).global_arguments
+        host.run_shell_command(StringCommand("sh", "-c", QuoteString(on_stop)),
+                               **{k: args[k] for k in CONNECTOR_ARGUMENT_KEYS if k in args})
+        return False
+    rolls[service] = {"host": host.name, "done": False}
+    return True
+
+
+def _roll_done(state, host, service: str):
+    _ROLLS[id(state)][service]["done"] = True
+    return True
+
+
+@operation(is_idempotent=False)
+def roll(service: str, script: str, on_stop: str):
+    """
+    Apply a change to ``service`` on this master (``script``, from ``hakube.roll.rolled_restart``),
+    run with ``_serial=True``. Once one master's roll failed (and was rolled back), every later
+    master runs ``on_stop`` instead (its own previous inputs stay or are put back) and fails too:
+    the run stops there.
+    """
+    yield FunctionCommand(_roll_guard, (service, on_stop), {})
+    yield script
+    yield FunctionCommand(_roll_done, (service,), {})
+
+
+def reload_roll(service: str, files, now: Snapshot, host_name: str, timeout: int = 10):
+    """Reload ``service`` (one master at a time) when one of ``files`` changed content; if the
+    daemon is not running afterwards, put its previous files back, restart it and stop the run."""
+    if not roll_owed(service, files, now):
+        return None
+    unit = shlex.quote(service)
+    script = rollsh.rolled_restart(
+        service, host_name, (), apply=f"systemctl reload-or-restart {unit} && sleep 1",
+        ready=f"systemctl is-active -q {unit}", timeout=timeout,
+    )
+    return roll(name=f"Reload {service} (config changed)", service=service,
+                script=script, on_stop=rollsh.stopped_elsewhere(service), _serial=True)
+
+
+def roll_owed(service: str, files, now: Snapshot, binary_changes: bool = False) -> bool:
+    """Plan a roll only when an input's content changes or an interrupted run still owes one."""
+    return binary_changes or now.owed(service) or any(content_changes(f, now) for f in files)

@@ -24,7 +24,7 @@ import os
 import secrets
 import tempfile
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Union
@@ -117,7 +117,7 @@ class CA:
     """A loaded certificate authority (PEM bytes plus parsed objects)."""
 
     cert_pem: bytes
-    key_pem: bytes
+    key_pem: bytes = field(repr=False)
 
     @cached_property
     def cert(self) -> x509.Certificate:
@@ -141,7 +141,7 @@ class IssuedCert:
 
     name: str
     cert_pem: bytes
-    key_pem: bytes
+    key_pem: bytes = field(repr=False)
     issued: bool
     reason: str | None
 
@@ -627,17 +627,37 @@ def ensure_cert(
 # --------------------------------------------------------------------------
 
 
-def ensure_sa_keypair(pki_dir: StrPath) -> tuple[bytes, bytes]:
+def public_pem(key_pem: bytes) -> bytes:
+    """SubjectPublicKeyInfo PEM of a PEM private key (how ``sa.pub`` is derived from ``sa-key.pem``)."""
+    return _pub_pem(serialization.load_pem_private_key(key_pem, password=None))
+
+
+def ensure_sa_keypair(pki_dir: StrPath, import_key: StrPath | None = None) -> tuple[bytes, bytes]:
     """Return ``(public_pem, private_key_pem)`` of the service-account signing keypair.
 
-    ``sa-key.pem`` (RSA 2048) is created once and reused; ``sa.pub`` is
-    (re)derived from it when missing or stale. This is deliberately not the
+    ``sa-key.pem`` (RSA 2048) is created once (or copied from ``import_key``) and reused; ``sa.pub``
+    is (re)derived from it when missing or stale. This is deliberately not the
     CA key. A corrupt ``sa-key.pem`` raises :class:`PKIError` rather than
-    being replaced, since that would invalidate every issued token.
+    being replaced, since that would invalidate every issued token; so does an import that
+    differs from the key already there.
     """
     pki = _ensure_dir(pki_dir)
     key_path, pub_path = pki / SA_KEY_FILE, pki / SA_PUB_FILE
     key_pem = _read(key_path)
+    if import_key is not None:
+        try:
+            imported = Path(import_key).read_bytes()
+            serialization.load_pem_private_key(imported, password=None)
+        except (OSError, ValueError, TypeError) as exc:
+            raise PKIError(f"cannot import service-account key {import_key}: {exc}") from exc
+        if key_pem is None:
+            key_pem = imported
+            _atomic_write(key_path, key_pem, KEY_MODE)
+        elif public_pem(key_pem) != public_pem(imported):
+            raise PKIError(
+                f"{key_path} already holds a different service-account key than {import_key}; refusing "
+                "to replace it (that would invalidate every service-account token)"
+            )
     if key_pem is None:
         key: PrivateKeyTypes = _new_rsa_key()
         key_pem = _key_pem(key)
@@ -659,6 +679,7 @@ def ensure_cluster_pki(
     *,
     ca_import: tuple[str, str] | None = None,
     ca_subject: Subject = Subject(),
+    sa_import: StrPath | None = None,
     now: dt.datetime | None = None,
 ) -> tuple[CA, dict[str, IssuedCert], tuple[bytes, bytes]]:
     """Ensure CA, every leaf in ``specs`` and the SA keypair; report reissues on stdout.
@@ -683,7 +704,7 @@ def ensure_cluster_pki(
         if result.issued:
             print(f"[pki] issued {spec.name} ({result.reason})")
         certs[spec.name] = result
-    return ca, certs, ensure_sa_keypair(pki_dir)
+    return ca, certs, ensure_sa_keypair(pki_dir, sa_import)
 
 
 def combined_pem(cert: IssuedCert) -> bytes:

@@ -11,13 +11,14 @@ import base64
 import contextlib
 import json
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
 import jinja2
 
 from . import flags, pki
+from .roll import PENDING_DIR, pending_marker  # noqa: F401 (re-exported)
 from .settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,11 +30,6 @@ APISERVER_UNIT = "/etc/systemd/system/kube-apiserver.service"
 AGENT_SOCKET = "/etc/systemd/system/kube-apiserver-agent.socket"
 AGENT_SERVICE = "/etc/systemd/system/kube-apiserver-agent@.service"
 AGENT_STATE = "/run/kube-apiserver-agent"  # "drain" during a deploy's restart; absent = ready
-PENDING_DIR = "/var/lib/hakube/pending"  # one marker per handler whose files changed, until it ran
-
-
-def pending_marker(handler: str) -> str:
-    return f"{PENDING_DIR}/{handler}"
 HAPROXY_CFG = "/etc/haproxy/haproxy.cfg"
 HAPROXY_PKI = "/etc/haproxy/pki"
 KEEPALIVED_CONF = "/etc/keepalived/keepalived.conf"
@@ -47,7 +43,7 @@ APISERVER_CERTS = ("apiserver", "apiserver-etcd-client", "apiserver-kubelet-clie
 @dataclass(frozen=True)
 class DesiredFile:
     path: str
-    content: bytes
+    content: bytes = field(repr=False)  # may be a key: never in a repr, a log line or an exception
     mode: str = "0644"
     secret: bool = False  # never shown in a diff
     validate: str | None = None  # command run on the staged copy ({path}); must pass to go live
@@ -78,7 +74,7 @@ class ClusterPKI:
     ca_pem: bytes
     certs: dict  # name -> pki.IssuedCert
     sa_pub: bytes
-    sa_key: bytes
+    sa_key: bytes = field(repr=False)
 
 
 def ensure_pki(cfg: Settings) -> ClusterPKI:
@@ -88,15 +84,16 @@ def ensure_pki(cfg: Settings) -> ClusterPKI:
         c.bind_addresses, c.vip, c.service_cluster_ip_range, c.cluster_domain, c.cert_extra_sans
     )
     ca_import = (c.ca_cert_file, c.ca_key_file) if c.ca_cert_file else None
-    return _ensure_pki(c.pki_dir, sans, pki.Subject(**c.cert_subject), ca_import)
+    return _ensure_pki(c.pki_dir, sans, pki.Subject(**c.cert_subject), ca_import, c.sa_key_file)
 
 
 @lru_cache(maxsize=4)
-def _ensure_pki(pki_dir: str, sans: tuple, subject: pki.Subject, ca_import) -> ClusterPKI:
+def _ensure_pki(pki_dir: str, sans: tuple, subject: pki.Subject, ca_import, sa_import) -> ClusterPKI:
     # ensure_cluster_pki reports reissues with print(); keep stdout clean for `pyinfra --json`.
     with contextlib.redirect_stdout(sys.stderr):
         ca, certs, (sa_pub, sa_key) = pki.ensure_cluster_pki(
-            pki_dir, pki.cluster_cert_specs(sans, subject), ca_import=ca_import, ca_subject=subject
+            pki_dir, pki.cluster_cert_specs(sans, subject), ca_import=ca_import, ca_subject=subject,
+            sa_import=sa_import,
         )
     return ClusterPKI(ca_pem=ca.cert_pem, certs=certs, sa_pub=sa_pub, sa_key=sa_key)
 
@@ -131,8 +128,9 @@ def apiserver_files(cfg: Settings) -> list[DesiredFile]:
     return [
         DesiredFile("/etc/kubernetes/apiserver", render("apiserver.j2", cfg=cfg, env=flags.apiserver_env(cfg)),
                     notify=("kube-apiserver",)),
+        # The roll runs daemon-reload before it restarts the apiserver.
         DesiredFile(APISERVER_UNIT, render("kube-apiserver.service.j2", binary=APISERVER_BINARY),
-                    notify=("daemon-reload", "kube-apiserver")),
+                    notify=("kube-apiserver",)),
     ]
 
 
@@ -203,6 +201,14 @@ class Plan:
         binary = {APISERVER_BINARY} if self.certs else set()
         markers = {pending_marker(h) for f in self.files for h in f.notify}
         return tuple(sorted({f.path for f in self.files} | binary | markers))
+
+
+def managed_paths(cfg: Settings) -> tuple[str, ...]:
+    """Every path ``plan`` manages on ``cfg.host``, known before any PKI exists (contents are blank)."""
+    blank = pki.IssuedCert("", b"", b"", issued=False, reason=None)
+    names = [spec.name for spec in pki.cluster_cert_specs((), pki.Subject())]
+    placeholder = ClusterPKI(ca_pem=b"", certs={n: blank for n in names}, sa_pub=b"", sa_key=b"")
+    return plan(cfg, placeholder if cfg.is_master else None).paths
 
 
 def plan(cfg: Settings, p: ClusterPKI | None) -> Plan:

@@ -49,6 +49,7 @@ KEYS: tuple[Key, ...] = (
     Key("haproxy_check_rise", 2, "Good checks before a backend returns to rotation."),
     Key("haproxy_timeout", "1h", "Client/server/tunnel timeout: long enough for watches, logs -f and exec."),
     Key("haproxy_extra_defaults", [], "Raw lines added to haproxy's defaults section."),
+    Key("haproxy_stats_port", 8404, "Port of haproxy's stats page on 127.0.0.1 (the roll waits there for its master to be UP again)."),
     # kube-apiserver.
     Key("kube_version", flagmod.DEFAULT_KUBE_VERSION, "Kubernetes version; flags are rendered for it. Supported: 1.20 and 1.35-1.37."),
     Key("kube_apiserver_binary", None, "Local path of a kube-apiserver binary to upload (air-gapped installs, the lab's build)."),
@@ -64,6 +65,7 @@ KEYS: tuple[Key, ...] = (
     Key("allow_privileged", True, "--allow-privileged."),
     Key("log_level", 0, "--v."),
     Key("event_ttl", "1h", "--event-ttl."),
+    Key("apiserver_ready_timeout", 120, "Seconds a restarted apiserver has to answer /readyz and be UP in haproxy; otherwise the roll puts its previous inputs back and stops."),
     Key("shutdown_delay_seconds", 5, "--shutdown-delay-duration: keeps serving after SIGTERM while haproxy drains this master."),
     Key("service_account_issuer", "https://kubernetes.default.svc.cluster.local", "--service-account-issuer."),
     Key("audit_log_path", "/var/log/k8s-audit.log", "--audit-log-path."),
@@ -77,6 +79,9 @@ KEYS: tuple[Key, ...] = (
     Key("cert_extra_sans", [], "Extra SANs (IPs or DNS names) for the serving certificate."),
     Key("ca_cert_file", None, "Import this CA certificate instead of creating one (with ca_key_file)."),
     Key("ca_key_file", None, "Private key of the imported CA; stays on the deploy machine."),
+    Key("sa_key_file", None, "Import this service-account signing key (PEM) instead of creating one; stays on the deploy machine."),
+    Key("replace_ca_sha256", None, "sha256 of the masters' ca.pem that this run may replace (the refusal prints it). Replacing the CA reissues every certificate: a deliberate change."),
+    Key("replace_sa_sha256", None, "sha256 of the masters' sa.pub that this run may replace. A new service-account key invalidates every service-account token."),
     Key("pki_dir", "pki", "Local, git-ignored directory holding the CA and all issued certificates."),
     Key("artifacts_dir", "artifacts", "Local directory for the operator's admin kubeconfig."),
     Key("cluster_name", "kubernetes", "Cluster name in the kubeconfig."),
@@ -120,7 +125,7 @@ class Cluster:
     vip_prefix: int
     virtual_router_id: int
     vrrp_advert_int: int
-    vrrp_auth_pass: str
+    vrrp_auth_pass: str = field(repr=False)
     keepalived_extra_global_defs: tuple[str, ...]
     lb_port: int
     haproxy_agent_port: int
@@ -129,6 +134,7 @@ class Cluster:
     haproxy_check_rise: int
     haproxy_timeout: str
     haproxy_extra_defaults: tuple[str, ...]
+    haproxy_stats_port: int
     kube_version: str
     kube_apiserver_binary: str | None
     kube_apiserver_url: str
@@ -143,6 +149,7 @@ class Cluster:
     allow_privileged: bool
     log_level: int
     event_ttl: str
+    apiserver_ready_timeout: int
     shutdown_delay_seconds: int
     service_account_issuer: str
     audit_log_path: str
@@ -155,6 +162,9 @@ class Cluster:
     cert_extra_sans: tuple[str, ...] = ()
     ca_cert_file: str | None = None
     ca_key_file: str | None = None
+    sa_key_file: str | None = None
+    replace_ca_sha256: str | None = None
+    replace_sa_sha256: str | None = None
     pki_dir: str = "pki"
     artifacts_dir: str = "artifacts"
     cluster_name: str = "kubernetes"
@@ -378,6 +388,7 @@ CHECKS: dict[str, Callable[[Any], Any]] = {
     "haproxy_check_rise": _int_in(1, 100),
     "haproxy_timeout": _duration,
     "haproxy_extra_defaults": _lines,
+    "haproxy_stats_port": _int_in(1, 65535),
     "kube_version": _version,
     "kube_apiserver_binary": _opt_path,
     "kube_apiserver_url": _text,
@@ -392,6 +403,7 @@ CHECKS: dict[str, Callable[[Any], Any]] = {
     "allow_privileged": _bool,
     "log_level": _int_in(0, 10),
     "event_ttl": _duration,
+    "apiserver_ready_timeout": _int_in(10, 3600),
     "shutdown_delay_seconds": _int_in(0, 600),
     "service_account_issuer": _text,
     "audit_log_path": _text,
@@ -404,6 +416,9 @@ CHECKS: dict[str, Callable[[Any], Any]] = {
     "cert_extra_sans": _sans,
     "ca_cert_file": _opt_path,
     "ca_key_file": _opt_path,
+    "sa_key_file": _opt_path,
+    "replace_ca_sha256": _sha256,
+    "replace_sa_sha256": _sha256,
     "pki_dir": _text,
     "artifacts_dir": _text,
     "cluster_name": _word,

@@ -2,13 +2,14 @@
 
 ip_nonlocal_bind lets every master bind the VIP. The backend check is GET /readyz over TLS with
 a client certificate (anonymous auth is off), not the tutorial's TCP check. The config is
-validated with `haproxy -c` on the host before it goes live; changes reload, never restart.
+validated with `haproxy -c` on the host before it goes live; changes reload, never restart, one
+master at a time, and a reload that leaves haproxy not running is rolled back and stops the run.
 """
 
 from pyinfra.api import deploy
 from pyinfra.operations import server
 
-from hakube.ops import handler, managed_file, unit_running
+from hakube.ops import managed_file, reload_roll, unit_running
 
 
 @deploy("haproxy")
@@ -17,6 +18,7 @@ def apply(cfg, plan, now):
     managed_file(name=f"Persist {sysctl_conf.path}", file=sysctl_conf, now=now)
     if now.sysctls.get("net.ipv4.ip_nonlocal_bind") != "1":
         server.sysctl(name="net.ipv4.ip_nonlocal_bind = 1", key="net.ipv4.ip_nonlocal_bind", value=1)
-    files = [managed_file(name=f"Install {f.path}", file=f, now=now) for f in haproxy_files]
+    for f in haproxy_files:
+        managed_file(name=f"Install {f.path}", file=f, now=now)
+    reload_roll("haproxy", haproxy_files, now, cfg.short_name)
     unit_running(name="haproxy enabled and running", unit="haproxy.service", now=now)
-    handler("haproxy", "systemctl reload haproxy", files, now, name="Reload haproxy (config changed)")

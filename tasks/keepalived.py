@@ -2,13 +2,14 @@
 
 State BACKUP with nopreempt as in the tutorial, but haproxy's death puts the holder in FAULT so
 the VIP really moves (a vrrp_script without weight; the tutorial's weight 20 never moved it).
-The config is validated with `keepalived -t` on the host before it replaces the live one.
+The config is validated with `keepalived -t` on the host before it replaces the live one; a
+reload that leaves keepalived not running is rolled back and stops the run.
 """
 
 from pyinfra.api import deploy
 from pyinfra.operations import server
 
-from hakube.ops import handler, managed_file, unit_running
+from hakube.ops import managed_file, reload_roll, unit_running
 
 
 @deploy("keepalived")
@@ -18,6 +19,7 @@ def apply(cfg, plan, now):
             name="User for keepalived's health scripts",
             user="keepalived_script", system=True, shell="/usr/sbin/nologin", home="/nonexistent", create_home=False,
         )
-    conf = [managed_file(name=f"Install {f.path}", file=f, now=now) for f in plan.keepalived]
+    for f in plan.keepalived:
+        managed_file(name=f"Install {f.path}", file=f, now=now)
+    reload_roll("keepalived", plan.keepalived, now, cfg.short_name)
     unit_running(name="keepalived enabled and running", unit="keepalived.service", now=now)
-    handler("keepalived", "systemctl reload keepalived", conf, now, name="Reload keepalived (config changed)")

@@ -18,10 +18,13 @@ def write_local(cfg, pki) -> Path:
     path = Path(cfg.cluster.artifacts_dir) / "admin.kubeconfig"
     content = admin_kubeconfig(cfg, pki)
     if not path.exists() or path.read_bytes() != content:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(content)
-        os.chmod(tmp, 0o600)
+        tmp.unlink(missing_ok=True)
+        # A system:masters key: private from its first byte (created 0600, never chmod-ed later).
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(content)
         os.replace(tmp, path)
     return path
 
