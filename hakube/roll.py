@@ -45,10 +45,11 @@ def backup(service: str, paths) -> str:
 def _keep(service: str, words: str) -> str:
     b = shlex.quote(backup_dir(service))
     return (
-        f"mkdir -p -m 0700 {b}/state && "
+        f"mkdir -p -m 0700 {b} {b}/state && "
         f'for f in {words}; do '
-        f'[ -e {b}/state"$f" ] || grep -qxF "$f" {b}/absent 2>/dev/null || '
-        f'{{ if [ -e "$f" ]; then cp -a --parents "$f" {b}/state; else echo "$f" >> {b}/absent; fi; }} || exit 1; '
+        f'grep -qxF "$f" {b}/kept {b}/absent 2>/dev/null || '
+        f'{{ if [ -e "$f" ]; then cp -a --parents "$f" {b}/state && echo "$f" >> {b}/kept; '
+        f'else echo "$f" >> {b}/absent; fi; }} || exit 1; '
         "done"
     )
 
@@ -66,7 +67,7 @@ def restore(service: str) -> str:
     """Put the kept versions back (byte-identical, same mode and owner); remove files that were new."""
     b = shlex.quote(backup_dir(service))
     return (
-        f"if [ -d {b}/state ]; then cp -a {b}/state/. / ; fi; "
+        f'if [ -f {b}/kept ]; then while read -r f; do cp -a {b}/state"$f" "$f"; done < {b}/kept; fi; '
         f'if [ -f {b}/absent ]; then while read -r f; do rm -f "$f"; done < {b}/absent; fi'
     )
 
@@ -106,7 +107,7 @@ def rolled_restart(service: str, host: str, staged_paths=(), *, apply: str, read
         f"{switch_staged(service, staged_paths)}; "
         "since=$(date '+%Y-%m-%d %H:%M:%S'); "
         f"if {{ {apply}; }} && _ready; then {forget(service)}; exit 0; fi; "
-        f'echo "{host}: {service} did not become ready within {int(timeout)}s; its last journal lines:" >&2; '
+        f'echo "{host}: {service} did not become ready (waited up to {int(timeout)}s); its last journal lines:" >&2; '
         f'journalctl -u {unit} --since "$since" -n {int(journal_lines)} --no-pager -o cat >&2; '
         f"{before}; "
         f"{restore(service)}; "
