@@ -41,11 +41,12 @@ def lab_session_lock():
 
 
 def deploy(inventory: str | Path = "inventory.py", *, dry: bool = False, env: dict | None = None,
-           timeout: float = 900) -> Run:
-    """`pyinfra [-y] INVENTORY deploy.py --json [--dry]` from the repository root, no stdin."""
-    args = [PYINFRA, *([] if dry else ["-y"]), str(inventory), "deploy.py", "--json", *(["--dry"] if dry else [])]
+           timeout: float = 900, cwd: Path = REPO, extra_args=()) -> Run:
+    """`pyinfra [-y] INVENTORY deploy.py --json [--dry]` from the repository root (or ``cwd``), no stdin."""
+    args = [PYINFRA, *([] if dry else ["-y"]), str(inventory), "deploy.py", "--json", *(["--dry"] if dry else []),
+            *extra_args]
     started = time.monotonic()
-    proc = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=timeout,
+    proc = subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=timeout,
                           stdin=subprocess.DEVNULL, env={**os.environ, **(env or {})})
     return Run.parse(args, proc.returncode, proc.stdout, proc.stderr, time.monotonic() - started)
 
