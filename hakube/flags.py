@@ -6,13 +6,15 @@ One table (``FLAGS``) says in which minor version each flag appeared and in whic
 the service-account issuer and signing-key flags are always set, and every rendered flag is checked
 against the table so that a typo here can never reach a host.
 
-Where the table comes from: for 1.20, the lab's real v1.20.2 binary (``kube-apiserver --help``); for
+Where the table comes from: for 1.20, the lab's real v1.20.2 binary (``kube-apiserver --help``, read
+with ``parse_help``; ``tests/integration/test_06_flags_binary.py`` compares the two both ways); for
 1.35-1.37, the release's kube-apiserver reference page and the CHANGELOG entry named in each flag's
-``source``.
+``source``. A flag the binary reports as deprecated is accepted, but ``deprecation_warning`` says so.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Mapping
 
@@ -245,6 +247,68 @@ def flag_problem(name: str, version: Version) -> str | None:
             return f"--{name} was removed in {info.removed[0]}.{info.removed[1]}"
         return f"--{name} first appeared in {info.since[0]}.{info.since[1]}"
     return None
+
+
+def deprecation_warning(name: str, version: Version) -> str | None:
+    """A warning when ``version`` accepts ``--name`` but reports it deprecated, else None."""
+    info = FLAGS.get(name)
+    if info is None or not info.deprecated_in(version):
+        return None
+    text = (f"--{name} is deprecated in {version[0]}.{version[1]} "
+            "(kube-apiserver accepts it and logs a deprecation warning)")
+    if info.removed is not None:
+        text += f"; it is removed in {info.removed[0]}.{info.removed[1]}"
+    return text
+
+
+# --- reading the binary ---------------------------------------------------------------------------
+
+# pflag prints a flag as "      --name type   description" or "  -x, --name type   description";
+# longer descriptions continue on lines indented to the description column.
+_HELP_FLAG_RE = re.compile(r"^(?:  -[A-Za-z0-9], |      )--([A-Za-z0-9][A-Za-z0-9_.-]*)(?=[\s=\[]|$)")
+# pflag appends "(DEPRECATED: why)" to a deprecated flag it still shows; some usage strings start
+# with "DEPRECATED: ". Feature-gate lines say "(DEPRECATED - default=...)", which is not about the flag.
+_DEPRECATED_RE = re.compile(r"\bDEPRECATED:")
+
+
+def parse_help(text: str) -> dict[str, bool]:
+    """``kube-apiserver --help`` -> ``{flag name: the help calls it deprecated}``.
+
+    Flags pflag hides are not in the output: ``MarkDeprecated`` hides a flag, so most deprecated
+    flags only show up when used (see ``classify_probe``).
+    """
+    flags: dict[str, bool] = {}
+    current: str | None = None
+    for line in text.splitlines():
+        match = _HELP_FLAG_RE.match(line)
+        if match:
+            current = match.group(1)
+            flags[current] = False
+            description = line[match.end():]
+        elif current is not None and line.startswith(" ") and line.strip():
+            description = line  # continuation of the current flag's description
+        else:
+            current = None  # a blank line or a section title ("Etcd flags:") ends the entry
+            continue
+        if _DEPRECATED_RE.search(description):
+            flags[current] = True
+    return flags
+
+
+def classify_probe(name: str, output: str) -> str:
+    """What ``kube-apiserver --NAME=VALUE --help`` printed (stdout + stderr) says about ``--name``.
+
+    ``unknown``: the binary has no such flag; ``deprecated``: it accepts the flag with pflag's
+    deprecation message; ``bad-value``: the flag exists but VALUE does not parse (try another);
+    ``accepted``: the flag exists and is not deprecated.
+    """
+    if re.search(rf"unknown flag: --{re.escape(name)}(?![A-Za-z0-9_.-])", output):
+        return "unknown"
+    if f"Flag --{name} has been deprecated" in output:
+        return "deprecated"
+    if f'for "--{name}" flag' in output:
+        return "bad-value"
+    return "accepted"
 
 
 @dataclass(frozen=True)
