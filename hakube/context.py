@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from pyinfra import logger
 from pyinfra.api.exceptions import PyinfraError
 
-from .settings import InventoryError, Settings, load_inventory
+from .settings import InventoryError, Settings, inventory_warnings, load_inventory
 
 _loaded: dict[int, dict[str, Settings]] = {}
 
@@ -13,7 +14,7 @@ def settings_for(host, inventory) -> Settings:
     """Settings of ``host``, after validating the data of *every* host in ``inventory`` once.
 
     Any problem anywhere stops the whole run here, while pyinfra is still planning: no operation
-    has been executed on any host yet.
+    has been executed on any host yet. Warnings (e.g. a deprecated extra flag) are logged once.
     """
     key = id(inventory)
     if key not in _loaded:
@@ -21,4 +22,6 @@ def settings_for(host, inventory) -> Settings:
             _loaded[key] = load_inventory((h.name, h.data.dict(), h.groups) for h in inventory)
         except InventoryError as e:
             raise PyinfraError(str(e)) from None
+        for warning in inventory_warnings(_loaded[key]):
+            logger.warning(warning)
     return _loaded[key][host.name]
