@@ -6,10 +6,11 @@ from __future__ import annotations
 import time
 
 import gevent
+from pyinfra import logger
 from pyinfra.api.exceptions import PyinfraError
 
 from . import trust
-from .settings import InventoryError, Settings, load_inventory
+from .settings import InventoryError, Settings, inventory_warnings, load_inventory
 
 _loaded: dict[int, dict[str, Settings]] = {}
 _anchors: dict[int, dict[str, dict]] = {}
@@ -21,7 +22,7 @@ def settings_for(host, inventory) -> Settings:
     """Settings of ``host``, after validating the data of *every* host in ``inventory`` once.
 
     Any problem anywhere stops the whole run here, while pyinfra is still planning: no operation
-    has been executed on any host yet.
+    has been executed on any host yet. Warnings (e.g. a deprecated extra flag) are logged once.
     """
     key = id(inventory)
     if key not in _loaded:
@@ -29,6 +30,8 @@ def settings_for(host, inventory) -> Settings:
             _loaded[key] = load_inventory((h.name, h.data.dict(), h.groups) for h in inventory)
         except InventoryError as e:
             raise PyinfraError(str(e)) from None
+        for warning in inventory_warnings(_loaded[key]):
+            logger.warning(warning)
     return _loaded[key][host.name]
 
 

@@ -5,10 +5,16 @@ One table (``FLAGS``) says in which minor version each flag appeared and in whic
 ``/etc/kubernetes/apiserver``) for the target version: flags the version no longer has are dropped,
 the service-account issuer and signing-key flags are always set, and every rendered flag is checked
 against the table so that a typo here can never reach a host.
+
+Where the table comes from: for 1.20, the lab's real v1.20.2 binary (``kube-apiserver --help``, read
+with ``parse_help``; ``tests/integration/test_06_flags_binary.py`` compares the two both ways); for
+1.35-1.37, the release's kube-apiserver reference page and the CHANGELOG entry named in each flag's
+``source``. A flag the binary reports as deprecated is accepted, but ``deprecation_warning`` says so.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Mapping
 
@@ -24,47 +30,122 @@ DEFAULT_KUBE_VERSION = "1.36.0"
 BASE: Version = (1, 0)
 
 
+#: The kube-apiserver reference page (generated from the release's source; pick the release's
+#: version of the page) and the lab's binary: the sources of every entry without a more specific one.
+REFERENCE_PAGE = "https://kubernetes.io/docs/reference/command-line-tools-reference/kube-apiserver/"
+HELP_1_20 = "kube-apiserver v1.20.2 --help (the lab's binary, Debian 1.20.5+really1.20.2)"
+STILL_LISTED = f"1.20: {HELP_1_20}; 1.35-1.37: still on the reference page {REFERENCE_PAGE}"
+
+
 @dataclass(frozen=True)
 class Flag:
     since: Version = BASE
     removed: Version | None = None  # first minor version that no longer accepts the flag
+    #: First minor whose kube-apiserver reports the flag as deprecated (accepts it, logs a warning).
+    #: Releases before 1.20 are not supported: 1.20 stands for "already deprecated in 1.20" when
+    #: ``source`` names no earlier release.
+    deprecated: Version | None = None
+    source: str = STILL_LISTED  # where since / removed / deprecated come from
 
     def accepted_by(self, version: Version) -> bool:
         return self.since <= version and (self.removed is None or version < self.removed)
 
+    def deprecated_in(self, version: Version) -> bool:
+        return self.accepted_by(version) and self.deprecated is not None and self.deprecated <= version
+
 
 _KLOG_REMOVED = (1, 26)
+_KLOG_DEPRECATED = (1, 23)
+_KLOG_SOURCE = (
+    "KEP-2845 (deprecate klog specific flags): deprecated in 1.23; removed in 1.26: CHANGELOG-1.26.md, "
+    "v1.26.0, 'Legacy klog flags are no longer available. Only -v and -vmodule are still supported' "
+    f"(#112120). 1.20: {HELP_1_20}, not deprecated there"
+)
+_INSECURE_SOURCE = (
+    "deprecated since 1.10 and inert since 1.20: CHANGELOG-1.20.md, v1.20.0 Urgent Upgrade Notes "
+    "(#95856); 1.20.2 hides it and prints 'Flag --{0} has been deprecated'; removed: CHANGELOG-1.24.md, "
+    "v1.24.0, Changes by Kind > Deprecation, 'the insecure address flags ... are removed' (#106859)"
+)
 
 FLAGS: dict[str, Flag] = {
     # Removed flags the tutorial (Kubernetes ~1.10) still used.
-    "insecure-port": Flag(removed=(1, 24)),
-    "insecure-bind-address": Flag(removed=(1, 24)),
-    "kubelet-https": Flag(removed=(1, 22)),
-    "enable-swagger-ui": Flag(removed=(1, 24)),
-    "logtostderr": Flag(removed=_KLOG_REMOVED),
-    "alsologtostderr": Flag(removed=_KLOG_REMOVED),
-    "log-dir": Flag(removed=_KLOG_REMOVED),
-    "log-file": Flag(removed=_KLOG_REMOVED),
-    "log-file-max-size": Flag(removed=_KLOG_REMOVED),
-    "skip-headers": Flag(removed=_KLOG_REMOVED),
-    "skip-log-headers": Flag(removed=_KLOG_REMOVED),
-    "stderrthreshold": Flag(removed=_KLOG_REMOVED),
-    "add-dir-header": Flag(removed=_KLOG_REMOVED),
-    "one-output": Flag(removed=_KLOG_REMOVED),
-    # Flags that appeared after 1.20.
-    "service-account-jwks-uri": Flag(since=(1, 21)),
-    "tracing-config-file": Flag(since=(1, 22)),
-    "shutdown-send-retry-after": Flag(since=(1, 24)),
-    "shutdown-watch-termination-grace-period": Flag(since=(1, 27)),
-    "authorization-config": Flag(since=(1, 29)),
-    "authentication-config": Flag(since=(1, 30)),
-    "emulated-version": Flag(since=(1, 31)),
+    "insecure-port": Flag(
+        removed=(1, 24), deprecated=(1, 10), source=_INSECURE_SOURCE.format("insecure-port")
+    ),
+    "insecure-bind-address": Flag(
+        removed=(1, 24), deprecated=(1, 10), source=_INSECURE_SOURCE.format("insecure-bind-address")
+    ),
+    "kubelet-https": Flag(
+        removed=(1, 22),
+        deprecated=(1, 20),
+        source="1.20.2 hides it and prints 'Flag --kubelet-https has been deprecated, API Server "
+        "connections to kubelets always use https. This flag will be removed in 1.22.'; removed in "
+        "1.22 by #101178",
+    ),
+    "enable-swagger-ui": Flag(
+        removed=(1, 24),
+        deprecated=(1, 20),
+        source="1.20.2 hides it and prints 'Flag --enable-swagger-ui has been deprecated, swagger 1.2 "
+        "support has been removed'. The removal release is NOT pinned to a CHANGELOG entry (v1.24.0's "
+        "Deprecation section does not list it); any value in 1.21-1.35 gives the same answers for "
+        "the supported versions",
+    ),
+    **{
+        name: Flag(removed=_KLOG_REMOVED, deprecated=_KLOG_DEPRECATED, source=_KLOG_SOURCE)
+        for name in (
+            "logtostderr", "alsologtostderr", "log-dir", "log-file", "log-file-max-size", "skip-headers",
+            "skip-log-headers", "stderrthreshold", "add-dir-header", "one-output",
+        )
+    },
+    # Flags that appeared after 1.20 (the 1.20.2 binary answers 'unknown flag' to each of them).
+    "strict-transport-security-directives": Flag(
+        since=(1, 21),
+        source="CHANGELOG-1.21.md, v1.21.0-alpha.3, Changes by Kind > Feature: 'Adds the ability to pass "
+        "--strict-transport-security-directives to the kube-apiserver' (#96502)",
+    ),
+    "tracing-config-file": Flag(
+        since=(1, 22),
+        source="CHANGELOG-1.22.md, v1.22.0: 'Add distributed tracing to the kube-apiserver ... feature gate "
+        "APIServerTracing' (#94942, KEP-647)",
+    ),
+    "shutdown-send-retry-after": Flag(
+        since=(1, 23),
+        source="CHANGELOG-1.23.md, v1.23.0-alpha.1, Changes by Kind > Feature: 'A new server run option "
+        "shutdown-send-retry-after has been introduced' (#101257; also backported to 1.22 patch releases)",
+    ),
+    "shutdown-watch-termination-grace-period": Flag(
+        since=(1, 27),
+        source="#114925 'apiserver: terminate watch with rate limiting during shutdown', landed in 1.27 "
+        "(SIG API Machinery annual report)",
+    ),
+    "authorization-config": Flag(
+        since=(1, 29),
+        source="KEP-3221 structured authorization configuration, alpha in 1.29 "
+        "(feature gate StructuredAuthorizationConfiguration)",
+    ),
+    "authentication-config": Flag(
+        since=(1, 29),
+        source="KEP-3331 structured authentication configuration, alpha in 1.29 (feature gate "
+        "StructuredAuthenticationConfiguration): the 1.29 release notes add --authentication-config, "
+        "mutually exclusive with --oidc-*",
+    ),
+    "emulated-version": Flag(since=(1, 31), source="KEP-4330 compatibility versions, alpha in 1.31"),
+    # Present in 1.20.2 and still accepted by 1.35-1.37, deprecated in between.
+    "apiserver-count": Flag(
+        deprecated=(1, 24),
+        source=f"1.20: {HELP_1_20}, not deprecated there; deprecated: CHANGELOG-1.24.md, v1.24.0, Changes "
+        "by Kind > Deprecation, 'the --master-count flag and --endpoint-reconciler-type=master-count "
+        "reconciler are deprecated' (#108062; the flag is spelled --apiserver-count)",
+    ),
 }
 
-# Flags present in 1.20 and still present in 1.35-1.37.
+# Flags present in 1.20 (the v1.20.2 binary's --help, not deprecated there) and still present in
+# 1.35-1.37 (the kube-apiserver reference page): source STILL_LISTED. Not recorded: upstream's
+# current source marks --default-watch-cache-size deprecated ("watch caches are sized automatically");
+# the release that did so is not pinned here, so no warning is given for it.
 for _name in """
     admission-control-config-file advertise-address allow-privileged anonymous-auth api-audiences
-    apiserver-count audit-log-batch-max-size audit-log-compress audit-log-format audit-log-maxage
+    audit-log-batch-max-size audit-log-compress audit-log-format audit-log-maxage
     audit-log-maxbackup audit-log-maxsize audit-log-mode audit-log-path audit-policy-file
     audit-webhook-config-file audit-webhook-mode authentication-token-webhook-cache-ttl
     authentication-token-webhook-config-file authorization-mode authorization-webhook-config-file
@@ -83,10 +164,10 @@ for _name in """
     oidc-username-prefix permit-port-sharing profiling proxy-client-cert-file proxy-client-key-file
     request-timeout requestheader-allowed-names requestheader-client-ca-file
     requestheader-extra-headers-prefix requestheader-group-headers requestheader-username-headers
-    runtime-config secure-port service-account-issuer service-account-key-file
+    runtime-config secure-port service-account-issuer service-account-jwks-uri service-account-key-file
     service-account-lookup service-account-max-token-expiration service-account-signing-key-file
     service-cluster-ip-range service-node-port-range show-hidden-metrics-for-version
-    shutdown-delay-duration storage-backend storage-media-type strict-transport-security-directives
+    shutdown-delay-duration storage-backend storage-media-type
     tls-cert-file tls-cipher-suites tls-min-version tls-private-key-file tls-sni-cert-key
     token-auth-file v vmodule watch-cache watch-cache-sizes
 """.split():
@@ -166,6 +247,68 @@ def flag_problem(name: str, version: Version) -> str | None:
             return f"--{name} was removed in {info.removed[0]}.{info.removed[1]}"
         return f"--{name} first appeared in {info.since[0]}.{info.since[1]}"
     return None
+
+
+def deprecation_warning(name: str, version: Version) -> str | None:
+    """A warning when ``version`` accepts ``--name`` but reports it deprecated, else None."""
+    info = FLAGS.get(name)
+    if info is None or not info.deprecated_in(version):
+        return None
+    text = (f"--{name} is deprecated in {version[0]}.{version[1]} "
+            "(kube-apiserver accepts it and logs a deprecation warning)")
+    if info.removed is not None:
+        text += f"; it is removed in {info.removed[0]}.{info.removed[1]}"
+    return text
+
+
+# --- reading the binary ---------------------------------------------------------------------------
+
+# pflag prints a flag as "      --name type   description" or "  -x, --name type   description";
+# longer descriptions continue on lines indented to the description column.
+_HELP_FLAG_RE = re.compile(r"^(?:  -[A-Za-z0-9], |      )--([A-Za-z0-9][A-Za-z0-9_.-]*)(?=[\s=\[]|$)")
+# pflag appends "(DEPRECATED: why)" to a deprecated flag it still shows; some usage strings start
+# with "DEPRECATED: ". Feature-gate lines say "(DEPRECATED - default=...)", which is not about the flag.
+_DEPRECATED_RE = re.compile(r"\bDEPRECATED:")
+
+
+def parse_help(text: str) -> dict[str, bool]:
+    """``kube-apiserver --help`` -> ``{flag name: the help calls it deprecated}``.
+
+    Flags pflag hides are not in the output: ``MarkDeprecated`` hides a flag, so most deprecated
+    flags only show up when used (see ``classify_probe``).
+    """
+    flags: dict[str, bool] = {}
+    current: str | None = None
+    for line in text.splitlines():
+        match = _HELP_FLAG_RE.match(line)
+        if match:
+            current = match.group(1)
+            flags[current] = False
+            description = line[match.end():]
+        elif current is not None and line.startswith(" ") and line.strip():
+            description = line  # continuation of the current flag's description
+        else:
+            current = None  # a blank line or a section title ("Etcd flags:") ends the entry
+            continue
+        if _DEPRECATED_RE.search(description):
+            flags[current] = True
+    return flags
+
+
+def classify_probe(name: str, output: str) -> str:
+    """What ``kube-apiserver --NAME=VALUE --help`` printed (stdout + stderr) says about ``--name``.
+
+    ``unknown``: the binary has no such flag; ``deprecated``: it accepts the flag with pflag's
+    deprecation message; ``bad-value``: the flag exists but VALUE does not parse (try another);
+    ``accepted``: the flag exists and is not deprecated.
+    """
+    if re.search(rf"unknown flag: --{re.escape(name)}(?![A-Za-z0-9_.-])", output):
+        return "unknown"
+    if f"Flag --{name} has been deprecated" in output:
+        return "deprecated"
+    if f'for "--{name}" flag' in output:
+        return "bad-value"
+    return "accepted"
 
 
 @dataclass(frozen=True)

@@ -560,6 +560,22 @@ def load_inventory(
     return out
 
 
+def inventory_warnings(settings: Mapping[str, Settings]) -> list[str]:
+    """Warnings about data ``load_inventory`` accepted, one line each naming host and key.
+
+    Today: extra flags the chosen kube_version accepts but reports as deprecated.
+    """
+    cluster = next(iter(settings.values())).cluster if settings else None
+    if cluster is None or not cluster.masters:
+        return []
+    first, minor = cluster.masters[0].name, flagmod.minor_of(cluster.kube_version)
+    return [
+        f"{first}: apiserver_extra_flags: {warning} (kube_version {cluster.kube_version})"
+        for name in cluster.apiserver_extra_flags
+        if (warning := flagmod.deprecation_warning(name, minor))
+    ]
+
+
 def keys_markdown() -> str:
     """The README's table of data keys (`python -m hakube.settings` prints it)."""
     import json

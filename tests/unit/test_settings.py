@@ -261,7 +261,7 @@ BAD = {
     ),
     "extra-flag-too-new": (
         _both(_set("kube_version", "1.20.2"), _set("apiserver_extra_flags", {"authentication-config": "/etc/kubernetes/authn.yaml"})),
-        ENV, [("m1", "apiserver_extra_flags")], "--authentication-config first appeared in 1.30",
+        ENV, [("m1", "apiserver_extra_flags")], "--authentication-config first appeared in 1.29",
     ),
     "extra-flag-bad-name": (_set("apiserver_extra_flags", {"Bad_Flag": "1"}), ENV, [("m1", "apiserver_extra_flags")], "not a flag name"),
     "extra-flag-value-with-space": (
