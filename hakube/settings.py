@@ -19,6 +19,8 @@ from . import flags as flagmod
 
 REQUIRED = object()
 AUTH_PASS_ENV = "HAKUBE_VRRP_AUTH_PASS"
+#: keepalived reads {, } as block tokens, # and ! as comments, quotes and $ specially.
+AUTH_PASS_FORBIDDEN = "{}#!\"'$\\`"
 
 
 @dataclass(frozen=True)
@@ -39,7 +41,7 @@ KEYS: tuple[Key, ...] = (
     Key("vip_prefix", 24, "Prefix length of the VIP's subnet; every master's bind_address must be inside it."),
     Key("virtual_router_id", 51, "VRRP virtual_router_id, 1-255, unique on the LAN."),
     Key("vrrp_advert_int", 1, "VRRP advert interval in seconds (failover takes about 3 of them)."),
-    Key("vrrp_auth_pass_file", None, f"File holding the VRRP password (at most 8 characters). The environment variable {AUTH_PASS_ENV} wins over it. Required one way or the other."),
+    Key("vrrp_auth_pass_file", None, f"File holding the VRRP password (at most 8 printable ASCII characters; no spaces, quotes, braces, `#`, `!`, `$`, backslash or backtick). The environment variable {AUTH_PASS_ENV} wins over it. Required one way or the other."),
     Key("keepalived_extra_global_defs", [], "Raw lines added to keepalived's global_defs."),
     # haproxy.
     Key("lb_port", 6443, "Port haproxy listens on at the VIP."),
@@ -120,7 +122,7 @@ class Cluster:
     vip_prefix: int
     virtual_router_id: int
     vrrp_advert_int: int
-    vrrp_auth_pass: str
+    vrrp_auth_pass: str = field(repr=False)  # a secret: never in a repr or a message
     keepalived_extra_global_defs: tuple[str, ...]
     lb_port: int
     haproxy_agent_port: int
@@ -448,8 +450,10 @@ def _auth_pass(col: _Collector, host: str, path: str | None, env: Mapping[str, s
         col.add(host, key, f"VRRP password from {source} is empty")
     elif len(secret) > 8:
         col.add(host, key, f"VRRP password from {source} is {len(secret)} characters; keepalived uses at most 8")
-    elif not re.fullmatch(r"[!-~]+", secret):
-        col.add(host, key, f"VRRP password from {source} must be printable ASCII without spaces")
+    elif not re.fullmatch(r"[!-~]+", secret) or any(c in secret for c in AUTH_PASS_FORBIDDEN):
+        # Never echo the secret: name its source and the rule only.
+        col.add(host, key, f"VRRP password from {source} must be printable ASCII without spaces, "
+                           f"quotes, braces, #, !, $, backslash or backtick (keepalived would misread it)")
     else:
         return secret
     return None

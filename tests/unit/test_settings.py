@@ -379,3 +379,38 @@ def test_auth_pass_file_is_unreadable(inv: Inv, tmp_path: Path) -> None:
 def test_secret_never_in_problems(inv: Inv) -> None:
     problems = inv.problems(env={AUTH_PASS_ENV: "toolong-secret"})
     assert not any("toolong-secret" in p for p in problems)
+
+
+# ------------------------------------------------------------------ the VRRP password stays secret
+
+
+def test_auth_pass_not_in_repr(inv: Inv) -> None:
+    s = inv.load()
+    assert s["m1"].cluster.vrrp_auth_pass == AUTH_PASS
+    for text in (repr(s["m1"]), repr(s["m1"].cluster), repr(s["n1"]), str(s["m2"])):
+        assert AUTH_PASS not in text
+        assert "vrrp_auth_pass=" not in text
+
+
+@pytest.mark.parametrize(
+    "secret",
+    ["ab}cd", "ab{", "pa#ss", "pa!ss", 'a"b', "a'b", "a$b", "a\\b", "a`b", "a b", "ab\tc", "toolong-secret"],
+    ids=["close-brace", "open-brace", "hash", "bang", "double-quote", "single-quote", "dollar", "backslash",
+         "backtick", "space", "tab", "too-long"],
+)
+def test_bad_auth_pass_refused_without_echoing_it(inv: Inv, secret: str) -> None:
+    problems = inv.problems(env={AUTH_PASS_ENV: secret})
+    line = problem_for(problems, "m1", "vrrp_auth_pass_file")
+    assert AUTH_PASS_ENV in line
+    assert len(problems) == 1, problems
+    assert not any(secret in p for p in problems)
+
+
+def test_bad_auth_pass_from_file_not_echoed(inv: Inv, tmp_path: Path) -> None:
+    secret = tmp_path / "pass"
+    secret.write_text("ab}c#d\n")
+    inv.cluster["vrrp_auth_pass_file"] = str(secret)
+    with pytest.raises(InventoryError) as exc:
+        inv.load(env={})
+    assert "ab}c#d" not in str(exc.value)
+    assert str(secret) in problem_for(exc.value.problems, "m1", "vrrp_auth_pass_file")
