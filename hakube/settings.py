@@ -58,7 +58,7 @@ KEYS: tuple[Key, ...] = (
     Key("kube_apiserver_sha256", None, "sha256 of the downloaded binary; required when downloading, checked before it replaces the live one."),
     Key("apiserver_port", 6443, "Port each apiserver listens on at its bind_address."),
     Key("etcd_servers", REQUIRED, "List of https://HOST:PORT etcd client URLs (HOST an IPv4 address or a DNS name)."),
-    Key("service_cluster_ip_range", "10.254.0.0/16", "IPv4 Service CIDR; its first address goes into the serving certificate."),
+    Key("service_cluster_ip_range", "10.254.0.0/16", "IPv4 Service CIDR; its first address goes into the serving certificate. Must not contain the VIP or a bind_address."),
     Key("service_node_port_range", "30000-32767", "NodePort range, LOW-HIGH."),
     Key("cluster_domain", "cluster.local", "Cluster DNS domain (kubernetes.default.svc.<domain> SAN); a DNS name."),
     Key("admission_plugins", ["NamespaceLifecycle", "NodeRestriction", "LimitRanger", "ServiceAccount", "DefaultStorageClass", "ResourceQuota"], "--enable-admission-plugins (the tutorial's list without the removed Initializers); each must exist in kube_version."),
@@ -715,6 +715,16 @@ def load_inventory(
                 col.add(m.name, "vip", f"VIP {vip}/{prefix} is not in the subnet of bind_address {m.bind_address}")
             if m.bind_address == vip:
                 col.add(m.name, "bind_address", "equals the VIP")
+    # A Service must never get the VIP or a master's address as its cluster IP.
+    cidr = values["service_cluster_ip_range"]
+    if cidr:
+        services = ipaddress.ip_network(cidr)
+        if vip and ipaddress.ip_address(vip) in services:
+            col.add(first, "service_cluster_ip_range", f"{cidr} contains the VIP {vip}: a Service could get it as its cluster IP")
+        for m in masters:
+            if ipaddress.ip_address(m.bind_address) in services:
+                col.add(m.name, "service_cluster_ip_range",
+                        f"{cidr} contains {m.name}'s bind_address {m.bind_address}: a Service could get it as its cluster IP")
     version = values["kube_version"]
     if version and values["apiserver_extra_flags"] is not None:
         for name in values["apiserver_extra_flags"]:

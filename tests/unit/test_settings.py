@@ -431,6 +431,17 @@ BAD.update({
     # Audit policy rules.
     "audit-rule-unknown-field": (_set("audit_policy_rules", [{"level": "Metadata", "user": ["x"]}]), ENV, _one("audit_policy_rules"), "unknown audit rule field(s) ['user']"),
     "audit-rule-newline": (_set("audit_policy_rules", [{"level": "Metadata", "users": ["a\nb"]}]), ENV, _one("audit_policy_rules"), "control character"),
+    # Relations: a Service must never get the VIP or a master's address as its cluster IP.
+    "service-cidr-contains-vip": (_set("service_cluster_ip_range", "10.9.0.96/28"), ENV, _one("service_cluster_ip_range"), "10.9.0.96/28 contains the VIP 10.9.0.100"),
+    "service-cidr-contains-bind-addresses": (
+        _set("service_cluster_ip_range", "10.9.0.8/29"), ENV,
+        [("m1", "service_cluster_ip_range"), ("m2", "service_cluster_ip_range")], "contains m1's bind_address 10.9.0.11",
+    ),
+    "service-cidr-contains-everything": (
+        _set("service_cluster_ip_range", "10.9.0.0/24"), ENV,
+        [("m1", "service_cluster_ip_range"), ("m2", "service_cluster_ip_range"), ("m1", "service_cluster_ip_range")],
+        "contains the VIP",
+    ),
     "audit-rule-object": (_set("audit_policy_rules", [{"level": "Metadata", "users": [object()]}]), ENV, _one("audit_policy_rules"), "not a string"),
 })
 
