@@ -404,3 +404,71 @@ def apiserver_env(s: "Settings") -> dict[str, str]:
     if problems:
         raise FlagError("; ".join(problems))
     return {var: _join(group) for var, group in groups.items()}
+
+
+# --- admission plugins and authorization modes per version (checked by hakube.settings) ----------
+
+#: kube-apiserver's admission plugins (``--enable-admission-plugins``): the minor version each one
+#: appeared in and the first one without it, like ``FLAGS``. The names present in 1.20 come from
+#: 1.20.2's ``pkg/kubeapiserver/options/plugins.go``; later ones from upstream's plugin list and
+#: release notes. A name unknown here is refused, so a plugin added after 1.37 needs a row.
+ADMISSION_PLUGINS: dict[str, Flag] = {
+    # Removed.
+    "Initializers": Flag(removed=(1, 14)),
+    "PodPreset": Flag(removed=(1, 20)),
+    "DenyEscalatingExec": Flag(removed=(1, 21)),
+    "DenyExecOnPrivileged": Flag(removed=(1, 21)),
+    "PodSecurityPolicy": Flag(removed=(1, 25)),
+    "SecurityContextDeny": Flag(removed=(1, 30)),
+    "PersistentVolumeLabel": Flag(removed=(1, 31)),
+    # Appeared after 1.20.
+    "DenyServiceExternalIPs": Flag(since=(1, 21)),
+    "PodSecurity": Flag(since=(1, 22)),  # GA in 1.25, when PodSecurityPolicy went away
+    "ValidatingAdmissionPolicy": Flag(since=(1, 26)),
+    "ClusterTrustBundleAttest": Flag(since=(1, 27)),
+    "MutatingAdmissionPolicy": Flag(since=(1, 32)),
+    "PodTopologyLabels": Flag(since=(1, 33)),
+    "NodeDeclaredFeatureValidator": Flag(since=(1, 35)),
+    "JobValidation": Flag(since=(1, 36)),
+    "PodGroupProtection": Flag(since=(1, 36)),
+    "PodResizeValidator": Flag(since=(1, 36)),
+    "PodGroupWorkloadExists": Flag(since=(1, 36), removed=(1, 37)),  # alpha, reverted in 1.37
+}
+
+# Admission plugins present in 1.20 and still present in 1.35-1.37.
+for _name in """
+    AlwaysAdmit AlwaysDeny AlwaysPullImages CertificateApproval CertificateSigning
+    CertificateSubjectRestriction DefaultIngressClass DefaultStorageClass DefaultTolerationSeconds
+    EventRateLimit ExtendedResourceToleration ImagePolicyWebhook LimitPodHardAntiAffinityTopology
+    LimitRanger MutatingAdmissionWebhook NamespaceAutoProvision NamespaceExists NamespaceLifecycle
+    NodeRestriction OwnerReferencesPermissionEnforcement PersistentVolumeClaimResize PodNodeSelector
+    PodTolerationRestriction Priority ResourceQuota RuntimeClass ServiceAccount
+    StorageObjectInUseProtection TaintNodesByCondition ValidatingAdmissionWebhook
+""".split():
+    ADMISSION_PLUGINS.setdefault(_name, Flag())
+
+#: ``--authorization-mode`` choices: the same six in 1.20 and 1.35-1.37.
+AUTHORIZATION_MODES: dict[str, Flag] = {
+    mode: Flag() for mode in ("AlwaysAllow", "AlwaysDeny", "ABAC", "Webhook", "RBAC", "Node")
+}
+
+
+def _listed_problem(table: Mapping[str, Flag], what: str, name: str, version: Version) -> str | None:
+    info = table.get(name)
+    if info is None:
+        return f"unknown {what} {name!r}"
+    if not info.accepted_by(version):
+        if info.removed is not None and version >= info.removed:
+            return f"{what} {name} was removed in {info.removed[0]}.{info.removed[1]}"
+        return f"{what} {name} first appeared in {info.since[0]}.{info.since[1]}"
+    return None
+
+
+def admission_plugin_problem(name: str, version: Version) -> str | None:
+    """Why admission plugin ``name`` cannot be enabled on ``version``, or None when it can."""
+    return _listed_problem(ADMISSION_PLUGINS, "admission plugin", name, version)
+
+
+def authorization_mode_problem(name: str, version: Version) -> str | None:
+    """Why ``name`` is not an ``--authorization-mode`` of ``version``, or None when it is."""
+    return _listed_problem(AUTHORIZATION_MODES, "authorization mode", name, version)

@@ -19,6 +19,8 @@ from . import flags as flagmod
 
 REQUIRED = object()
 AUTH_PASS_ENV = "HAKUBE_VRRP_AUTH_PASS"
+#: keepalived reads {, } as block tokens, # and ! as comments, quotes and $ specially.
+AUTH_PASS_FORBIDDEN = "{}#!\"'$\\`"
 
 
 @dataclass(frozen=True)
@@ -31,16 +33,16 @@ class Key:
 
 KEYS: tuple[Key, ...] = (
     # Per master.
-    Key("bind_address", REQUIRED, "This master's address: apiserver bind and advertise address, haproxy backend. Not 0.0.0.0 or 127.0.0.1.", per_host=True),
+    Key("bind_address", REQUIRED, "This master's IPv4 address: apiserver bind and advertise address, haproxy backend. Not 0.0.0.0 or 127.0.0.1.", per_host=True),
     Key("vrrp_priority", REQUIRED, "keepalived priority, 1-254, unique among masters; the highest starts as VIP holder.", per_host=True),
-    Key("vrrp_interface", REQUIRED, "Interface that carries VRRP and the VIP (e.g. eth0, ens160).", per_host=True),
+    Key("vrrp_interface", REQUIRED, "Interface that carries VRRP and the VIP (e.g. eth0, ens160): a Linux interface name, 1-15 of letters, digits and `_.-`.", per_host=True),
     # The VIP and VRRP.
-    Key("vip", REQUIRED, "Virtual IP that haproxy listens on and clients use."),
+    Key("vip", REQUIRED, "Virtual IPv4 address that haproxy listens on and clients use."),
     Key("vip_prefix", 24, "Prefix length of the VIP's subnet; every master's bind_address must be inside it."),
     Key("virtual_router_id", 51, "VRRP virtual_router_id, 1-255, unique on the LAN."),
     Key("vrrp_advert_int", 1, "VRRP advert interval in seconds (failover takes about 3 of them)."),
-    Key("vrrp_auth_pass_file", None, f"File holding the VRRP password (at most 8 characters). The environment variable {AUTH_PASS_ENV} wins over it. Required one way or the other."),
-    Key("keepalived_extra_global_defs", [], "Raw lines added to keepalived's global_defs."),
+    Key("vrrp_auth_pass_file", None, f"File holding the VRRP password (at most 8 printable ASCII characters; no spaces, quotes, braces, `#`, `!`, `$`, backslash or backtick). The environment variable {AUTH_PASS_ENV} wins over it. Required one way or the other."),
+    Key("keepalived_extra_global_defs", [], "Raw lines added to keepalived's global_defs; each one printable line (no newline, tab or other control character) without `{` or `}`."),
     # haproxy.
     Key("lb_port", 6443, "Port haproxy listens on at the VIP."),
     Key("haproxy_agent_port", 6444, "Port of each master's haproxy agent (drains an apiserver before the deploy restarts it)."),
@@ -48,43 +50,43 @@ KEYS: tuple[Key, ...] = (
     Key("haproxy_check_fall", 2, "Failed checks before a backend leaves rotation."),
     Key("haproxy_check_rise", 2, "Good checks before a backend returns to rotation."),
     Key("haproxy_timeout", "1h", "Client/server/tunnel timeout: long enough for watches, logs -f and exec."),
-    Key("haproxy_extra_defaults", [], "Raw lines added to haproxy's defaults section."),
+    Key("haproxy_extra_defaults", [], "Raw lines added to haproxy's defaults section; each one printable line (no newline, tab or other control character) that does not open another section."),
     Key("haproxy_stats_port", 8404, "Port of haproxy's stats page on 127.0.0.1 (the roll waits there for its master to be UP again)."),
     # kube-apiserver.
     Key("kube_version", flagmod.DEFAULT_KUBE_VERSION, "Kubernetes version; flags are rendered for it. Supported: 1.20 and 1.35-1.37."),
     Key("kube_apiserver_binary", None, "Local path of a kube-apiserver binary to upload (air-gapped installs, the lab's build)."),
-    Key("kube_apiserver_url", "https://dl.k8s.io/release/v{version}/bin/linux/amd64/kube-apiserver", "Download URL when no local binary is given ({version} is filled in)."),
+    Key("kube_apiserver_url", "https://dl.k8s.io/release/v{version}/bin/linux/amd64/kube-apiserver", "Download URL (http or https) when no local binary is given ({version} is filled in); no spaces, quotes, `$`, `&` or `;`."),
     Key("kube_apiserver_sha256", None, "sha256 of the downloaded binary; required when downloading, checked before it replaces the live one."),
     Key("apiserver_port", 6443, "Port each apiserver listens on at its bind_address."),
-    Key("etcd_servers", REQUIRED, "List of https:// etcd client URLs."),
-    Key("service_cluster_ip_range", "10.254.0.0/16", "Service CIDR; its first address goes into the serving certificate."),
+    Key("etcd_servers", REQUIRED, "List of https://HOST:PORT etcd client URLs (HOST an IPv4 address or a DNS name)."),
+    Key("service_cluster_ip_range", "10.254.0.0/16", "IPv4 Service CIDR; its first address goes into the serving certificate. Must not contain the VIP or a bind_address."),
     Key("service_node_port_range", "30000-32767", "NodePort range, LOW-HIGH."),
-    Key("cluster_domain", "cluster.local", "Cluster DNS domain (kubernetes.default.svc.<domain> SAN)."),
-    Key("admission_plugins", ["NamespaceLifecycle", "NodeRestriction", "LimitRanger", "ServiceAccount", "DefaultStorageClass", "ResourceQuota"], "--enable-admission-plugins (the tutorial's list without the removed Initializers)."),
-    Key("authorization_mode", "Node,RBAC", "--authorization-mode."),
+    Key("cluster_domain", "cluster.local", "Cluster DNS domain (kubernetes.default.svc.<domain> SAN); a DNS name."),
+    Key("admission_plugins", ["NamespaceLifecycle", "NodeRestriction", "LimitRanger", "ServiceAccount", "DefaultStorageClass", "ResourceQuota"], "--enable-admission-plugins (the tutorial's list without the removed Initializers); each must exist in kube_version."),
+    Key("authorization_mode", "Node,RBAC", "--authorization-mode: comma-separated, each of AlwaysAllow, AlwaysDeny, ABAC, Webhook, RBAC, Node at most once."),
     Key("allow_privileged", True, "--allow-privileged."),
     Key("log_level", 0, "--v."),
-    Key("event_ttl", "1h", "--event-ttl."),
+    Key("event_ttl", "1h", "--event-ttl (a number with ms, s, m or h)."),
     Key("apiserver_ready_timeout", 120, "Seconds a restarted apiserver has to answer /readyz and be UP in haproxy; otherwise the roll puts its previous inputs back and stops."),
     Key("shutdown_delay_seconds", 5, "--shutdown-delay-duration: keeps serving after SIGTERM while haproxy drains this master."),
-    Key("service_account_issuer", "https://kubernetes.default.svc.cluster.local", "--service-account-issuer."),
-    Key("audit_log_path", "/var/log/k8s-audit.log", "--audit-log-path."),
+    Key("service_account_issuer", "https://kubernetes.default.svc.cluster.local", "--service-account-issuer: an https:// URL without query or fragment."),
+    Key("audit_log_path", "/var/log/k8s-audit.log", "--audit-log-path: an absolute path of letters, digits and `._/@%+,:=-` (or `-` for stdout)."),
     Key("audit_log_maxage", 30, "--audit-log-maxage (days)."),
     Key("audit_log_maxbackup", 3, "--audit-log-maxbackup."),
     Key("audit_log_maxsize", 100, "--audit-log-maxsize (MB)."),
-    Key("audit_policy_rules", [{"level": "Metadata"}], "Rules of the audit policy (audit.k8s.io/v1)."),
-    Key("apiserver_extra_flags", {}, "Extra apiserver flags {name: value}; rejected unless the version accepts them."),
+    Key("audit_policy_rules", [{"level": "Metadata"}], "Rules of the audit policy (audit.k8s.io/v1); strings without control characters."),
+    Key("apiserver_extra_flags", {}, "Extra apiserver flags {name: value}; rejected unless the version accepts them. A value is a number, true/false or a string of letters, digits and `._:/=,@+%*-`."),
     # PKI and kubeconfig.
-    Key("cert_subject", {"C": "CN", "ST": "Fuzhou", "L": "Fujian", "O": "k8s", "OU": "System"}, "Subject fields (C, ST, L, O, OU) of the serving certificate."),
-    Key("cert_extra_sans", [], "Extra SANs (IPs or DNS names) for the serving certificate."),
+    Key("cert_subject", {"C": "CN", "ST": "Fuzhou", "L": "Fujian", "O": "k8s", "OU": "System"}, "Subject fields (C, ST, L, O, OU) of the serving certificate: printable, at most 64 characters, no quotes or backslash."),
+    Key("cert_extra_sans", [], "Extra SANs for the serving certificate: IP addresses or DNS names (a wildcard only as a whole first label, `*.example.com`)."),
     Key("ca_cert_file", None, "Import this CA certificate instead of creating one (with ca_key_file)."),
     Key("ca_key_file", None, "Private key of the imported CA; stays on the deploy machine."),
     Key("sa_key_file", None, "Import this service-account signing key (PEM) instead of creating one; stays on the deploy machine."),
     Key("replace_ca_sha256", None, "sha256 of the masters' ca.pem that this run may replace (the refusal prints it). Replacing the CA reissues every certificate: a deliberate change."),
     Key("replace_sa_sha256", None, "sha256 of the masters' sa.pub that this run may replace. A new service-account key invalidates every service-account token."),
-    Key("pki_dir", "pki", "Local, git-ignored directory holding the CA and all issued certificates."),
-    Key("artifacts_dir", "artifacts", "Local directory for the operator's admin kubeconfig."),
-    Key("cluster_name", "kubernetes", "Cluster name in the kubeconfig."),
+    Key("pki_dir", "pki", "Local, git-ignored directory holding the CA and all issued certificates (no control characters)."),
+    Key("artifacts_dir", "artifacts", "Local directory for the operator's admin kubeconfig (no control characters)."),
+    Key("cluster_name", "kubernetes", "Cluster name in the kubeconfig: a plain name (letters, digits and `_.:@-`, at most 32)."),
 )
 KEY_BY_NAME = {k.name: k for k in KEYS}
 CLUSTER_KEYS = tuple(k for k in KEYS if not k.per_host)
@@ -125,7 +127,7 @@ class Cluster:
     vip_prefix: int
     virtual_router_id: int
     vrrp_advert_int: int
-    vrrp_auth_pass: str = field(repr=False)
+    vrrp_auth_pass: str = field(repr=False)  # a secret: never in a repr or a message
     keepalived_extra_global_defs: tuple[str, ...]
     lb_port: int
     haproxy_agent_port: int
@@ -197,14 +199,27 @@ class Settings:
 
 
 # --- field checkers: each returns the clean value or raises ValueError with a short reason ---------
+#
+# Every value that reaches a flag, a config line or a shell command is checked by its type, with an
+# allow-list where the type has one. Reasons show values with repr(), so a control character in
+# the data can never break a problem line.
+
+IPV6_REFUSED = "IPv6 is not supported yet"
+
+
+def _ipv4(v: Any) -> ipaddress.IPv4Address:
+    addr = ipaddress.ip_address(str(v))  # ValueError names the value with repr()
+    if addr.version == 6:
+        raise ValueError(f"{IPV6_REFUSED}: {str(v)!r}; use IPv4")
+    return addr
 
 
 def _ip(v: Any) -> str:
-    return str(ipaddress.ip_address(str(v)))
+    return str(_ipv4(v))
 
 
 def _bind_ip(v: Any) -> str:
-    addr = ipaddress.ip_address(str(v))
+    addr = _ipv4(v)
     if addr.is_unspecified or addr.is_loopback:
         raise ValueError(
             f"{v} cannot be used: the apiserver must listen on this master's own address "
@@ -214,7 +229,10 @@ def _bind_ip(v: Any) -> str:
 
 
 def _cidr(v: Any) -> str:
-    return str(ipaddress.ip_network(str(v), strict=True))
+    net = ipaddress.ip_network(str(v), strict=True)
+    if net.version == 6:
+        raise ValueError(f"{IPV6_REFUSED}: {str(v)!r}; use an IPv4 CIDR")
+    return str(net)
 
 
 def _int_in(lo: int, hi: int) -> Callable[[Any], int]:
@@ -234,43 +252,129 @@ def _bool(v: Any) -> bool:
     return v
 
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,31}$")
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@-]{0,31}")
 
 
 def _word(v: Any) -> str:
-    if not isinstance(v, str) or not _NAME_RE.match(v):
+    if not isinstance(v, str) or not _NAME_RE.fullmatch(v):
         raise ValueError(f"{v!r} is not a plain name")
     return v
 
 
-def _text(v: Any) -> str:
-    if not isinstance(v, str) or not v or "\n" in v or '"' in v:
-        raise ValueError(f"{v!r} must be a non-empty single-line string without quotes")
+def _interface(v: Any) -> str:
+    """A Linux interface name: at most 15 characters (IFNAMSIZ), no '/', ':' or whitespace."""
+    if not isinstance(v, str) or not re.fullmatch(r"[A-Za-z0-9_.-]{1,15}", v) or v in (".", ".."):
+        raise ValueError(f"{v!r} is not a Linux interface name (1-15 letters, digits, '_', '.', '-')")
     return v
 
 
-def _lines(v: Any) -> tuple[str, ...]:
-    if not isinstance(v, (list, tuple)) or not all(isinstance(x, str) and "\n" not in x for x in v):
-        raise ValueError("must be a list of single-line strings")
+_DNS_LABEL = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+
+
+def _dns_problem(name: str, wildcard: bool = False) -> str | None:
+    """Why ``name`` is not an RFC 1123 DNS name (``*.`` as a whole first label if ``wildcard``)."""
+    labels = name.split(".")
+    if wildcard and len(labels) > 1 and labels[0] == "*":
+        labels = labels[1:]
+    if not 1 <= len(name) <= 253:
+        return "a DNS name has 1-253 characters"
+    if not all(_DNS_LABEL.fullmatch(label) for label in labels):
+        return "each label is 1-63 letters, digits or inner hyphens" + (", a wildcard only as *.<name>" if wildcard else "")
+    if labels[-1].isdigit():
+        return "the last label is all digits (a mistyped IPv4 address?)"
+    return None
+
+
+def _cluster_domain(v: Any) -> str:
+    if not isinstance(v, str) or (why := _dns_problem(v)):
+        raise ValueError(f"{v!r} is not a DNS name" + (f": {why}" if isinstance(v, str) else ""))
+    # kubernetes.default.svc.<domain> must itself stay a valid DNS name.
+    if len(v) > 253 - len("kubernetes.default.svc."):
+        raise ValueError(f"{v!r} is too long: kubernetes.default.svc.<domain> must fit in 253 characters")
+    return v
+
+
+def _printable_line(x: Any) -> str:
+    # str.isprintable() is False for every control character (tab, CR, LF, NUL, ESC, NEL), format
+    # characters (zero-width space, BOM) and the Unicode line/paragraph separators.
+    if not isinstance(x, str) or not x.isprintable():
+        raise ValueError(f"{x!r} must be one printable line: no newline, carriage return, tab or other control character")
+    return x
+
+
+#: haproxy section keywords: a raw line starting with one would open a section of its own.
+HAPROXY_SECTIONS = frozenset(
+    "global defaults frontend backend listen userlist peers resolvers mailers program http-errors "
+    "ring cache fcgi-app crt-store traces log-forward acme".split()
+)
+
+
+def _raw_lines(forbidden: str = "", sections: frozenset = frozenset(), what: str = "") -> Callable[[Any], tuple[str, ...]]:
+    """Lines passed through verbatim into one section of a config file: each must stay one line
+    inside that section. Tabs are refused with the other control characters (write spaces)."""
+
+    def check(v: Any) -> tuple[str, ...]:
+        if not isinstance(v, (list, tuple)):
+            raise ValueError("must be a list of single-line strings")
+        for x in v:
+            _printable_line(x)
+            if any(c in x for c in forbidden):
+                raise ValueError(f"{x!r} contains {' or '.join(forbidden)}: a line cannot open or close a {what} block")
+            if x.split()[:1] and x.split()[0] in sections:
+                raise ValueError(f"{x!r} would start a new {what} section")
+        return tuple(v)
+
+    return check
+
+
+def _comma_list(v: Any, what: str) -> tuple[str, ...]:
+    if isinstance(v, str):
+        v = v.split(",")
+    if not isinstance(v, (list, tuple)) or not v or not all(isinstance(x, str) for x in v):
+        raise ValueError(f"must be a non-empty list of {what} (or one comma-separated string)")
+    dups = sorted({x for x in v if v.count(x) > 1})
+    if dups:
+        raise ValueError(f"{', '.join(map(repr, dups))} listed more than once")
     return tuple(v)
 
 
-def _words(v: Any) -> tuple[str, ...]:
-    if isinstance(v, str):
-        v = v.split(",")
-    if not isinstance(v, (list, tuple)) or not v:
-        raise ValueError("must be a non-empty list")
-    return tuple(_word(x) for x in v)
+def _admission_plugins(v: Any) -> tuple[str, ...]:
+    names = _comma_list(v, "admission plugins")
+    unknown = [x for x in names if x not in flagmod.ADMISSION_PLUGINS]
+    if unknown:
+        raise ValueError(f"unknown admission plugin(s) {', '.join(map(repr, unknown))}")
+    return names  # which of them kube_version has is a relation, checked in load_inventory
+
+
+def _authorization_modes(v: Any) -> str:
+    names = _comma_list(v, "authorization modes")
+    unknown = [x for x in names if x not in flagmod.AUTHORIZATION_MODES]
+    if unknown:
+        choices = ", ".join(flagmod.AUTHORIZATION_MODES)
+        raise ValueError(f"unknown authorization mode(s) {', '.join(map(repr, unknown))} (choices: {choices})")
+    return ",".join(names)
 
 
 def _port_range(v: Any) -> str:
-    m = re.fullmatch(r"(\d+)-(\d+)", str(v))
+    m = re.fullmatch(r"([0-9]+)-([0-9]+)", str(v))
     if not m:
         raise ValueError(f"{v!r} is not LOW-HIGH")
     lo, hi = int(m.group(1)), int(m.group(2))
     if not (1 <= lo < hi <= 65535):
         raise ValueError(f"{v!r} must satisfy 1 <= LOW < HIGH <= 65535")
     return f"{lo}-{hi}"
+
+
+def _host_problem(host: str) -> str | None:
+    """Why ``host`` (from a URL) is neither an IPv4 address nor a DNS name; IPv6 is refused."""
+    if host.startswith("["):
+        return f"{IPV6_REFUSED}; use an IPv4 address or a DNS name"
+    try:
+        _ipv4(host)
+        return None
+    except ValueError:
+        why = _dns_problem(host)
+        return f"{host!r} is neither an IPv4 address nor a DNS name ({why})" if why else None
 
 
 def _etcd_urls(v: Any) -> tuple[str, ...]:
@@ -280,16 +384,51 @@ def _etcd_urls(v: Any) -> tuple[str, ...]:
         raise ValueError("must be a non-empty list of https:// URLs")
     out = []
     for url in v:
-        m = re.fullmatch(r"https://([^/:\s]+|\[[0-9a-fA-F:]+\]):(\d+)/?", str(url))
+        m = re.fullmatch(r"https://(\[[^\]]*\]|[^/:\[\]]+):([0-9]{1,5})/?", str(url))
         if not m:
             raise ValueError(f"{url!r} is not https://HOST:PORT (etcd must be reached over TLS)")
+        if why := _host_problem(m.group(1)):
+            raise ValueError(f"{url!r}: {why}")
         if not 1 <= int(m.group(2)) <= 65535:
             raise ValueError(f"{url!r} has an invalid port")
         out.append(str(url).rstrip("/"))
     return tuple(out)
 
 
+_URL_TAIL = re.compile(r"[A-Za-z0-9._~:/?#@!*+,=%-]*")
+
+
+def _url(schemes: tuple[str, ...], placeholder: bool = False, query: bool = True) -> Callable[[Any], str]:
+    """An http(s) URL of safe characters only: no whitespace, quotes, $, backtick, ;, &, |, <, >,
+    parentheses or braces (with ``placeholder``, the literal ``{version}`` is allowed)."""
+
+    def check(v: Any) -> str:
+        if not isinstance(v, str):
+            raise ValueError(f"{v!r} is not a URL")
+        probe = v.replace("{version}", "0") if placeholder else v
+        m = re.fullmatch(r"([a-z]+)://([^/?#]*)(.*)", probe, flags=re.S)
+        if not m or m.group(1) not in schemes:
+            raise ValueError(f"{v!r} is not a {' or '.join(s + '://' for s in schemes)} URL")
+        authority, tail = m.group(2), m.group(3)
+        hm = re.fullmatch(r"(\[[^\]]*\]|[^:\[\]]*)(?::([0-9]{1,5}))?", authority)
+        if not hm or not hm.group(1):
+            raise ValueError(f"{v!r} has no valid host[:port] (no user@ part)")
+        if why := _host_problem(hm.group(1)):
+            raise ValueError(f"{v!r}: {why}")
+        if hm.group(2) and not 1 <= int(hm.group(2)) <= 65535:
+            raise ValueError(f"{v!r} has an invalid port")
+        if not _URL_TAIL.fullmatch(tail):
+            raise ValueError(f"{v!r} may only hold letters, digits and ._~:/?#@!*+,=%- after the host")
+        if not query and ("?" in tail or "#" in tail):
+            raise ValueError(f"{v!r} must not have a query or fragment")
+        return v
+
+    return check
+
+
 def _version(v: Any) -> str:
+    if not re.fullmatch(r"v?[0-9]+\.[0-9]+\.[0-9]+", str(v)):
+        raise ValueError(f"{v!r} is not a version like 1.36.0")
     text = str(v).lstrip("v")
     flagmod.parse_version(text)
     if not flagmod.is_supported(text):
@@ -306,17 +445,44 @@ def _sha256(v: Any) -> str | None:
     return v
 
 
-def _opt_path(v: Any) -> str | None:
-    if v is None:
-        return None
-    if not isinstance(v, (str, os.PathLike)) or not Path(v).is_file():
-        raise ValueError(f"{v} does not exist on the deploy machine")
+def _local_path(v: Any) -> str:
+    """A path on the deploy machine: never rendered, but it must not hold control characters."""
+    if not isinstance(v, (str, os.PathLike)) or not str(v) or not str(v).isprintable():
+        raise ValueError(f"{str(v)!r} must be a non-empty path without control characters or line breaks")
     return str(v)
 
 
+def _opt_local_path(v: Any) -> str | None:
+    return None if v is None else _local_path(v)
+
+
+def _opt_path(v: Any) -> str | None:
+    if v is None:
+        return None
+    if not Path(_local_path(v)).is_file():
+        raise ValueError(f"{str(v)!r} does not exist on the deploy machine")
+    return str(v)
+
+
+def _audit_log_path(v: Any) -> str:
+    if v == "-":
+        return v  # the apiserver's stdout
+    if not isinstance(v, str) or not re.fullmatch(r"/[A-Za-z0-9._/@%+,:=-]*", v) or v.endswith("/"):
+        raise ValueError(f"{v!r} is not an absolute file path of letters, digits and ._/@%+,:=- (or - for stdout)")
+    return v
+
+
 def _duration(v: Any) -> str:
-    if not isinstance(v, str) or not re.fullmatch(r"\d+(ms|s|m|h|d)", v):
+    """haproxy's time format."""
+    if not isinstance(v, str) or not re.fullmatch(r"[0-9]+(ms|s|m|h|d)", v):
         raise ValueError(f"{v!r} is not a duration like 30s, 1h")
+    return v
+
+
+def _go_duration(v: Any) -> str:
+    """A Go duration for an apiserver flag (Go has no 'd' unit)."""
+    if not isinstance(v, str) or not re.fullmatch(r"[0-9]+(ms|s|m|h)", v):
+        raise ValueError(f"{v!r} is not a duration like 30s, 1h (units ms, s, m, h)")
     return v
 
 
@@ -325,10 +491,13 @@ def _subject(v: Any) -> dict:
         raise ValueError("must be a mapping of C, ST, L, O, OU")
     unknown = set(v) - {"C", "ST", "L", "O", "OU"}
     if unknown:
-        raise ValueError(f"unknown subject fields {sorted(unknown)}")
-    if "C" in v and (not isinstance(v["C"], str) or len(v["C"]) != 2):
+        raise ValueError(f"unknown subject fields {sorted(map(str, unknown))}")
+    if "C" in v and (not isinstance(v["C"], str) or not re.fullmatch(r"[A-Za-z]{2}", v["C"])):
         raise ValueError("C must be a two-letter country code")
-    return {k: _text(x) for k, x in v.items()}
+    for k, x in v.items():
+        if not isinstance(x, str) or not 1 <= len(x) <= 64 or not x.isprintable() or any(c in x for c in "\"'`\\"):
+            raise ValueError(f"{k} must be 1-64 printable characters without quotes or backslashes: {x!r}")
+    return dict(v)
 
 
 def _sans(v: Any) -> tuple[str, ...]:
@@ -337,12 +506,37 @@ def _sans(v: Any) -> tuple[str, ...]:
     out = []
     for x in v:
         try:
-            out.append(str(ipaddress.ip_address(str(x))))
+            addr = ipaddress.ip_address(str(x))
         except ValueError:
-            if not isinstance(x, str) or not re.fullmatch(r"(?=.{1,253}$)[A-Za-z0-9*]([A-Za-z0-9.-]*[A-Za-z0-9])?", x):
-                raise ValueError(f"{x!r} is neither an IP address nor a DNS name") from None
+            if not isinstance(x, str) or (why := _dns_problem(x, wildcard=True)):
+                detail = f": {why}" if isinstance(x, str) else ""
+                raise ValueError(f"{x!r} is neither an IP address nor a DNS name{detail}") from None
             out.append(x)
+            continue
+        if getattr(addr, "scope_id", None):
+            raise ValueError(f"{x!r}: a scoped IPv6 address cannot be a SAN")
+        out.append(str(addr))  # IPv6 is fine here: it is only a SAN
     return tuple(out)
+
+
+AUDIT_RULE_FIELDS = frozenset(
+    {"level", "users", "userGroups", "verbs", "resources", "namespaces", "nonResourceURLs", "omitStages", "omitManagedFields"}
+)
+
+
+def _printable_leaves(v: Any) -> None:
+    if isinstance(v, str):
+        if not v.isprintable():
+            raise ValueError(f"{v!r} contains a control character or line break")
+    elif isinstance(v, Mapping):
+        for k, x in v.items():
+            _printable_leaves(k)
+            _printable_leaves(x)
+    elif isinstance(v, (list, tuple)):
+        for x in v:
+            _printable_leaves(x)
+    elif not (v is None or isinstance(v, (bool, int, float))):
+        raise ValueError(f"{v!r} is not a string, number, list or mapping")
 
 
 def _rules(v: Any) -> tuple[dict, ...]:
@@ -352,7 +546,16 @@ def _rules(v: Any) -> tuple[dict, ...]:
     bad = [r["level"] for r in v if r["level"] not in levels]
     if bad:
         raise ValueError(f"unknown audit level(s) {bad}")
+    unknown = sorted({str(k) for r in v for k in r} - AUDIT_RULE_FIELDS)
+    if unknown:
+        raise ValueError(f"unknown audit rule field(s) {unknown}")
+    _printable_leaves(list(v))  # rendered as JSON, but a control character is never meant
     return tuple(dict(r) for r in v)
+
+
+#: Characters an extra flag's value may hold: systemd splits $KUBE_* on whitespace, so a space,
+#: tab or newline would add flags; quotes, $, backtick, ;, \, &, |, <, > are never needed.
+FLAG_VALUE_RE = re.compile(r"[A-Za-z0-9._:/=,@+%*-]*")
 
 
 def _flag_map(v: Any) -> dict:
@@ -365,8 +568,13 @@ def _flag_map(v: Any) -> dict:
             raise ValueError(f"{k!r} is not a flag name")
         if isinstance(x, bool):
             x = str(x).lower()
-        if isinstance(x, str) and ("\n" in x or '"' in x or " " in x):
-            raise ValueError(f"value of {k} must be one word")
+        if not isinstance(x, (str, int, float)):
+            raise ValueError(f"value of --{name} must be a string, a number or true/false, not {type(x).__name__}")
+        if not FLAG_VALUE_RE.fullmatch(str(x)):
+            raise ValueError(
+                f"value of --{name} must be one word of letters, digits and ._:/=,@+%*- "
+                f"(no whitespace, quotes or shell characters): {str(x)!r}"
+            )
         out[name] = x
     return out
 
@@ -374,39 +582,39 @@ def _flag_map(v: Any) -> dict:
 CHECKS: dict[str, Callable[[Any], Any]] = {
     "bind_address": _bind_ip,
     "vrrp_priority": _int_in(1, 254),
-    "vrrp_interface": _word,
+    "vrrp_interface": _interface,
     "vip": _ip,
     "vip_prefix": _int_in(1, 32),
     "virtual_router_id": _int_in(1, 255),
     "vrrp_advert_int": _int_in(1, 255),
-    "vrrp_auth_pass_file": lambda v: None if v is None else str(v),
-    "keepalived_extra_global_defs": _lines,
+    "vrrp_auth_pass_file": _opt_local_path,
+    "keepalived_extra_global_defs": _raw_lines(forbidden="{}", what="keepalived"),
     "lb_port": _int_in(1, 65535),
     "haproxy_agent_port": _int_in(1, 65535),
     "haproxy_check_interval_ms": _int_in(100, 60000),
     "haproxy_check_fall": _int_in(1, 100),
     "haproxy_check_rise": _int_in(1, 100),
     "haproxy_timeout": _duration,
-    "haproxy_extra_defaults": _lines,
+    "haproxy_extra_defaults": _raw_lines(sections=HAPROXY_SECTIONS, what="haproxy"),
     "haproxy_stats_port": _int_in(1, 65535),
     "kube_version": _version,
     "kube_apiserver_binary": _opt_path,
-    "kube_apiserver_url": _text,
+    "kube_apiserver_url": _url(("http", "https"), placeholder=True),
     "kube_apiserver_sha256": _sha256,
     "apiserver_port": _int_in(1, 65535),
     "etcd_servers": _etcd_urls,
     "service_cluster_ip_range": _cidr,
     "service_node_port_range": _port_range,
-    "cluster_domain": _word,
-    "admission_plugins": _words,
-    "authorization_mode": _text,
+    "cluster_domain": _cluster_domain,
+    "admission_plugins": _admission_plugins,
+    "authorization_mode": _authorization_modes,
     "allow_privileged": _bool,
     "log_level": _int_in(0, 10),
-    "event_ttl": _duration,
+    "event_ttl": _go_duration,
     "apiserver_ready_timeout": _int_in(10, 3600),
     "shutdown_delay_seconds": _int_in(0, 600),
-    "service_account_issuer": _text,
-    "audit_log_path": _text,
+    "service_account_issuer": _url(("https",), query=False),
+    "audit_log_path": _audit_log_path,
     "audit_log_maxage": _int_in(0, 3650),
     "audit_log_maxbackup": _int_in(0, 1000),
     "audit_log_maxsize": _int_in(1, 100000),
@@ -419,8 +627,8 @@ CHECKS: dict[str, Callable[[Any], Any]] = {
     "sa_key_file": _opt_path,
     "replace_ca_sha256": _sha256,
     "replace_sa_sha256": _sha256,
-    "pki_dir": _text,
-    "artifacts_dir": _text,
+    "pki_dir": _local_path,
+    "artifacts_dir": _local_path,
     "cluster_name": _word,
 }
 assert set(CHECKS) == set(KEY_BY_NAME), set(CHECKS) ^ set(KEY_BY_NAME)
@@ -463,8 +671,10 @@ def _auth_pass(col: _Collector, host: str, path: str | None, env: Mapping[str, s
         col.add(host, key, f"VRRP password from {source} is empty")
     elif len(secret) > 8:
         col.add(host, key, f"VRRP password from {source} is {len(secret)} characters; keepalived uses at most 8")
-    elif not re.fullmatch(r"[!-~]+", secret):
-        col.add(host, key, f"VRRP password from {source} must be printable ASCII without spaces")
+    elif not re.fullmatch(r"[!-~]+", secret) or any(c in secret for c in AUTH_PASS_FORBIDDEN):
+        # Never echo the secret: name its source and the rule only.
+        col.add(host, key, f"VRRP password from {source} must be printable ASCII without spaces, "
+                           f"quotes, braces, #, !, $, backslash or backtick (keepalived would misread it)")
     else:
         return secret
     return None
@@ -520,12 +730,31 @@ def load_inventory(
                 col.add(m.name, "vip", f"VIP {vip}/{prefix} is not in the subnet of bind_address {m.bind_address}")
             if m.bind_address == vip:
                 col.add(m.name, "bind_address", "equals the VIP")
+    # A Service must never get the VIP or a master's address as its cluster IP.
+    cidr = values["service_cluster_ip_range"]
+    if cidr:
+        services = ipaddress.ip_network(cidr)
+        if vip and ipaddress.ip_address(vip) in services:
+            col.add(first, "service_cluster_ip_range", f"{cidr} contains the VIP {vip}: a Service could get it as its cluster IP")
+        for m in masters:
+            if ipaddress.ip_address(m.bind_address) in services:
+                col.add(m.name, "service_cluster_ip_range",
+                        f"{cidr} contains {m.name}'s bind_address {m.bind_address}: a Service could get it as its cluster IP")
     version = values["kube_version"]
     if version and values["apiserver_extra_flags"] is not None:
         for name in values["apiserver_extra_flags"]:
             problem = flagmod.extra_flag_problem(name, flagmod.minor_of(version))
             if problem:
                 col.add(first, "apiserver_extra_flags", f"{problem} (kube_version {version})")
+    if version:
+        modes = values["authorization_mode"]
+        for key, names, problem_of in (
+            ("admission_plugins", values["admission_plugins"] or (), flagmod.admission_plugin_problem),
+            ("authorization_mode", modes.split(",") if modes else (), flagmod.authorization_mode_problem),
+        ):
+            for name in names:
+                if problem := problem_of(name, flagmod.minor_of(version)):
+                    col.add(first, key, f"{problem} (kube_version {version})")
     if (values["ca_cert_file"] is None) != (values["ca_key_file"] is None) and not any(
         p.startswith(f"{first}: ca_") for p in col.problems
     ):
@@ -538,7 +767,9 @@ def load_inventory(
         drain_ms = values["haproxy_check_interval_ms"] * ((values["haproxy_check_fall"] or 2) + 1)
         if values["shutdown_delay_seconds"] * 1000 < drain_ms:
             col.add(first, "shutdown_delay_seconds", f"must be at least {drain_ms / 1000:g}s (haproxy check interval x (fall + 1)) so a restart drops no request")
-    auth = _auth_pass(col, first, values["vrrp_auth_pass_file"], env)
+    auth = None
+    if not any(p.startswith(f"{first}: vrrp_auth_pass_file: ") for p in col.problems):
+        auth = _auth_pass(col, first, values["vrrp_auth_pass_file"], env)
 
     if col.problems:
         raise InventoryError(col.problems)

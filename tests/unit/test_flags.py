@@ -375,3 +375,71 @@ def test_the_deploy_renders_no_deprecated_flag(tmp_path: Path, version: str) -> 
     env.pop("KUBE_MASTER_SECURE")  # --master is read by the other components, not the apiserver
     minor = flags.minor_of(version)
     assert [n for n in _all_flags(env) if flags.deprecation_warning(n, minor)] == []
+
+
+# ------------------------------------------------------------------ admission plugins, authorization modes
+
+# kube-apiserver 1.20.2's AllOrderedPlugins (pkg/kubeapiserver/options/plugins.go).
+PLUGINS_1_20 = """
+    AlwaysAdmit NamespaceAutoProvision NamespaceLifecycle NamespaceExists SecurityContextDeny
+    LimitPodHardAntiAffinityTopology LimitRanger ServiceAccount NodeRestriction TaintNodesByCondition
+    AlwaysPullImages ImagePolicyWebhook PodSecurityPolicy PodNodeSelector Priority
+    DefaultTolerationSeconds PodTolerationRestriction DenyEscalatingExec DenyExecOnPrivileged
+    EventRateLimit ExtendedResourceToleration PersistentVolumeLabel DefaultStorageClass
+    StorageObjectInUseProtection OwnerReferencesPermissionEnforcement PersistentVolumeClaimResize
+    RuntimeClass CertificateApproval CertificateSigning CertificateSubjectRestriction
+    DefaultIngressClass MutatingAdmissionWebhook ValidatingAdmissionWebhook ResourceQuota AlwaysDeny
+""".split()
+# Upstream's AllOrderedPlugins in 1.36.
+PLUGINS_1_36 = """
+    AlwaysAdmit NamespaceAutoProvision NamespaceLifecycle NamespaceExists
+    LimitPodHardAntiAffinityTopology LimitRanger ServiceAccount NodeRestriction TaintNodesByCondition
+    AlwaysPullImages ImagePolicyWebhook PodSecurity PodNodeSelector Priority DefaultTolerationSeconds
+    PodTolerationRestriction EventRateLimit ExtendedResourceToleration DefaultStorageClass
+    StorageObjectInUseProtection PodGroupProtection OwnerReferencesPermissionEnforcement
+    PersistentVolumeClaimResize RuntimeClass CertificateApproval CertificateSigning
+    ClusterTrustBundleAttest CertificateSubjectRestriction DefaultIngressClass DenyServiceExternalIPs
+    PodTopologyLabels PodGroupWorkloadExists NodeDeclaredFeatureValidator JobValidation
+    PodResizeValidator MutatingAdmissionPolicy MutatingAdmissionWebhook ValidatingAdmissionPolicy
+    ValidatingAdmissionWebhook ResourceQuota AlwaysDeny
+""".split()
+
+
+def _accepted_plugins(version) -> set[str]:
+    return {name for name in flags.ADMISSION_PLUGINS if flags.admission_plugin_problem(name, version) is None}
+
+
+@pytest.mark.parametrize("version, expected", [((1, 20), PLUGINS_1_20), ((1, 36), PLUGINS_1_36)], ids=["1.20", "1.36"])
+def test_admission_plugin_table_is_upstreams_list(version, expected) -> None:
+    assert len(expected) == len(set(expected))
+    assert _accepted_plugins(version) == set(expected)
+
+
+def test_admission_plugins_across_supported_versions() -> None:
+    v120, v135, v137 = (1, 20), (1, 35), (1, 37)
+    assert flags.admission_plugin_problem("PodSecurityPolicy", v120) is None
+    assert flags.admission_plugin_problem("PodSecurityPolicy", v135) == "admission plugin PodSecurityPolicy was removed in 1.25"
+    assert flags.admission_plugin_problem("PodSecurity", v120) == "admission plugin PodSecurity first appeared in 1.22"
+    assert flags.admission_plugin_problem("PodSecurity", v135) is None
+    assert flags.admission_plugin_problem("Initializers", v120) == "admission plugin Initializers was removed in 1.14"
+    assert flags.admission_plugin_problem("NodeDeclaredFeatureValidator", v135) is None
+    assert flags.admission_plugin_problem("PodResizeValidator", v135) == "admission plugin PodResizeValidator first appeared in 1.36"
+    assert flags.admission_plugin_problem("PodGroupWorkloadExists", v137) == "admission plugin PodGroupWorkloadExists was removed in 1.37"
+    assert flags.admission_plugin_problem("NoSuchPlugin", v135) == "unknown admission plugin 'NoSuchPlugin'"
+    assert _accepted_plugins(v135) < _accepted_plugins((1, 36))
+
+
+@pytest.mark.parametrize("version", SUPPORTED)
+def test_default_admission_plugins_exist_in_every_supported_version(version: str) -> None:
+    from hakube.settings import KEY_BY_NAME
+
+    for name in KEY_BY_NAME["admission_plugins"].default:
+        assert flags.admission_plugin_problem(name, flags.minor_of(version)) is None, name
+
+
+@pytest.mark.parametrize("version", SUPPORTED)
+def test_authorization_modes(version: str) -> None:
+    minor = flags.minor_of(version)
+    for mode in ("AlwaysAllow", "AlwaysDeny", "ABAC", "Webhook", "RBAC", "Node"):
+        assert flags.authorization_mode_problem(mode, minor) is None
+    assert flags.authorization_mode_problem("rbac", minor) == "unknown authorization mode 'rbac'"

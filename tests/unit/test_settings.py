@@ -217,7 +217,7 @@ BAD = {
     "priority-255": (_set("vrrp_priority", 255, "m2"), ENV, [("m2", "vrrp_priority")], "outside 1-254"),
     "priority-string": (_set("vrrp_priority", "120", "m1"), ENV, [("m1", "vrrp_priority")], "not an integer"),
     "priority-bool": (_set("vrrp_priority", True, "m1"), ENV, [("m1", "vrrp_priority")], "not an integer"),
-    "interface-bad": (_set("vrrp_interface", "eth0; rm -rf /", "m1"), ENV, [("m1", "vrrp_interface")], "not a plain name"),
+    "interface-bad": (_set("vrrp_interface", "eth0; rm -rf /", "m1"), ENV, [("m1", "vrrp_interface")], "not a Linux interface name"),
     "router-id-0": (_set("virtual_router_id", 0), ENV, [("m1", "virtual_router_id")], "outside 1-255"),
     "router-id-256": (_set("virtual_router_id", 256), ENV, [("m1", "virtual_router_id")], "outside 1-255"),
     "auth-pass-missing": (lambda inv, tmp: None, NO_PASS, [("m1", "vrrp_auth_pass_file")], "no VRRP password"),
@@ -309,6 +309,143 @@ BAD = {
 }
 
 
+# Values are checked by type: nothing that reaches a flag, a config line or a shell command may
+# carry whitespace, quotes, control characters or shell syntax its type does not allow.
+def _one(key: str, host: str = "m1") -> list[tuple[str, str]]:
+    return [(host, key)]
+
+
+def _plugins(*extra: str) -> list[str]:
+    return ["NamespaceLifecycle", "NodeRestriction", *extra]
+
+
+BAD.update({
+    # Addresses: IPv4 only for now.
+    "vip-ipv6": (_set("vip", "fd00::100"), ENV, _one("vip"), "IPv6 is not supported yet"),
+    "vip-scoped-ipv6-with-flag": (_set("vip", "fe80::1%eth0 --anonymous-auth=true"), ENV, _one("vip"), "IPv6 is not supported yet"),
+    "bind-ipv6": (_set("bind_address", "fd00::11", "m1"), ENV, _one("bind_address"), "IPv6 is not supported yet"),
+    "service-cidr-ipv6": (_set("service_cluster_ip_range", "fd00:254::/108"), ENV, _one("service_cluster_ip_range"), "IPv6 is not supported yet"),
+    "etcd-ipv6": (_set("etcd_servers", ["https://[fd00::20]:2379"]), ENV, _one("etcd_servers"), "IPv6 is not supported yet"),
+    "etcd-host-with-flag": (_set("etcd_servers", ["https://10.9.0.20 --anonymous-auth=true:2379"]), ENV, _one("etcd_servers"), "neither an IPv4 address nor a DNS name"),
+    "etcd-host-semicolon": (_set("etcd_servers", ["https://etcd;reboot:2379"]), ENV, _one("etcd_servers"), "neither an IPv4 address nor a DNS name"),
+    "etcd-port-unicode-digits": (_set("etcd_servers", ["https://10.9.0.20:\uff12\uff13\uff17\uff19"]), ENV, _one("etcd_servers"), "https://HOST:PORT"),
+    "etcd-trailing-newline": (_set("etcd_servers", ["https://10.9.0.20:2379\n"]), ENV, _one("etcd_servers"), "https://HOST:PORT"),
+    # Interface names.
+    "interface-too-long": (_set("vrrp_interface", "eth0123456789abc", "m1"), ENV, _one("vrrp_interface"), "1-15"),
+    "interface-slash": (_set("vrrp_interface", "eth/0", "m2"), ENV, _one("vrrp_interface", "m2"), "not a Linux interface name"),
+    "interface-dotdot": (_set("vrrp_interface", "..", "m1"), ENV, _one("vrrp_interface"), "not a Linux interface name"),
+    "interface-colon-alias": (_set("vrrp_interface", "eth0:1", "m1"), ENV, _one("vrrp_interface"), "not a Linux interface name"),
+    "interface-newline": (_set("vrrp_interface", "eth0\n", "m1"), ENV, _one("vrrp_interface"), "not a Linux interface name"),
+    # --authorization-mode.
+    "authorization-mode-with-flag": (_set("authorization_mode", "Node,RBAC --anonymous-auth=true"), ENV, _one("authorization_mode"), "unknown authorization mode"),
+    "authorization-mode-unknown": (_set("authorization_mode", "Node,RBAC,Magic"), ENV, _one("authorization_mode"), "'Magic'"),
+    "authorization-mode-lowercase": (_set("authorization_mode", "node,rbac"), ENV, _one("authorization_mode"), "unknown authorization mode"),
+    "authorization-mode-duplicate": (_set("authorization_mode", "RBAC,Node,RBAC"), ENV, _one("authorization_mode"), "'RBAC' listed more than once"),
+    "authorization-mode-empty": (_set("authorization_mode", ""), ENV, _one("authorization_mode"), "unknown authorization mode"),
+    "authorization-mode-not-text": (_set("authorization_mode", 5), ENV, _one("authorization_mode"), "non-empty list"),
+    # --enable-admission-plugins, per version.
+    "admission-plugin-unknown": (_set("admission_plugins", _plugins("Initialiser")), ENV, _one("admission_plugins"), "unknown admission plugin(s) 'Initialiser'"),
+    "admission-plugin-removed": (_set("admission_plugins", _plugins("PodSecurityPolicy")), ENV, _one("admission_plugins"), "PodSecurityPolicy was removed in 1.25 (kube_version 1.36.0)"),
+    "admission-plugin-initializers": (_set("admission_plugins", _plugins("Initializers")), ENV, _one("admission_plugins"), "Initializers was removed in 1.14"),
+    "admission-plugin-too-new": (
+        _both(_set("kube_version", "1.20.2"), _set("admission_plugins", _plugins("PodSecurity"))),
+        ENV, _one("admission_plugins"), "PodSecurity first appeared in 1.22 (kube_version 1.20.2)",
+    ),
+    "admission-plugin-duplicate": (_set("admission_plugins", _plugins("NodeRestriction")), ENV, _one("admission_plugins"), "listed more than once"),
+    "admission-plugin-with-space": (_set("admission_plugins", ["NamespaceLifecycle ServiceAccount"]), ENV, _one("admission_plugins"), "unknown admission plugin"),
+    "admission-plugins-empty": (_set("admission_plugins", []), ENV, _one("admission_plugins"), "non-empty"),
+    # URLs.
+    "issuer-http": (_set("service_account_issuer", "http://kubernetes.default.svc"), ENV, _one("service_account_issuer"), "https://"),
+    "issuer-with-flag": (_set("service_account_issuer", "https://kubernetes.default.svc --anonymous-auth=true"), ENV, _one("service_account_issuer"), "neither an IPv4 address nor a DNS name"),
+    "issuer-with-query": (_set("service_account_issuer", "https://issuer.example.com/?a=b"), ENV, _one("service_account_issuer"), "query or fragment"),
+    "issuer-command-substitution": (_set("service_account_issuer", "https://example.com/$(reboot)"), ENV, _one("service_account_issuer"), "after the host"),
+    "issuer-userinfo": (_set("service_account_issuer", "https://user@example.com/"), ENV, _one("service_account_issuer"), "neither an IPv4 address nor a DNS name"),
+    "url-ftp": (_set("kube_apiserver_url", "ftp://mirror.example.com/kube-apiserver"), ENV, _one("kube_apiserver_url"), "http:// or https://"),
+    "url-backtick": (_set("kube_apiserver_url", "https://mirror.example.com/`reboot`"), ENV, _one("kube_apiserver_url"), "after the host"),
+    "url-semicolon": (_set("kube_apiserver_url", "https://mirror.example.com/x;reboot"), ENV, _one("kube_apiserver_url"), "after the host"),
+    "url-other-placeholder": (_set("kube_apiserver_url", "https://mirror.example.com/{arch}/kube-apiserver"), ENV, _one("kube_apiserver_url"), "after the host"),
+    "url-newline": (_set("kube_apiserver_url", "https://mirror.example.com/kube-apiserver\nreboot"), ENV, _one("kube_apiserver_url"), "after the host"),
+    "url-bad-port": (_set("kube_apiserver_url", "https://mirror.example.com:99999/x"), ENV, _one("kube_apiserver_url"), "invalid port"),
+    # --audit-log-path.
+    "audit-path-relative": (_set("audit_log_path", "var/log/audit.log"), ENV, _one("audit_log_path"), "absolute file path"),
+    "audit-path-space": (_set("audit_log_path", "/var/log/k8s audit.log"), ENV, _one("audit_log_path"), "absolute file path"),
+    "audit-path-flag": (_set("audit_log_path", "/var/log/a.log --anonymous-auth=true"), ENV, _one("audit_log_path"), "absolute file path"),
+    "audit-path-command": (_set("audit_log_path", "/var/log/$(reboot).log"), ENV, _one("audit_log_path"), "absolute file path"),
+    "audit-path-directory": (_set("audit_log_path", "/var/log/"), ENV, _one("audit_log_path"), "absolute file path"),
+    # Extra flag values.
+    "extra-flag-value-tab": (_set("apiserver_extra_flags", {"goaway-chance": "0.01\t--anonymous-auth=true"}), ENV, _one("apiserver_extra_flags"), "value of --goaway-chance"),
+    "extra-flag-value-newline": (_set("apiserver_extra_flags", {"goaway-chance": "0.01\n--anonymous-auth=true"}), ENV, _one("apiserver_extra_flags"), "value of --goaway-chance"),
+    "extra-flag-value-command": (_set("apiserver_extra_flags", {"goaway-chance": "$(reboot)"}), ENV, _one("apiserver_extra_flags"), "no whitespace, quotes or shell characters"),
+    "extra-flag-value-quote": (_set("apiserver_extra_flags", {"goaway-chance": "0.01'"}), ENV, _one("apiserver_extra_flags"), "value of --goaway-chance"),
+    "extra-flag-value-list": (_set("apiserver_extra_flags", {"goaway-chance": ["0.01", "--anonymous-auth=true"]}), ENV, _one("apiserver_extra_flags"), "must be a string, a number or true/false"),
+    # Raw config lines: one printable line each, inside their section.
+    "keepalived-line-newline": (_set("keepalived_extra_global_defs", ["max_auto_priority 50\n}"]), ENV, _one("keepalived_extra_global_defs"), "one printable line"),
+    "keepalived-line-brace": (_set("keepalived_extra_global_defs", ["} vrrp_script evil {"]), ENV, _one("keepalived_extra_global_defs"), "keepalived block"),
+    "keepalived-line-tab": (_set("keepalived_extra_global_defs", ["max_auto_priority\t50"]), ENV, _one("keepalived_extra_global_defs"), "tab"),
+    "keepalived-line-cr": (_set("keepalived_extra_global_defs", ["max_auto_priority 50\r"]), ENV, _one("keepalived_extra_global_defs"), "carriage return"),
+    "keepalived-line-separator": (_set("keepalived_extra_global_defs", ["a\u2028b"]), ENV, _one("keepalived_extra_global_defs"), "one printable line"),
+    "haproxy-line-newline": (_set("haproxy_extra_defaults", ["option log-health-checks\nfrontend evil"]), ENV, _one("haproxy_extra_defaults"), "one printable line"),
+    "haproxy-line-section": (_set("haproxy_extra_defaults", ["listen evil"]), ENV, _one("haproxy_extra_defaults"), "new haproxy section"),
+    "haproxy-line-nul": (_set("haproxy_extra_defaults", ["option\x00x"]), ENV, _one("haproxy_extra_defaults"), "one printable line"),
+    "haproxy-lines-not-a-list": (_set("haproxy_extra_defaults", "option log-health-checks"), ENV, _one("haproxy_extra_defaults"), "must be a list"),
+    # DNS names and plain names.
+    "cluster-domain-with-flag": (_set("cluster_domain", "cluster.local --anonymous-auth=true"), ENV, _one("cluster_domain"), "not a DNS name"),
+    "cluster-domain-underscore": (_set("cluster_domain", "cluster_local"), ENV, _one("cluster_domain"), "not a DNS name"),
+    "cluster-domain-leading-hyphen": (_set("cluster_domain", "-cluster.local"), ENV, _one("cluster_domain"), "inner hyphens"),
+    "cluster-domain-label-64": (_set("cluster_domain", "a" * 64 + ".local"), ENV, _one("cluster_domain"), "1-63"),
+    "cluster-domain-empty-label": (_set("cluster_domain", "cluster..local"), ENV, _one("cluster_domain"), "not a DNS name"),
+    "cluster-domain-wildcard": (_set("cluster_domain", "*.cluster.local"), ENV, _one("cluster_domain"), "not a DNS name"),
+    "cluster-domain-too-long": (_set("cluster_domain", ".".join(["a" * 60] * 4)), ENV, _one("cluster_domain"), "too long"),
+    "san-wildcard-inner": (_set("cert_extra_sans", ["api.*.example.com"]), ENV, _one("cert_extra_sans"), "neither an IP"),
+    "san-wildcard-partial": (_set("cert_extra_sans", ["api*.example.com"]), ENV, _one("cert_extra_sans"), "neither an IP"),
+    "san-bare-wildcard": (_set("cert_extra_sans", ["*"]), ENV, _one("cert_extra_sans"), "neither an IP"),
+    "san-mistyped-ip": (_set("cert_extra_sans", ["10.9.0.300"]), ENV, _one("cert_extra_sans"), "all digits"),
+    "san-label-64": (_set("cert_extra_sans", ["a" * 64 + ".example.com"]), ENV, _one("cert_extra_sans"), "1-63"),
+    "san-name-254": (_set("cert_extra_sans", [".".join(["a" * 63] * 4)]), ENV, _one("cert_extra_sans"), "1-253"),
+    "san-scoped-ipv6": (_set("cert_extra_sans", ["fe80::1%eth0"]), ENV, _one("cert_extra_sans"), "scoped IPv6"),
+    "san-newline": (_set("cert_extra_sans", ["api.example.com\n"]), ENV, _one("cert_extra_sans"), "neither an IP"),
+    "cluster-name-trailing-newline": (_set("cluster_name", "kubernetes\n"), ENV, _one("cluster_name"), "not a plain name"),
+    "cluster-name-space": (_set("cluster_name", "my cluster"), ENV, _one("cluster_name"), "not a plain name"),
+    # Certificate subject.
+    "subject-newline": (_set("cert_subject", {"O": "k8s\nCN=admin"}), ENV, _one("cert_subject"), "O must be 1-64 printable characters"),
+    "subject-quote": (_set("cert_subject", {"OU": 'System"'}), ENV, _one("cert_subject"), "without quotes"),
+    "subject-country-digits": (_set("cert_subject", {"C": "C1"}), ENV, _one("cert_subject"), "two-letter"),
+    "subject-too-long": (_set("cert_subject", {"OU": "x" * 65}), ENV, _one("cert_subject"), "1-64"),
+    "subject-not-text": (_set("cert_subject", {"O": 5}), ENV, _one("cert_subject"), "O must be"),
+    # Local paths on the deploy machine.
+    "pki-dir-newline": (_set("pki_dir", lambda tmp: str(tmp / "pki\nx")), ENV, _one("pki_dir"), "control characters"),
+    "pki-dir-line-separator": (_set("pki_dir", lambda tmp: str(tmp / "pki\u2028x")), ENV, _one("pki_dir"), "line breaks"),
+    "artifacts-dir-nul": (_set("artifacts_dir", "art\x00ifacts"), ENV, _one("artifacts_dir"), "control characters"),
+    "artifacts-dir-empty": (_set("artifacts_dir", ""), ENV, _one("artifacts_dir"), "non-empty"),
+    "auth-pass-file-newline": (_set("vrrp_auth_pass_file", "pass\nfile"), NO_PASS, _one("vrrp_auth_pass_file"), "control characters"),
+    "ca-cert-file-escape": (
+        _both(_set("ca_cert_file", "ca\x1b[2J.pem"), _set("ca_key_file", _existing("ca-key.pem"))),
+        ENV, _one("ca_cert_file"), "control characters",
+    ),
+    # Numbers: ASCII digits only, in the units the consumer understands.
+    "event-ttl-days": (_set("event_ttl", "1d"), ENV, _one("event_ttl"), "units ms, s, m, h"),
+    "event-ttl-with-flag": (_set("event_ttl", "1h --anonymous-auth=true"), ENV, _one("event_ttl"), "duration"),
+    "haproxy-timeout-unicode-digit": (_set("haproxy_timeout", "\uff11h"), ENV, _one("haproxy_timeout"), "duration"),
+    "version-unicode-digit": (_set("kube_version", "1.36.\u0663"), ENV, _one("kube_version"), "not a version"),
+    "port-range-unicode-digits": (_set("service_node_port_range", "\uff13\uff10000-32767"), ENV, _one("service_node_port_range"), "LOW-HIGH"),
+    # Audit policy rules.
+    "audit-rule-unknown-field": (_set("audit_policy_rules", [{"level": "Metadata", "user": ["x"]}]), ENV, _one("audit_policy_rules"), "unknown audit rule field(s) ['user']"),
+    "audit-rule-newline": (_set("audit_policy_rules", [{"level": "Metadata", "users": ["a\nb"]}]), ENV, _one("audit_policy_rules"), "control character"),
+    # Relations: a Service must never get the VIP or a master's address as its cluster IP.
+    "service-cidr-contains-vip": (_set("service_cluster_ip_range", "10.9.0.96/28"), ENV, _one("service_cluster_ip_range"), "10.9.0.96/28 contains the VIP 10.9.0.100"),
+    "service-cidr-contains-bind-addresses": (
+        _set("service_cluster_ip_range", "10.9.0.8/29"), ENV,
+        [("m1", "service_cluster_ip_range"), ("m2", "service_cluster_ip_range")], "contains m1's bind_address 10.9.0.11",
+    ),
+    "service-cidr-contains-everything": (
+        _set("service_cluster_ip_range", "10.9.0.0/24"), ENV,
+        [("m1", "service_cluster_ip_range"), ("m2", "service_cluster_ip_range"), ("m1", "service_cluster_ip_range")],
+        "contains the VIP",
+    ),
+    "audit-rule-object": (_set("audit_policy_rules", [{"level": "Metadata", "users": [object()]}]), ENV, _one("audit_policy_rules"), "not a string"),
+})
+
+
 @pytest.mark.parametrize("mutate, env, expected, reason", list(BAD.values()), ids=list(BAD))
 def test_bad_inventory(inv: Inv, tmp_path: Path, mutate, env, expected, reason) -> None:
     mutate(inv, tmp_path)
@@ -317,6 +454,8 @@ def test_bad_inventory(inv: Inv, tmp_path: Path, mutate, env, expected, reason) 
     assert reason in lines[0], lines
     # Only the broken thing is reported: one line per expected (host, key).
     assert len(problems) == len(expected), problems
+    # A control character in the data never breaks a problem line (values are shown with repr).
+    assert all(p.isprintable() for p in problems), problems
 
 
 def test_error_message_lists_every_problem(inv: Inv) -> None:
@@ -379,3 +518,87 @@ def test_auth_pass_file_is_unreadable(inv: Inv, tmp_path: Path) -> None:
 def test_secret_never_in_problems(inv: Inv) -> None:
     problems = inv.problems(env={AUTH_PASS_ENV: "toolong-secret"})
     assert not any("toolong-secret" in p for p in problems)
+
+
+# ------------------------------------------------------------------ the VRRP password stays secret
+
+
+def test_auth_pass_not_in_repr(inv: Inv) -> None:
+    s = inv.load()
+    assert s["m1"].cluster.vrrp_auth_pass == AUTH_PASS
+    for text in (repr(s["m1"]), repr(s["m1"].cluster), repr(s["n1"]), str(s["m2"])):
+        assert AUTH_PASS not in text
+        assert "vrrp_auth_pass=" not in text
+
+
+@pytest.mark.parametrize(
+    "secret",
+    ["ab}cd", "ab{", "pa#ss", "pa!ss", 'a"b', "a'b", "a$b", "a\\b", "a`b", "a b", "ab\tc", "toolong-secret"],
+    ids=["close-brace", "open-brace", "hash", "bang", "double-quote", "single-quote", "dollar", "backslash",
+         "backtick", "space", "tab", "too-long"],
+)
+def test_bad_auth_pass_refused_without_echoing_it(inv: Inv, secret: str) -> None:
+    problems = inv.problems(env={AUTH_PASS_ENV: secret})
+    line = problem_for(problems, "m1", "vrrp_auth_pass_file")
+    assert AUTH_PASS_ENV in line
+    assert len(problems) == 1, problems
+    assert not any(secret in p for p in problems)
+
+
+def test_bad_auth_pass_from_file_not_echoed(inv: Inv, tmp_path: Path) -> None:
+    secret = tmp_path / "pass"
+    secret.write_text("ab}c#d\n")
+    inv.cluster["vrrp_auth_pass_file"] = str(secret)
+    with pytest.raises(InventoryError) as exc:
+        inv.load(env={})
+    assert "ab}c#d" not in str(exc.value)
+    assert str(secret) in problem_for(exc.value.problems, "m1", "vrrp_auth_pass_file")
+
+
+# ------------------------------------------------------------------ typed values that are accepted
+
+ACCEPTED = {
+    "authorization-mode-list": ("authorization_mode", ["Node", "RBAC"], "Node,RBAC"),
+    "authorization-mode-webhook": ("authorization_mode", "Node,Webhook,RBAC", "Node,Webhook,RBAC"),
+    "admission-plugins-string": ("admission_plugins", "NamespaceLifecycle,NodeRestriction,PodSecurity", ("NamespaceLifecycle", "NodeRestriction", "PodSecurity")),
+    "issuer-with-port-and-path": ("service_account_issuer", "https://issuer.example.com:8443/k8s", "https://issuer.example.com:8443/k8s"),
+    "issuer-ipv4": ("service_account_issuer", "https://10.9.0.100:6443", "https://10.9.0.100:6443"),
+    "url-http-mirror": ("kube_apiserver_url", "http://10.0.0.5:8080/k8s/v{version}/kube-apiserver", "http://10.0.0.5:8080/k8s/v{version}/kube-apiserver"),
+    "audit-path-stdout": ("audit_log_path", "-", "-"),
+    "audit-path-plain": ("audit_log_path", "/var/log/kubernetes/audit-1.log", "/var/log/kubernetes/audit-1.log"),
+    "etcd-dns-host": ("etcd_servers", ["https://etcd-0.example.com:2379/"], ("https://etcd-0.example.com:2379",)),
+    "cluster-domain-one-label": ("cluster_domain", "local", "local"),
+    "cluster-domain-mixed": ("cluster_domain", "k8s-1.Example.org", "k8s-1.Example.org"),
+    "sans-wildcard-and-ipv6": ("cert_extra_sans", ["*.api.example.com", "api.example.com", "fd00::1", "10.9.0.50"], ("*.api.example.com", "api.example.com", "fd00::1", "10.9.0.50")),
+    "subject-with-spaces": ("cert_subject", {"C": "de", "O": "Acme & Sons (Ops)"}, {"C": "de", "O": "Acme & Sons (Ops)"}),
+    "extra-flag-empty-value": ("apiserver_extra_flags", {"requestheader-allowed-names": ""}, {"requestheader-allowed-names": ""}),
+    "extra-flag-sni": ("apiserver_extra_flags", {"tls-sni-cert-key": "/etc/k/a.crt,/etc/k/a.key:*.example.com"}, {"tls-sni-cert-key": "/etc/k/a.crt,/etc/k/a.key:*.example.com"}),
+    "extra-flag-float": ("apiserver_extra_flags", {"goaway-chance": 0.01}, {"goaway-chance": 0.01}),
+    "keepalived-line-quoted": ("keepalived_extra_global_defs", ['notification_email_from "kube@example.com"'], ('notification_email_from "kube@example.com"',)),
+    "haproxy-line-log-format": ("haproxy_extra_defaults", ['log-format "%ci:%cp [%t] %ft %b/%s"', ""], ('log-format "%ci:%cp [%t] %ft %b/%s"', "")),
+    "audit-rule-fields": ("audit_policy_rules", [{"level": "None", "users": ["John Doe"], "nonResourceURLs": ["/healthz*"]}], ({"level": "None", "users": ["John Doe"], "nonResourceURLs": ["/healthz*"]},)),
+    "event-ttl-minutes": ("event_ttl", "90m", "90m"),
+}
+
+
+@pytest.mark.parametrize("key, value, expected", list(ACCEPTED.values()), ids=list(ACCEPTED))
+def test_typed_value_accepted(inv: Inv, key: str, value, expected) -> None:
+    inv.cluster[key] = value
+    assert getattr(inv.load()["m1"].cluster, key) == expected
+
+
+@pytest.mark.parametrize("iface", ["eth0", "ens160", "eth0.100", "br-0a1b2c3d4e5f", "enp0s31f6", "bond_0"])
+def test_interface_names_accepted(inv: Inv, iface: str) -> None:
+    inv.master("m1")["vrrp_interface"] = iface
+    assert inv.load()["m1"].vrrp_interface == iface
+
+
+def test_old_admission_plugin_accepted_by_old_version(tmp_path: Path) -> None:
+    inv = make_inventory(tmp_path, kube_version="1.20.2")
+    inv.cluster["admission_plugins"] = ["NamespaceLifecycle", "PodSecurityPolicy", "NodeRestriction"]
+    assert "PodSecurityPolicy" in inv.load()["m1"].cluster.admission_plugins
+
+
+def test_download_url_fills_in_the_version(inv: Inv) -> None:
+    inv.cluster["kube_apiserver_url"] = "https://mirror.example.com/k8s/v{version}/kube-apiserver"
+    assert inv.load()["m1"].cluster.download_url == "https://mirror.example.com/k8s/v1.36.0/kube-apiserver"
