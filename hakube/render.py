@@ -73,9 +73,10 @@ def render(template: str, **context) -> bytes:
 
 @dataclass(frozen=True)
 class ClusterPKI:
-    """What the certs step produced on the deploy machine (CA key excluded on purpose)."""
+    """What the certs step produced on the deploy machine (CA keys excluded on purpose)."""
 
     ca_pem: bytes
+    etcd_ca_pem: bytes  # etcd's CA: issued apiserver-etcd-client and etcd's serving certificate
     certs: dict  # name -> pki.IssuedCert
     sa_pub: bytes
     sa_key: bytes
@@ -95,17 +96,19 @@ def ensure_pki(cfg: Settings) -> ClusterPKI:
 def _ensure_pki(pki_dir: str, sans: tuple, subject: pki.Subject, ca_import) -> ClusterPKI:
     # ensure_cluster_pki reports reissues with print(); keep stdout clean for `pyinfra --json`.
     with contextlib.redirect_stdout(sys.stderr):
-        ca, certs, (sa_pub, sa_key) = pki.ensure_cluster_pki(
+        cas, certs, (sa_pub, sa_key) = pki.ensure_cluster_pki(
             pki_dir, pki.cluster_cert_specs(sans, subject), ca_import=ca_import, ca_subject=subject
         )
-    return ClusterPKI(ca_pem=ca.cert_pem, certs=certs, sa_pub=sa_pub, sa_key=sa_key)
+    return ClusterPKI(ca_pem=cas["cluster"].cert_pem, etcd_ca_pem=cas["etcd"].cert_pem, certs=certs,
+                      sa_pub=sa_pub, sa_key=sa_key)
 
 
 def certs_files(cfg: Settings, p: ClusterPKI) -> list[DesiredFile]:
-    """/etc/kubernetes/ssl on a master: CA cert, the apiserver's certs and keys, SA keypair."""
+    """/etc/kubernetes/ssl on a master: both CA certs, the apiserver's certs and keys, SA keypair."""
     ssl = flags.PATHS
     restart = ("kube-apiserver",)
-    out = [DesiredFile(ssl.cert("ca"), p.ca_pem, notify=restart)]
+    out = [DesiredFile(ssl.cert("ca"), p.ca_pem, notify=restart),
+           DesiredFile(ssl.etcd_ca, p.etcd_ca_pem, notify=restart)]
     for name in APISERVER_CERTS:
         cert = p.certs[name]
         out.append(DesiredFile(ssl.cert(name), cert.cert_pem, notify=restart))
