@@ -89,15 +89,20 @@ def ensure_pki(cfg: Settings) -> ClusterPKI:
         c.bind_addresses, c.vip, c.service_cluster_ip_range, c.cluster_domain, c.cert_extra_sans
     )
     ca_import = (c.ca_cert_file, c.ca_key_file) if c.ca_cert_file else None
-    return _ensure_pki(c.pki_dir, sans, pki.Subject(**c.cert_subject), ca_import)
+    etcd_ca_import = (c.etcd_ca_cert_file, c.etcd_ca_key_file) if c.etcd_ca_cert_file else None
+    etcd_client = (c.etcd_client_cert_file, c.etcd_client_key_file) if c.etcd_client_cert_file else None
+    return _ensure_pki(c.pki_dir, sans, pki.Subject(**c.cert_subject), ca_import, etcd_ca_import, etcd_client)
 
 
 @lru_cache(maxsize=4)
-def _ensure_pki(pki_dir: str, sans: tuple, subject: pki.Subject, ca_import) -> ClusterPKI:
+def _ensure_pki(pki_dir: str, sans: tuple, subject: pki.Subject, ca_import, etcd_ca_import=None,
+                etcd_client=None) -> ClusterPKI:
+    cert_imports = {pki.ETCD_CLIENT.name: etcd_client} if etcd_client else None
     # ensure_cluster_pki reports reissues with print(); keep stdout clean for `pyinfra --json`.
     with contextlib.redirect_stdout(sys.stderr):
         cas, certs, (sa_pub, sa_key) = pki.ensure_cluster_pki(
-            pki_dir, pki.cluster_cert_specs(sans, subject), ca_import=ca_import, ca_subject=subject
+            pki_dir, pki.cluster_cert_specs(sans, subject), ca_import=ca_import, ca_subject=subject,
+            etcd_ca_import=etcd_ca_import, cert_imports=cert_imports,
         )
     return ClusterPKI(ca_pem=cas["cluster"].cert_pem, etcd_ca_pem=cas["etcd"].cert_pem, certs=certs,
                       sa_pub=sa_pub, sa_key=sa_key)

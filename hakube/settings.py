@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 from . import flags as flagmod
+from . import pki
 
 REQUIRED = object()
 AUTH_PASS_ENV = "HAKUBE_VRRP_AUTH_PASS"
@@ -77,6 +78,11 @@ KEYS: tuple[Key, ...] = (
     Key("cert_extra_sans", [], "Extra SANs (IPs or DNS names) for the serving certificate."),
     Key("ca_cert_file", None, "Import this CA certificate instead of creating one (with ca_key_file)."),
     Key("ca_key_file", None, "Private key of the imported CA; stays on the deploy machine."),
+    # etcd's CA: by default created in pki_dir; import it when etcd already exists.
+    Key("etcd_ca_cert_file", None, "The existing etcd's CA certificate (etcd trusts it; it signed etcd's serving certificate). With etcd_ca_key_file, or with etcd_client_cert_file + etcd_client_key_file. Unset: the deploy creates etcd-ca.pem in pki_dir."),
+    Key("etcd_ca_key_file", None, "Private key of etcd_ca_cert_file: the deploy issues the apiserver's etcd client certificate from it. Stays on the deploy machine."),
+    Key("etcd_client_cert_file", None, "Instead of etcd_ca_key_file: the apiserver's etcd client certificate, issued by etcd_ca_cert_file elsewhere (clientAuth)."),
+    Key("etcd_client_key_file", None, "Private key of etcd_client_cert_file."),
     Key("pki_dir", "pki", "Local, git-ignored directory holding the CA and all issued certificates."),
     Key("artifacts_dir", "artifacts", "Local directory for the operator's admin kubeconfig."),
     Key("cluster_name", "kubernetes", "Cluster name in the kubeconfig."),
@@ -155,6 +161,10 @@ class Cluster:
     cert_extra_sans: tuple[str, ...] = ()
     ca_cert_file: str | None = None
     ca_key_file: str | None = None
+    etcd_ca_cert_file: str | None = None
+    etcd_ca_key_file: str | None = None
+    etcd_client_cert_file: str | None = None
+    etcd_client_key_file: str | None = None
     pki_dir: str = "pki"
     artifacts_dir: str = "artifacts"
     cluster_name: str = "kubernetes"
@@ -404,6 +414,10 @@ CHECKS: dict[str, Callable[[Any], Any]] = {
     "cert_extra_sans": _sans,
     "ca_cert_file": _opt_path,
     "ca_key_file": _opt_path,
+    "etcd_ca_cert_file": _opt_path,
+    "etcd_ca_key_file": _opt_path,
+    "etcd_client_cert_file": _opt_path,
+    "etcd_client_key_file": _opt_path,
     "pki_dir": _text,
     "artifacts_dir": _text,
     "cluster_name": _word,
@@ -453,6 +467,36 @@ def _auth_pass(col: _Collector, host: str, path: str | None, env: Mapping[str, s
     else:
         return secret
     return None
+
+
+_ETCD_IMPORT_KEYS = ("etcd_ca_cert_file", "etcd_ca_key_file", "etcd_client_cert_file", "etcd_client_key_file")
+
+
+def _etcd_import(col: _Collector, host: str, data: Mapping[str, Any], values: Mapping[str, Any]) -> None:
+    """etcd_ca_cert_file with EITHER etcd_ca_key_file OR etcd_client_cert_file + etcd_client_key_file.
+
+    The files themselves are checked here too (a CA, the key matches, the client certificate is
+    signed by that CA and has clientAuth), so a bad import stops the run before any host is touched.
+    """
+    given = [k for k in _ETCD_IMPORT_KEYS if data.get(k) is not None]
+    if not given or any(values[k] is None for k in given):  # nothing to import, or a path already reported
+        return
+    ca_cert, ca_key, cert, key = (values[k] for k in _ETCD_IMPORT_KEYS)
+    if ca_cert is None:
+        col.add(host, "etcd_ca_cert_file", f"required with {', '.join(given)}: the CA etcd trusts")
+    elif ca_key is not None and (cert is not None or key is not None):
+        col.add(host, "etcd_ca_key_file", "give etcd_ca_key_file or etcd_client_cert_file + etcd_client_key_file, not both")
+    elif ca_key is None and (cert is None or key is None):
+        missing = "etcd_client_key_file" if cert else "etcd_client_cert_file" if key else "etcd_ca_cert_file"
+        col.add(host, missing, "importing etcd's CA needs etcd_ca_key_file, or etcd_client_cert_file and etcd_client_key_file")
+    else:
+        by_path = {str(Path(values[k])): k for k in reversed(_ETCD_IMPORT_KEYS) if values[k] is not None}
+        try:
+            ca = pki.load_ca(ca_cert, ca_key)
+            if cert is not None:
+                pki.check_imported_cert(pki.ETCD_CLIENT, ca, cert, key)
+        except pki.PKIFileError as e:
+            col.add(host, by_path.get(e.path, "etcd_ca_cert_file"), str(e))
 
 
 def load_inventory(
@@ -515,6 +559,7 @@ def load_inventory(
         p.startswith(f"{first}: ca_") for p in col.problems
     ):
         col.add(first, "ca_cert_file", "importing a CA needs both ca_cert_file and ca_key_file")
+    _etcd_import(col, first, first_data, values)  # etcd's CA: imported with its key or with a client cert
     # Raw values: an explicit `kube_apiserver_binary: None` still downloads, and a bad binary path
     # or malformed sha256 is already reported under its own key.
     if first_data.get("kube_apiserver_binary") is None and first_data.get("kube_apiserver_sha256") is None:

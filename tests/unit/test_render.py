@@ -432,3 +432,37 @@ def test_serving_cert_covers_vip_and_masters(two) -> None:
     ips = {str(ip) for ip in sans.get_values_for_type(x509.IPAddress)}
     assert {VIP, "10.9.0.11", "10.9.0.12", "10.254.0.1", "127.0.0.1"} <= ips
     assert "kubernetes.default.svc.cluster.local" in sans.get_values_for_type(x509.DNSName)
+
+
+# ------------------------------------------------------------------ etcd's CA imported from an existing etcd
+
+
+def test_etcd_ca_import_with_key(tmp_path: Path, etcd_site: dict) -> None:
+    from cryptography import x509
+
+    inv = make_inventory(tmp_path)
+    inv.cluster.update(etcd_ca_cert_file=etcd_site["ca"], etcd_ca_key_file=etcd_site["ca_key"])
+    s = inv.load()
+    p = ensure_pki(s["m1"])
+    assert p.etcd_ca_pem == Path(etcd_site["ca"]).read_bytes()
+    client = p.certs["apiserver-etcd-client"]
+    assert client.cert_pem != Path(etcd_site["client"]).read_bytes()  # issued by the deploy from the site's CA
+    x509.load_pem_x509_certificate(client.cert_pem).verify_directly_issued_by(
+        x509.load_pem_x509_certificate(p.etcd_ca_pem))
+    assert _file(plan(s["m1"], p), "/etc/kubernetes/ssl/etcd-ca.pem").content == p.etcd_ca_pem
+    for pl in (plan(s["m1"], p), plan(s["m2"], p)):
+        for f in _files(pl):
+            assert Path(etcd_site["ca_key"]).read_bytes().strip() not in f.content, f.path
+
+
+def test_etcd_client_cert_import(tmp_path: Path, etcd_site: dict) -> None:
+    inv = make_inventory(tmp_path)
+    inv.cluster.update(etcd_ca_cert_file=etcd_site["ca"], etcd_client_cert_file=etcd_site["client"],
+                       etcd_client_key_file=etcd_site["client_key"])
+    s = inv.load()
+    pl = plan(s["m1"], ensure_pki(s["m1"]))
+    ssl = flags.PATHS
+    assert _file(pl, ssl.etcd_ca).content == Path(etcd_site["ca"]).read_bytes()
+    assert _file(pl, ssl.cert("apiserver-etcd-client")).content == Path(etcd_site["client"]).read_bytes()
+    assert _file(pl, ssl.key("apiserver-etcd-client")).content == Path(etcd_site["client_key"]).read_bytes()
+    assert not (tmp_path / "pki" / "etcd-ca-key.pem").exists()
