@@ -863,6 +863,16 @@ def ensure_cluster_pki(
         _ca_kind(spec.ca)
     import_cert, import_key = ca_import if ca_import is not None else (None, None)
     etcd_cert, etcd_key = etcd_ca_import if etcd_ca_import is not None else (None, None)
+    pki = Path(pki_dir)
+    older = [pki / f"{s.name}.pem" for s in specs if s.ca == "etcd" and (pki / f"{s.name}.pem").exists()]
+    if etcd_ca_import is None and older and not (pki / ETCD_CA_CERT_FILE).exists():
+        # Issued before the deploy had an etcd CA: the running etcd trusts whatever issued them.
+        raise PKIError(
+            f"{', '.join(map(str, older))} predate the etcd CA: the running etcd most likely trusts the "
+            "cluster CA, and a new etcd CA would cut the apiservers off from it. Import the CA etcd "
+            "trusts (etcd_ca_cert_file + etcd_ca_key_file; the cluster CA's files keep today's trust), "
+            f"or give etcd certificates from a new CA first and then move {', '.join(map(str, older))} away."
+        )
     cas = {
         "cluster": ensure_ca(pki_dir, import_cert, import_key, subject=ca_subject),
         "etcd": ensure_ca(pki_dir, etcd_cert, etcd_key, subject=ca_subject, kind="etcd", cert_only=True),

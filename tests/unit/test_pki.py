@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import ipaddress
 import shutil
@@ -309,11 +310,16 @@ def test_reissue_on_ca_change(pki_dir: Path, other_ca_dir: Path, tmp_path: Path)
     for spec in SPECS:
         for suffix in (".pem", "-key.pem"):
             shutil.copy(pki_dir / f"{spec.name}{suffix}", new_dir / f"{spec.name}{suffix}")
+    for name in ("etcd-ca.pem", "etcd-ca-key.pem"):
+        shutil.copy(pki_dir / name, new_dir / name)
     cas, certs, _ = pki.ensure_cluster_pki(new_dir, SPECS, ca_subject=SUBJECT)
-    for spec in SPECS:  # a new cluster CA, and (not copied) a new etcd CA
+    for spec in SPECS:
         issued = certs[spec.name]
-        assert issued.issued and issued.reason == "issuer changed"
         _load(issued.cert_pem).verify_directly_issued_by(_load(cas[spec.ca].cert_pem))
+        if spec.ca == "cluster":
+            assert issued.issued and issued.reason == "issuer changed"
+        else:  # the etcd CA did not change: neither does the apiserver's etcd client
+            assert not issued.issued
 
 
 def test_reissue_on_corrupt_leaf(pki_dir: Path) -> None:
@@ -601,3 +607,20 @@ def test_reserved_and_unknown_names(tmp_path: Path) -> None:
         pki.ensure_cluster_pki(tmp_path / "pki", [CertSpec("x", "x", client=True, ca="front-proxy")])
     with pytest.raises(PKIError, match="not in the table: nope"):
         pki.ensure_cluster_pki(tmp_path / "pki", SPECS, cert_imports={"nope": ("a", "b")})
+
+
+def test_etcd_client_from_before_the_etcd_ca_is_not_switched_silently(pki_dir: Path) -> None:
+    # A deployment from before the etcd CA: its etcd trusts the cluster CA.
+    (pki_dir / "etcd-ca.pem").unlink()
+    (pki_dir / "etcd-ca-key.pem").unlink()
+    old_cluster_client = pki.ensure_cert(pki_dir, dataclasses.replace(pki.ETCD_CLIENT, ca="cluster"),
+                                         pki.ensure_ca(pki_dir))
+    with pytest.raises(PKIError, match="predate the etcd CA"):
+        pki.ensure_cluster_pki(pki_dir, SPECS, ca_subject=SUBJECT)
+    assert not (pki_dir / "etcd-ca.pem").exists()
+    # Importing the CA etcd trusts today keeps everything as it is.
+    imported = (str(pki_dir / "ca.pem"), str(pki_dir / "ca-key.pem"))
+    cas, certs, _ = pki.ensure_cluster_pki(pki_dir, SPECS, ca_subject=SUBJECT, etcd_ca_import=imported)
+    assert cas["etcd"] == cas["cluster"]
+    assert not certs["apiserver-etcd-client"].issued
+    assert certs["apiserver-etcd-client"].cert_pem == old_cluster_client.cert_pem
