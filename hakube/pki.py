@@ -603,9 +603,9 @@ def ensure_ca(
         if existing.key_pem is None:
             if imported is None:
                 raise PKIError(
-                    f"{cert_path} was imported without its key {key_path}; import it again (with its "
-                    f"key, or with a client certificate it issued), or move {cert_path} away if a new "
-                    "CA is really intended."
+                    f"{cert_path} is there but its key {key_path} is not (a CA imported without its "
+                    "key): import the same CA again, with its key or with a client certificate it "
+                    f"issued, or move {cert_path} away if a new CA is really intended."
                 )
             if imported.key_pem is not None:
                 _atomic_write(key_path, imported.key_pem, KEY_MODE)
