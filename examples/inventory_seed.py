@@ -27,6 +27,11 @@ masters = (
         # The tutorial's etcd certificates were issued by this CA: import it instead of creating one.
         "ca_cert_file": "/etc/kubernetes/ssl/ca.pem",
         "ca_key_file": "/etc/kubernetes/ssl/ca-key.pem",
+        # ...and the tutorial's etcd trusts that same CA, so it is etcd's CA too for now. That keeps
+        # the tutorial's weakness (every cert of this CA can read etcd): give etcd its own CA
+        # (--trusted-ca-file and a serving cert from it), then point these two at that CA.
+        "etcd_ca_cert_file": "/etc/kubernetes/ssl/ca.pem",
+        "etcd_ca_key_file": "/etc/kubernetes/ssl/ca-key.pem",
         "cert_subject": {"C": "CN", "ST": "Fuzhou", "L": "Fujian", "O": "k8s", "OU": "System"},
     },
 )

@@ -481,7 +481,7 @@ class Source:
 
 
 SOURCE = Source()
-# Where the snapshot points back into the repository: the PKI (the lab's etcd trusts this CA),
+# Where the snapshot points back into the repository: the PKI (the lab's etcd trusts its etcd CA),
 # the lab state and VRRP password, and the operator's kubeconfig.
 SHARED_DIRS = ("pki", ".lab", "artifacts")
 

@@ -53,7 +53,7 @@ def check_trust(cfg: Settings, host, inventory, facts) -> None:
             missing = ", ".join(m for m in masters if m not in seen)
             raise PyinfraError(f"refusing to run: no snapshot of {missing} to check its CA against")
         gevent.sleep(0.01)
-    allow = {"ca": c.replace_ca_sha256, "sa": c.replace_sa_sha256}
+    allow = {a.kind: getattr(c, a.replace_key) for a in trust.ANCHORS}
     lines = trust.problems(trust.local_anchors(c), {m: seen[m] for m in masters}, allow, c.pki_dir)
     if lines:
         raise PyinfraError(trust.refusal(lines, c.pki_dir))

@@ -324,6 +324,11 @@ class Paths:
     def key(self, name: str) -> str:
         return f"{self.ssl_dir}/{name}-key.pem"
 
+    @property
+    def etcd_ca(self) -> str:
+        """etcd's CA: verifies etcd's serving certificate (and issued the apiserver's etcd client cert)."""
+        return self.cert("etcd-ca")
+
 
 PATHS = Paths()
 
@@ -371,7 +376,7 @@ def apiserver_flags(s: "Settings") -> dict[str, dict[str, object]]:
             "service-account-signing-key-file": p.key("sa"),
             "service-account-issuer": c.service_account_issuer,
             "storage-backend": "etcd3",
-            "etcd-cafile": p.cert("ca"),
+            "etcd-cafile": p.etcd_ca,
             "etcd-certfile": p.cert("apiserver-etcd-client"),
             "etcd-keyfile": p.key("apiserver-etcd-client"),
             "kubelet-client-certificate": p.cert("apiserver-kubelet-client"),

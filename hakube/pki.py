@@ -8,8 +8,15 @@ reissued (with a printed reason) when it does not.
 Layout of ``pki_dir`` (mode 0700)::
 
     ca.pem / ca-key.pem              cluster CA (created once or imported)
+    etcd-ca.pem / etcd-ca-key.pem    etcd's CA (created once or imported; the key is absent when
+                                     only the CA certificate and a client certificate were imported)
     <name>.pem / <name>-key.pem      leaf certificates (see cluster_cert_specs)
     sa.pub / sa-key.pem              service-account token signing keypair
+
+Two CAs, because etcd trusts every certificate its CA issued: only the apiserver's etcd client
+certificate comes from the etcd CA, so no other certificate the deploy hands out (admin, haproxy's
+health check, ...) can read etcd. Which CA issues a leaf is a column of the certificate table
+(``CertSpec.ca``).
 
 Private keys are written as unencrypted PKCS#8 (``BEGIN PRIVATE KEY``) with
 mode 0600, certificates and public keys with mode 0644. Every write is
@@ -23,7 +30,7 @@ import ipaddress
 import os
 import secrets
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -41,11 +48,17 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 __all__ = [
     "CA",
+    "CA_KINDS",
+    "CAKind",
     "CertSpec",
+    "ETCD_CLIENT",
     "IssuedCert",
     "PKIError",
+    "PKIFileError",
+    "adopt_cert",
     "Subject",
     "apiserver_sans",
+    "check_imported_cert",
     "cluster_cert_specs",
     "combined_pem",
     "ensure_ca",
@@ -53,12 +66,14 @@ __all__ = [
     "ensure_cluster_pki",
     "ensure_sa_keypair",
     "first_service_ip",
+    "load_ca",
 ]
 
 StrPath = Union[str, "os.PathLike[str]"]
 
 RSA_KEY_SIZE = 2048
 CA_COMMON_NAME = "kubernetes-ca"
+ETCD_CA_COMMON_NAME = "etcd-ca"
 CA_VALIDITY = dt.timedelta(days=3650)
 LEAF_VALIDITY = dt.timedelta(days=365)
 RENEW_BEFORE = dt.timedelta(days=30)
@@ -66,6 +81,8 @@ BACKDATE = dt.timedelta(minutes=5)  # tolerate small clock skew between hosts
 
 CA_CERT_FILE = "ca.pem"
 CA_KEY_FILE = "ca-key.pem"
+ETCD_CA_CERT_FILE = "etcd-ca.pem"
+ETCD_CA_KEY_FILE = "etcd-ca-key.pem"
 SA_PUB_FILE = "sa.pub"
 SA_KEY_FILE = "sa-key.pem"
 
@@ -76,6 +93,14 @@ DIR_MODE = 0o700
 
 class PKIError(Exception):
     """Raised when PKI material is invalid or would have to be replaced unsafely."""
+
+
+class PKIFileError(PKIError):
+    """A :class:`PKIError` caused by one input file (``path``): unreadable, malformed or not matching."""
+
+    def __init__(self, path: StrPath, message: str):
+        super().__init__(message)
+        self.path = str(path)
 
 
 # --------------------------------------------------------------------------
@@ -101,6 +126,7 @@ class CertSpec:
     ``organizations``, when non-empty, replaces ``subject.O`` (one O
     attribute per entry, e.g. Kubernetes groups). ``sans`` mixes IP
     addresses and DNS names; IPs are detected with :mod:`ipaddress`.
+    ``ca`` names the CA that issues it (a key of :data:`CA_KINDS`).
     """
 
     name: str
@@ -110,14 +136,34 @@ class CertSpec:
     server: bool = False
     client: bool = False
     sans: tuple[str, ...] = ()
+    ca: str = "cluster"
+
+
+@dataclass(frozen=True)
+class CAKind:
+    """Where one of the deploy's CAs lives in ``pki_dir`` and the CN it is created with."""
+
+    cert_file: str
+    key_file: str
+    common_name: str
+
+
+#: The deploy's CAs, by the name ``CertSpec.ca`` uses.
+CA_KINDS: dict[str, CAKind] = {
+    "cluster": CAKind(CA_CERT_FILE, CA_KEY_FILE, CA_COMMON_NAME),
+    "etcd": CAKind(ETCD_CA_CERT_FILE, ETCD_CA_KEY_FILE, ETCD_CA_COMMON_NAME),
+}
 
 
 @dataclass(frozen=True)
 class CA:
-    """A loaded certificate authority (PEM bytes plus parsed objects)."""
+    """A loaded certificate authority (PEM bytes plus parsed objects).
+
+    ``key_pem`` is ``None`` for a CA whose key is kept elsewhere: it verifies, but cannot issue.
+    """
 
     cert_pem: bytes
-    key_pem: bytes = field(repr=False)
+    key_pem: bytes | None = field(repr=False)
 
     @cached_property
     def cert(self) -> x509.Certificate:
@@ -126,7 +172,9 @@ class CA:
 
     @cached_property
     def key(self) -> CertificateIssuerPrivateKeyTypes:
-        """The parsed CA private key."""
+        """The parsed CA private key (:class:`PKIError` when it is not on this machine)."""
+        if self.key_pem is None:
+            raise PKIError(f"the key of CA {self.subject.rfc4514_string()} is not on this machine")
         return _as_issuer_key(serialization.load_pem_private_key(self.key_pem, password=None))
 
     @property
@@ -216,19 +264,25 @@ def apiserver_sans(
     )
 
 
+#: The apiserver's etcd client certificate: the only leaf of the etcd CA.
+ETCD_CLIENT = CertSpec("apiserver-etcd-client", "kube-apiserver-etcd-client", client=True, ca="etcd")
+
+
 def cluster_cert_specs(sans: Sequence[str], subject: Subject) -> list[CertSpec]:
-    """The deploy's leaf certificates (kubeadm-style naming).
+    """The deploy's leaf certificates (kubeadm-style naming) and the CA that issues each.
 
     * ``apiserver`` - serving cert of kube-apiserver (behind haproxy/VIP).
     * ``apiserver-kubelet-client`` - apiserver -> kubelet (RBAC user ``kubernetes``).
-    * ``apiserver-etcd-client`` - apiserver -> etcd.
+    * ``apiserver-etcd-client`` - apiserver -> etcd; from the **etcd CA**, which etcd trusts.
     * ``admin`` - cluster admin, group ``system:masters``.
     * ``haproxy-healthcheck`` - haproxy's ``GET /readyz`` check (no groups).
+
+    Every other certificate comes from the cluster CA, which etcd does not trust.
     """
     return [
         CertSpec("apiserver", "kubernetes", subject=subject, server=True, sans=tuple(sans)),
         CertSpec("apiserver-kubelet-client", "kubernetes", subject=subject, client=True),
-        CertSpec("apiserver-etcd-client", "kube-apiserver-etcd-client", client=True),
+        ETCD_CLIENT,
         CertSpec("admin", "admin", organizations=("system:masters",), client=True),
         CertSpec("haproxy-healthcheck", "haproxy-healthcheck", client=True),
     ]
@@ -382,6 +436,14 @@ def _cert_ekus(cert: x509.Certificate) -> set[x509.ObjectIdentifier]:
         return set()
 
 
+def _is_ca(cert: x509.Certificate) -> bool:
+    """True when the certificate has BasicConstraints CA:TRUE."""
+    try:
+        return cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    except x509.ExtensionNotFound:
+        return False
+
+
 def _signed_by(cert: x509.Certificate, ca: CA) -> bool:
     """True when ``cert`` names the CA as issuer and its signature verifies."""
     if cert.issuer != ca.subject:
@@ -398,40 +460,58 @@ def _signed_by(cert: x509.Certificate, ca: CA) -> bool:
 # --------------------------------------------------------------------------
 
 
-def _load_ca_files(cert_path: Path, key_path: Path) -> CA:
-    """Load and validate a CA pair; any problem raises :class:`PKIError` naming the path."""
+def _ca_kind(kind: str) -> CAKind:
+    """The :data:`CA_KINDS` entry ``kind``; :class:`PKIError` for an unknown one."""
+    try:
+        return CA_KINDS[kind]
+    except KeyError:
+        raise PKIError(f"unknown CA {kind!r} (known: {', '.join(CA_KINDS)})") from None
+
+
+def _load_ca_files(cert_path: Path, key_path: Path | None) -> CA:
+    """Load and validate a CA (with its key unless ``key_path`` is None).
+
+    Any problem raises :class:`PKIFileError` naming the file at fault.
+    """
     try:
         cert_pem = cert_path.read_bytes()
     except OSError as exc:
-        raise PKIError(f"cannot read CA certificate {cert_path}: {exc}") from exc
-    try:
-        key_pem = key_path.read_bytes()
-    except OSError as exc:
-        raise PKIError(f"cannot read CA key {key_path}: {exc}") from exc
+        raise PKIFileError(cert_path, f"cannot read CA certificate {cert_path}: {exc}") from exc
+    key_pem = None
+    if key_path is not None:
+        try:
+            key_pem = key_path.read_bytes()
+        except OSError as exc:
+            raise PKIFileError(key_path, f"cannot read CA key {key_path}: {exc}") from exc
     ca = CA(cert_pem=cert_pem, key_pem=key_pem)
     try:
         cert = ca.cert
     except ValueError as exc:
-        raise PKIError(f"{cert_path} is not a valid PEM certificate: {exc}") from exc
-    try:
-        key = ca.key
-    except (ValueError, TypeError) as exc:
-        raise PKIError(f"{key_path} is not a valid unencrypted PEM private key: {exc}") from exc
-    if _spki(cert) != _spki(key):
-        raise PKIError(f"CA key {key_path} does not match CA certificate {cert_path}")
-    try:
-        is_ca = cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
-    except x509.ExtensionNotFound:
-        is_ca = False
-    if not is_ca:
-        raise PKIError(f"{cert_path} is not a CA certificate (BasicConstraints CA:TRUE missing)")
+        raise PKIFileError(cert_path, f"{cert_path} is not a valid PEM certificate: {exc}") from exc
+    if key_path is not None:
+        try:
+            key = ca.key
+        except (ValueError, TypeError, PKIError) as exc:
+            raise PKIFileError(key_path, f"{key_path} is not a valid unencrypted PEM private key: {exc}") from exc
+        if _spki(cert) != _spki(key):
+            raise PKIFileError(key_path, f"CA key {key_path} does not match CA certificate {cert_path}")
+    if not _is_ca(cert):
+        raise PKIFileError(cert_path, f"{cert_path} is not a CA certificate (BasicConstraints CA:TRUE missing)")
     return ca
 
 
-def _create_ca(subject: Subject, now: dt.datetime) -> CA:
+def load_ca(cert_path: StrPath, key_path: StrPath | None = None) -> CA:
+    """Load and validate a CA certificate (and its key, when given) from anywhere.
+
+    :class:`PKIFileError` names the file at fault: unreadable, not PEM, not a CA, key mismatch.
+    """
+    return _load_ca_files(Path(cert_path), None if key_path is None else Path(key_path))
+
+
+def _create_ca(subject: Subject, now: dt.datetime, common_name: str = CA_COMMON_NAME) -> CA:
     """Generate a self-signed RSA 2048 CA valid for 10 years."""
     key = _new_rsa_key()
-    name = _build_name(CA_COMMON_NAME, subject)
+    name = _build_name(common_name, subject)
     ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
     cert = (
         x509.CertificateBuilder()
@@ -462,10 +542,15 @@ def _create_ca(subject: Subject, now: dt.datetime) -> CA:
     return CA(cert_pem=cert.public_bytes(serialization.Encoding.PEM), key_pem=_key_pem(key))
 
 
-def _write_ca(pki: Path, ca: CA) -> None:
-    """Persist a CA pair (key first, so a crash never leaves a cert without its key)."""
-    _atomic_write(pki / CA_KEY_FILE, ca.key_pem, KEY_MODE)
-    _atomic_write(pki / CA_CERT_FILE, ca.cert_pem, CERT_MODE)
+def _write_ca(pki: Path, ca: CA, files: CAKind) -> None:
+    """Persist a CA (key first, so a crash never leaves a cert without its key)."""
+    if ca.key_pem is not None:
+        _atomic_write(pki / files.key_file, ca.key_pem, KEY_MODE)
+    _atomic_write(pki / files.cert_file, ca.cert_pem, CERT_MODE)
+
+
+def _fingerprint(ca: CA) -> bytes:
+    return ca.cert.fingerprint(hashes.SHA256())
 
 
 def ensure_ca(
@@ -473,39 +558,62 @@ def ensure_ca(
     import_cert: str | None = None,
     import_key: str | None = None,
     subject: Subject = Subject(),
+    *,
+    kind: str = "cluster",
+    cert_only: bool = False,
 ) -> CA:
-    """Return the cluster CA in ``pki_dir``, creating or importing it once.
+    """Return one of the deploy's CAs in ``pki_dir``, creating or importing it once.
 
-    * No CA in ``pki_dir`` and no import: create one (RSA 2048, CN
-      ``kubernetes-ca`` plus ``subject``, 10 years).
+    ``kind`` picks the CA from :data:`CA_KINDS`: ``"cluster"`` (``ca.pem``, CN ``kubernetes-ca``)
+    or ``"etcd"`` (``etcd-ca.pem``, CN ``etcd-ca``). The rules are the same for both:
+
+    * No CA in ``pki_dir`` and no import: create one (RSA 2048, the kind's CN plus
+      ``subject``, 10 years).
     * No CA in ``pki_dir`` and an import: validate and copy the files in.
     * CA present: load and validate it. An import of the same certificate is
       accepted; a different one raises :class:`PKIError` - a CA is never
       replaced silently.
+
+    ``cert_only`` allows ``import_cert`` without ``import_key``: only the certificate is
+    recorded (a site's etcd CA whose key stays elsewhere). The returned CA verifies but cannot
+    issue. A later import of the same certificate with its key completes it; using it with no
+    import at all raises :class:`PKIError` rather than creating a new CA.
     """
-    if (import_cert is None) != (import_key is None):
+    files = _ca_kind(kind)
+    if import_key is not None and import_cert is None or (
+        import_cert is not None and import_key is None and not cert_only
+    ):
         raise PKIError("CA import needs both a certificate and a key path")
     pki = _ensure_dir(pki_dir)
-    cert_path, key_path = pki / CA_CERT_FILE, pki / CA_KEY_FILE
+    cert_path, key_path = pki / files.cert_file, pki / files.key_file
     imported = None
-    if import_cert is not None and import_key is not None:
-        imported = _load_ca_files(Path(import_cert), Path(import_key))
+    if import_cert is not None:
+        imported = _load_ca_files(Path(import_cert), None if import_key is None else Path(import_key))
 
     if cert_path.exists() or key_path.exists():
-        existing = _load_ca_files(cert_path, key_path)
-        if imported is not None and imported.cert.fingerprint(hashes.SHA256()) != existing.cert.fingerprint(
-            hashes.SHA256()
-        ):
+        recorded_only = cert_path.exists() and not key_path.exists()
+        existing = _load_ca_files(cert_path, None if recorded_only else key_path)
+        if imported is not None and _fingerprint(imported) != _fingerprint(existing):
             raise PKIError(
                 f"{pki} already holds a different CA ({existing.subject.rfc4514_string()}) than the "
                 f"one to import from {import_cert} ({imported.subject.rfc4514_string()}); refusing to "
                 f"replace it. Move {cert_path} and {key_path} away explicitly if replacing the CA "
                 "(and reissuing every certificate) is really intended."
             )
+        if existing.key_pem is None:
+            if imported is None:
+                raise PKIError(
+                    f"{cert_path} is there but its key {key_path} is not (a CA imported without its "
+                    "key): import the same CA again, with its key or with a client certificate it "
+                    f"issued, or move {cert_path} away if a new CA is really intended."
+                )
+            if imported.key_pem is not None:
+                _atomic_write(key_path, imported.key_pem, KEY_MODE)
+                return imported
         return existing
 
-    ca = imported if imported is not None else _create_ca(subject, _utcnow(None))
-    _write_ca(pki, ca)
+    ca = imported if imported is not None else _create_ca(subject, _utcnow(None), files.common_name)
+    _write_ca(pki, ca, files)
     return ca
 
 
@@ -622,6 +730,72 @@ def ensure_cert(
     return IssuedCert(spec.name, cert_pem, key_pem, issued=True, reason=reason)
 
 
+_EKU_NAMES = {ExtendedKeyUsageOID.SERVER_AUTH: "serverAuth", ExtendedKeyUsageOID.CLIENT_AUTH: "clientAuth"}
+
+
+def check_imported_cert(
+    spec: CertSpec, ca: CA, cert_path: StrPath, key_path: StrPath, now: dt.datetime | None = None
+) -> tuple[bytes, bytes]:
+    """Validate a certificate and key issued elsewhere that stand in for ``spec``.
+
+    The certificate must be signed by ``ca``, carry the extended key usages the spec asks for
+    (clientAuth for a client) and not have expired; the key must match it. Returns
+    ``(cert_pem, key_pem)``; any problem raises :class:`PKIFileError` naming the file at fault.
+    Subject and SANs are the issuer's business and are not compared.
+    """
+    cert_path, key_path = Path(cert_path), Path(key_path)
+    try:
+        cert_pem = cert_path.read_bytes()
+        cert = x509.load_pem_x509_certificate(cert_pem)
+    except OSError as exc:
+        raise PKIFileError(cert_path, f"cannot read certificate {cert_path}: {exc}") from exc
+    except ValueError as exc:
+        raise PKIFileError(cert_path, f"{cert_path} is not a valid PEM certificate: {exc}") from exc
+    try:
+        key_pem = key_path.read_bytes()
+        key = serialization.load_pem_private_key(key_pem, password=None)
+    except OSError as exc:
+        raise PKIFileError(key_path, f"cannot read key {key_path}: {exc}") from exc
+    except (ValueError, TypeError) as exc:
+        raise PKIFileError(key_path, f"{key_path} is not a valid unencrypted PEM private key: {exc}") from exc
+    if _is_ca(cert):
+        raise PKIFileError(cert_path, f"{cert_path} is a CA certificate, not one issued for {spec.name}")
+    if not _signed_by(cert, ca):
+        raise PKIFileError(
+            cert_path,
+            f"{cert_path} is not signed by the CA {ca.subject.rfc4514_string()} "
+            f"(its issuer is {cert.issuer.rfc4514_string()})",
+        )
+    if _spki(cert) != _spki(key):
+        raise PKIFileError(key_path, f"{key_path} does not match the certificate {cert_path}")
+    missing = [_EKU_NAMES[oid] for oid in _wanted_ekus(spec) if oid not in _cert_ekus(cert)]
+    if missing:
+        raise PKIFileError(
+            cert_path, f"{cert_path} lacks the extended key usage {', '.join(missing)} that {spec.name} needs"
+        )
+    if cert.not_valid_after_utc <= _utcnow(now):
+        raise PKIFileError(cert_path, f"{cert_path} expired on {cert.not_valid_after_utc:%Y-%m-%d}")
+    return cert_pem, key_pem
+
+
+def adopt_cert(
+    pki_dir: StrPath, spec: CertSpec, ca: CA, cert_path: StrPath, key_path: StrPath, now: dt.datetime | None = None
+) -> IssuedCert:
+    """Use a pair issued elsewhere for ``spec`` (see :func:`check_imported_cert`).
+
+    It is copied to ``<name>.pem`` / ``<name>-key.pem`` in ``pki_dir`` so that the directory
+    always holds what the masters get; ``issued`` says whether that copy changed.
+    """
+    cert_pem, key_pem = check_imported_cert(spec, ca, cert_path, key_path, now)
+    pki = _ensure_dir(pki_dir)
+    dest_cert, dest_key = pki / f"{spec.name}.pem", pki / f"{spec.name}-key.pem"
+    changed = _read(dest_cert) != cert_pem or _read(dest_key) != key_pem
+    if changed:
+        _atomic_write(dest_key, key_pem, KEY_MODE)
+        _atomic_write(dest_cert, cert_pem, CERT_MODE)
+    return IssuedCert(spec.name, cert_pem, key_pem, issued=changed, reason=f"imported from {cert_path}" if changed else None)
+
+
 # --------------------------------------------------------------------------
 # Service-account keypair, orchestration, helpers
 # --------------------------------------------------------------------------
@@ -679,32 +853,69 @@ def ensure_cluster_pki(
     *,
     ca_import: tuple[str, str] | None = None,
     ca_subject: Subject = Subject(),
+    etcd_ca_import: tuple[str, str | None] | None = None,
+    cert_imports: Mapping[str, tuple[str, str]] | None = None,
     sa_import: StrPath | None = None,
     now: dt.datetime | None = None,
-) -> tuple[CA, dict[str, IssuedCert], tuple[bytes, bytes]]:
-    """Ensure CA, every leaf in ``specs`` and the SA keypair; report reissues on stdout.
+) -> tuple[dict[str, CA], dict[str, IssuedCert], tuple[bytes, bytes]]:
+    """Ensure both CAs, every leaf in ``specs`` and the SA keypair; report reissues on stdout.
 
-    ``ca_import`` is ``(cert_path, key_path)``. Returns ``(ca, certs_by_name,
-    (sa_public_pem, sa_private_key_pem))``. Idempotent: a repeated call with
-    the same input issues nothing and returns byte-identical PEMs.
+    ``ca_import`` is ``(cert_path, key_path)`` of the cluster CA. ``etcd_ca_import`` is
+    ``(cert_path, key_path)`` of etcd's CA, where ``key_path`` may be ``None`` when
+    ``cert_imports`` brings that CA's leaves: ``{spec name: (cert_path, key_path)}`` of pairs
+    issued elsewhere (checked and adopted, see :func:`adopt_cert`). Each spec is issued by the CA
+    its ``ca`` field names. Returns ``(cas_by_kind, certs_by_name, (sa_public_pem,
+    sa_private_key_pem))``. Idempotent: a repeated call with the same input issues nothing and
+    returns byte-identical PEMs.
     """
     specs = list(specs)
+    cert_imports = dict(cert_imports or {})
     names = [s.name for s in specs]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise PKIError(f"duplicate certificate names: {', '.join(dupes)}")
-    reserved = {"ca", "sa"} & set(names)
+    reserved = ({"sa"} | {k.cert_file.removesuffix(".pem") for k in CA_KINDS.values()}) & set(names)
     if reserved:
         raise PKIError(f"reserved certificate names: {', '.join(sorted(reserved))}")
+    unknown = sorted(set(cert_imports) - set(names))
+    if unknown:
+        raise PKIError(f"imported certificates not in the table: {', '.join(unknown)}")
+    for spec in specs:
+        _ca_kind(spec.ca)
     import_cert, import_key = ca_import if ca_import is not None else (None, None)
-    ca = ensure_ca(pki_dir, import_cert, import_key, subject=ca_subject)
+    etcd_cert, etcd_key = etcd_ca_import if etcd_ca_import is not None else (None, None)
+    pki = Path(pki_dir)
+    older = [pki / f"{s.name}.pem" for s in specs if s.ca == "etcd" and (pki / f"{s.name}.pem").exists()]
+    if etcd_ca_import is None and older and not (pki / ETCD_CA_CERT_FILE).exists():
+        # Issued before the deploy had an etcd CA: the running etcd trusts whatever issued them.
+        raise PKIError(
+            f"{', '.join(map(str, older))} predate the etcd CA: the running etcd most likely trusts the "
+            "cluster CA, and a new etcd CA would cut the apiservers off from it. Import the CA etcd "
+            "trusts (etcd_ca_cert_file + etcd_ca_key_file; the cluster CA's files keep today's trust), "
+            f"or give etcd certificates from a new CA first and then move {', '.join(map(str, older))} away."
+        )
+    cas = {
+        "cluster": ensure_ca(pki_dir, import_cert, import_key, subject=ca_subject),
+        "etcd": ensure_ca(pki_dir, etcd_cert, etcd_key, subject=ca_subject, kind="etcd", cert_only=True),
+    }
     certs: dict[str, IssuedCert] = {}
     for spec in specs:
-        result = ensure_cert(pki_dir, spec, ca, now=now)
-        if result.issued:
-            print(f"[pki] issued {spec.name} ({result.reason})")
+        ca = cas[spec.ca]
+        if spec.name in cert_imports:
+            result = adopt_cert(pki_dir, spec, ca, *cert_imports[spec.name], now=now)
+            if result.issued:
+                print(f"[pki] {spec.name} {result.reason}")
+        else:
+            if ca.key_pem is None:
+                raise PKIError(
+                    f"cannot issue {spec.name}: the key of its CA ({spec.ca}) is not on this machine; "
+                    "import that CA's key or a certificate it issued"
+                )
+            result = ensure_cert(pki_dir, spec, ca, now=now)
+            if result.issued:
+                print(f"[pki] issued {spec.name} ({result.reason})")
         certs[spec.name] = result
-    return ca, certs, ensure_sa_keypair(pki_dir, sa_import)
+    return cas, certs, ensure_sa_keypair(pki_dir, sa_import)
 
 
 def combined_pem(cert: IssuedCert) -> bytes:

@@ -69,9 +69,10 @@ def render(template: str, **context) -> bytes:
 
 @dataclass(frozen=True)
 class ClusterPKI:
-    """What the certs step produced on the deploy machine (CA key excluded on purpose)."""
+    """What the certs step produced on the deploy machine (CA keys excluded on purpose)."""
 
     ca_pem: bytes
+    etcd_ca_pem: bytes  # etcd's CA: issued apiserver-etcd-client and etcd's serving certificate
     certs: dict  # name -> pki.IssuedCert
     sa_pub: bytes
     sa_key: bytes = field(repr=False)
@@ -84,25 +85,32 @@ def ensure_pki(cfg: Settings) -> ClusterPKI:
         c.bind_addresses, c.vip, c.service_cluster_ip_range, c.cluster_domain, c.cert_extra_sans
     )
     ca_import = (c.ca_cert_file, c.ca_key_file) if c.ca_cert_file else None
-    return _ensure_pki(c.pki_dir, sans, pki.Subject(**c.cert_subject), ca_import, c.sa_key_file)
+    etcd_ca_import = (c.etcd_ca_cert_file, c.etcd_ca_key_file) if c.etcd_ca_cert_file else None
+    etcd_client = (c.etcd_client_cert_file, c.etcd_client_key_file) if c.etcd_client_cert_file else None
+    return _ensure_pki(c.pki_dir, sans, pki.Subject(**c.cert_subject), ca_import, etcd_ca_import, etcd_client,
+                       c.sa_key_file)
 
 
 @lru_cache(maxsize=4)
-def _ensure_pki(pki_dir: str, sans: tuple, subject: pki.Subject, ca_import, sa_import) -> ClusterPKI:
+def _ensure_pki(pki_dir: str, sans: tuple, subject: pki.Subject, ca_import, etcd_ca_import=None,
+                etcd_client=None, sa_import=None) -> ClusterPKI:
+    cert_imports = {pki.ETCD_CLIENT.name: etcd_client} if etcd_client else None
     # ensure_cluster_pki reports reissues with print(); keep stdout clean for `pyinfra --json`.
     with contextlib.redirect_stdout(sys.stderr):
-        ca, certs, (sa_pub, sa_key) = pki.ensure_cluster_pki(
+        cas, certs, (sa_pub, sa_key) = pki.ensure_cluster_pki(
             pki_dir, pki.cluster_cert_specs(sans, subject), ca_import=ca_import, ca_subject=subject,
-            sa_import=sa_import,
+            etcd_ca_import=etcd_ca_import, cert_imports=cert_imports, sa_import=sa_import,
         )
-    return ClusterPKI(ca_pem=ca.cert_pem, certs=certs, sa_pub=sa_pub, sa_key=sa_key)
+    return ClusterPKI(ca_pem=cas["cluster"].cert_pem, etcd_ca_pem=cas["etcd"].cert_pem, certs=certs,
+                      sa_pub=sa_pub, sa_key=sa_key)
 
 
 def certs_files(cfg: Settings, p: ClusterPKI) -> list[DesiredFile]:
-    """/etc/kubernetes/ssl on a master: CA cert, the apiserver's certs and keys, SA keypair."""
+    """/etc/kubernetes/ssl on a master: both CA certs, the apiserver's certs and keys, SA keypair."""
     ssl = flags.PATHS
     restart = ("kube-apiserver",)
-    out = [DesiredFile(ssl.cert("ca"), p.ca_pem, notify=restart)]
+    out = [DesiredFile(ssl.cert("ca"), p.ca_pem, notify=restart),
+           DesiredFile(ssl.etcd_ca, p.etcd_ca_pem, notify=restart)]
     for name in APISERVER_CERTS:
         cert = p.certs[name]
         out.append(DesiredFile(ssl.cert(name), cert.cert_pem, notify=restart))
@@ -207,7 +215,7 @@ def managed_paths(cfg: Settings) -> tuple[str, ...]:
     """Every path ``plan`` manages on ``cfg.host``, known before any PKI exists (contents are blank)."""
     blank = pki.IssuedCert("", b"", b"", issued=False, reason=None)
     names = [spec.name for spec in pki.cluster_cert_specs((), pki.Subject())]
-    placeholder = ClusterPKI(ca_pem=b"", certs={n: blank for n in names}, sa_pub=b"", sa_key=b"")
+    placeholder = ClusterPKI(ca_pem=b"", etcd_ca_pem=b"", certs={n: blank for n in names}, sa_pub=b"", sa_key=b"")
     return plan(cfg, placeholder if cfg.is_master else None).paths
 
 

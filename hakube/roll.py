@@ -48,7 +48,7 @@ def _keep(service: str, words: str) -> str:
         f"mkdir -p -m 0700 {b} {b}/state && "
         f'for f in {words}; do '
         f'grep -qxF "$f" {b}/kept {b}/absent 2>/dev/null || '
-        f'{{ if [ -e "$f" ]; then cp -a --parents "$f" {b}/state && echo "$f" >> {b}/kept; '
+        f'{{ if [ -e "$f" ]; then mkdir -p {b}/state"${{f%/*}}" && cp -a "$f" {b}/state"$f" && echo "$f" >> {b}/kept; '
         f'else echo "$f" >> {b}/absent; fi; }} || exit 1; '
         "done"
     )

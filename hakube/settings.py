@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 from . import flags as flagmod
+from . import pki
 
 REQUIRED = object()
 AUTH_PASS_ENV = "HAKUBE_VRRP_AUTH_PASS"
@@ -84,6 +85,11 @@ KEYS: tuple[Key, ...] = (
     Key("sa_key_file", None, "Import this service-account signing key (PEM) instead of creating one; stays on the deploy machine."),
     Key("replace_ca_sha256", None, "sha256 of the masters' ca.pem that this run may replace (the refusal prints it). Replacing the CA reissues every certificate: a deliberate change."),
     Key("replace_sa_sha256", None, "sha256 of the masters' sa.pub that this run may replace. A new service-account key invalidates every service-account token."),
+    # etcd's CA: by default created in pki_dir; import it when etcd already exists.
+    Key("etcd_ca_cert_file", None, "The existing etcd's CA certificate (etcd trusts it; it signed etcd's serving certificate). With etcd_ca_key_file, or with etcd_client_cert_file + etcd_client_key_file. Unset: the deploy creates etcd-ca.pem in pki_dir."),
+    Key("etcd_ca_key_file", None, "Private key of etcd_ca_cert_file: the deploy issues the apiserver's etcd client certificate from it. Stays on the deploy machine."),
+    Key("etcd_client_cert_file", None, "Instead of etcd_ca_key_file: the apiserver's etcd client certificate, issued by etcd_ca_cert_file elsewhere (clientAuth)."),
+    Key("etcd_client_key_file", None, "Private key of etcd_client_cert_file."),
     Key("pki_dir", "pki", "Local, git-ignored directory holding the CA and all issued certificates (no control characters)."),
     Key("artifacts_dir", "artifacts", "Local directory for the operator's admin kubeconfig (no control characters)."),
     Key("cluster_name", "kubernetes", "Cluster name in the kubeconfig: a plain name (letters, digits and `_.:@-`, at most 32)."),
@@ -167,6 +173,10 @@ class Cluster:
     sa_key_file: str | None = None
     replace_ca_sha256: str | None = None
     replace_sa_sha256: str | None = None
+    etcd_ca_cert_file: str | None = None
+    etcd_ca_key_file: str | None = None
+    etcd_client_cert_file: str | None = None
+    etcd_client_key_file: str | None = None
     pki_dir: str = "pki"
     artifacts_dir: str = "artifacts"
     cluster_name: str = "kubernetes"
@@ -624,6 +634,10 @@ CHECKS: dict[str, Callable[[Any], Any]] = {
     "cert_extra_sans": _sans,
     "ca_cert_file": _opt_path,
     "ca_key_file": _opt_path,
+    "etcd_ca_cert_file": _opt_path,
+    "etcd_ca_key_file": _opt_path,
+    "etcd_client_cert_file": _opt_path,
+    "etcd_client_key_file": _opt_path,
     "sa_key_file": _opt_path,
     "replace_ca_sha256": _sha256,
     "replace_sa_sha256": _sha256,
@@ -678,6 +692,36 @@ def _auth_pass(col: _Collector, host: str, path: str | None, env: Mapping[str, s
     else:
         return secret
     return None
+
+
+_ETCD_IMPORT_KEYS = ("etcd_ca_cert_file", "etcd_ca_key_file", "etcd_client_cert_file", "etcd_client_key_file")
+
+
+def _etcd_import(col: _Collector, host: str, data: Mapping[str, Any], values: Mapping[str, Any]) -> None:
+    """etcd_ca_cert_file with EITHER etcd_ca_key_file OR etcd_client_cert_file + etcd_client_key_file.
+
+    The files themselves are checked here too (a CA, the key matches, the client certificate is
+    signed by that CA and has clientAuth), so a bad import stops the run before any host is touched.
+    """
+    given = [k for k in _ETCD_IMPORT_KEYS if data.get(k) is not None]
+    if not given or any(values[k] is None for k in given):  # nothing to import, or a path already reported
+        return
+    ca_cert, ca_key, cert, key = (values[k] for k in _ETCD_IMPORT_KEYS)
+    if ca_cert is None:
+        col.add(host, "etcd_ca_cert_file", f"required with {', '.join(given)}: the CA etcd trusts")
+    elif ca_key is not None and (cert is not None or key is not None):
+        col.add(host, "etcd_ca_key_file", "give etcd_ca_key_file or etcd_client_cert_file + etcd_client_key_file, not both")
+    elif ca_key is None and (cert is None or key is None):
+        missing = "etcd_client_key_file" if cert else "etcd_client_cert_file" if key else "etcd_ca_cert_file"
+        col.add(host, missing, "importing etcd's CA needs etcd_ca_key_file, or etcd_client_cert_file and etcd_client_key_file")
+    else:
+        by_path = {str(Path(values[k])): k for k in reversed(_ETCD_IMPORT_KEYS) if values[k] is not None}
+        try:
+            ca = pki.load_ca(ca_cert, ca_key)
+            if cert is not None:
+                pki.check_imported_cert(pki.ETCD_CLIENT, ca, cert, key)
+        except pki.PKIFileError as e:
+            col.add(host, by_path.get(e.path, "etcd_ca_cert_file"), str(e))
 
 
 def load_inventory(
@@ -759,6 +803,7 @@ def load_inventory(
         p.startswith(f"{first}: ca_") for p in col.problems
     ):
         col.add(first, "ca_cert_file", "importing a CA needs both ca_cert_file and ca_key_file")
+    _etcd_import(col, first, first_data, values)  # etcd's CA: imported with its key or with a client cert
     # Raw values: an explicit `kube_apiserver_binary: None` still downloads, and a bad binary path
     # or malformed sha256 is already reported under its own key.
     if first_data.get("kube_apiserver_binary") is None and first_data.get("kube_apiserver_sha256") is None:

@@ -1,6 +1,6 @@
 """The hosts' CA is the truth: a run never replaces the masters' trust anchors by accident.
 
-Before any change, every master's CA certificate and service-account public key (their sha256,
+Before any change, every master's CA certificates (cluster and etcd) and service-account public key (their sha256,
 from the host snapshot) are compared with what this checkout would upload. Any difference — a
 fresh clone without the PKI directory, another checkout's CA, masters that disagree among
 themselves — refuses the run before a host is touched, naming each master and both hashes.
@@ -20,7 +20,7 @@ from .flags import PATHS
 
 @dataclass(frozen=True)
 class Anchor:
-    kind: str  # "ca" or "sa"
+    kind: str  # "ca", "sa" or "etcd-ca"
     what: str  # for people
     host_path: str  # where the deploy puts it on a master
     replace_key: str  # the data key that allows replacing it
@@ -29,6 +29,7 @@ class Anchor:
 ANCHORS = (
     Anchor("ca", "CA certificate", PATHS.cert("ca"), "replace_ca_sha256"),
     Anchor("sa", "service-account public key", f"{PATHS.ssl_dir}/sa.pub", "replace_sa_sha256"),
+    Anchor("etcd-ca", "etcd CA certificate", PATHS.etcd_ca, "replace_ca_sha256"),
 )
 HOST_PATHS = tuple(a.host_path for a in ANCHORS)
 
@@ -56,7 +57,8 @@ def local_anchors(cluster) -> dict[str, str | None]:
             sa_pub = pki.public_pem(sa_key)
         except (ValueError, TypeError):
             sa_pub = b"unreadable service-account key"
-    return {"ca": _sha(ca), "sa": _sha(sa_pub)}
+    etcd_ca = _read(pki_dir / pki.ETCD_CA_CERT_FILE) or _read(cluster.etcd_ca_cert_file)
+    return {"ca": _sha(ca), "sa": _sha(sa_pub), "etcd-ca": _sha(etcd_ca)}
 
 
 def problems(local: dict[str, str | None], hosts: dict[str, dict[str, str | None]],

@@ -1,8 +1,9 @@
 """Step 1 — Kubernetes certificates and keys (tutorial: 创建kubernetes证书和密钥).
 
 The PKI lives on the deploy machine (hakube.pki, called from deploy.py); this step uploads the
-CA certificate, the apiserver's certificates and keys and the service-account keypair to
-/etc/kubernetes/ssl. Keys are 0600. The CA key never leaves the deploy machine.
+cluster CA and etcd CA certificates, the apiserver's certificates and keys and the
+service-account keypair to /etc/kubernetes/ssl. Keys are 0600. The CA keys never leave the
+deploy machine.
 """
 
 from pyinfra.api import deploy

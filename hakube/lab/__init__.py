@@ -4,7 +4,7 @@ CLI: ``python -m hakube.lab up [--masters 2|3] | down | status | health``.
 Importing this package needs neither Docker nor root.
 """
 from .config import (ADDRESSES, ADMIN_KUBECONFIG, ALLOWED_MASTERS, APISERVER_BIN, ARTIFACTS_DIR,
-                     CA_PEM, CACHE_DIR, CONTAINERS, DEFAULT_MASTERS, ETCD_ADDRESS, ETCD_ENDPOINT,
+                     CA_PEM, CACHE_DIR, CONTAINERS, DEFAULT_MASTERS, ETCD_ADDRESS, ETCD_CA_PEM, ETCD_ENDPOINT,
                      ETCD_NAME, ETCD_PKI, GATEWAY, INTERFACE, K8S_VERSION, KUBECTL_BIN, LAB_DIR, LABEL,
                      MASTER_NAMES, MASTERS, NETWORK, PKI_DIR, REPO, STATE_FILE, SUBNET, VIP, VIP_CIDR,
                      VIP_PREFIX, VRRP_PASS_FILE)
@@ -22,7 +22,7 @@ __all__ = [
     "DEFAULT_MASTERS", "ALLOWED_MASTERS", "K8S_VERSION",
     "ETCD_ENDPOINT", "ETCD_PKI", "ETCD_CA_FILE", "ETCD_CLIENT_CERT_FILE", "ETCD_CLIENT_KEY_FILE",
     "REPO", "CACHE_DIR", "PKI_DIR", "ARTIFACTS_DIR", "LAB_DIR", "STATE_FILE", "VRRP_PASS_FILE",
-    "ADMIN_KUBECONFIG", "CA_PEM", "APISERVER_BIN", "KUBECTL_BIN",
+    "ADMIN_KUBECONFIG", "CA_PEM", "ETCD_CA_PEM", "APISERVER_BIN", "KUBECTL_BIN",
     # functions
     "LabError", "up", "down", "status", "health", "docker_exec", "docker_available",
     "container_state", "vip_holder", "vip_holders", "kubectl_path", "kubectl", "kubectl_env",

@@ -34,7 +34,7 @@ ALLOWED_MASTERS = (2, 3)
 # --- etcd inside the `etcd` container ------------------------------------------------------------
 ETCD_PORT = 2379
 ETCD_ENDPOINT = f"https://{ETCD_ADDRESS}:{ETCD_PORT}"
-ETCD_PKI = "/etc/etcd/pki"  # ca.pem, etcd-server.pem/-key.pem, lab-etcdctl.pem/-key.pem
+ETCD_PKI = "/etc/etcd/pki"  # etcd-ca.pem, etcd-server.pem/-key.pem, lab-etcdctl.pem/-key.pem
 ETCD_SERVER_CERT = "etcd-server"
 ETCD_CLIENT_CERT = "lab-etcdctl"
 
@@ -72,4 +72,5 @@ LAB_DIR = REPO / ".lab"  # git-ignored: secrets and state
 STATE_FILE = LAB_DIR / "state.json"
 VRRP_PASS_FILE = LAB_DIR / "vrrp_auth_pass"
 ADMIN_KUBECONFIG = ARTIFACTS_DIR / "admin.kubeconfig"
-CA_PEM = PKI_DIR / "ca.pem"
+CA_PEM = PKI_DIR / "ca.pem"  # the cluster CA (apiserver clients)
+ETCD_CA_PEM = PKI_DIR / "etcd-ca.pem"  # the etcd CA: the only CA etcd trusts

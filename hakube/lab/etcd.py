@@ -1,4 +1,10 @@
-"""The lab's external etcd: TLS with client-certificate auth, certificates from the cluster CA."""
+"""The lab's external etcd: TLS with client-certificate auth; it trusts only the etcd CA.
+
+etcd's serving certificate and the lab's etcdctl client certificate come from the etcd CA in the
+deploy's pki dir (``pki/etcd-ca.pem``, hakube.pki), the same CA the deploy issues the apiserver's
+etcd client certificate from. Certificates of the cluster CA (admin, haproxy-healthcheck, ...)
+are refused.
+"""
 from __future__ import annotations
 
 import time
@@ -8,7 +14,9 @@ from .config import (ETCD_ADDRESS, ETCD_CLIENT_CERT, ETCD_ENDPOINT, ETCD_NAME, E
 from .util import LabError, docker_exec, log
 
 DATA_DIR = "/var/lib/etcd/default"
-CA_FILE = f"{ETCD_PKI}/ca.pem"
+CA_FILE = f"{ETCD_PKI}/etcd-ca.pem"  # the etcd CA: ETCD_TRUSTED_CA_FILE, and etcdctl's --cacert
+# Left behind by earlier labs: the cluster CA, which etcd trusted then. Removed so nobody mistakes it.
+STALE_FILES = (f"{ETCD_PKI}/ca.pem",)
 SERVER_CERT_FILE = f"{ETCD_PKI}/{ETCD_SERVER_CERT}.pem"
 SERVER_KEY_FILE = f"{ETCD_PKI}/{ETCD_SERVER_CERT}-key.pem"
 CLIENT_CERT_FILE = f"{ETCD_PKI}/{ETCD_CLIENT_CERT}.pem"
@@ -58,14 +66,15 @@ def _issue_certs() -> dict[str, tuple[str, str, str]]:
     except ImportError as exc:
         raise LabError(f"cannot import hakube.pki ({exc})", "make sure hakube/pki.py is present") from exc
     try:
-        ca = ensure_ca(PKI_DIR)
+        ensure_ca(PKI_DIR)  # the cluster CA is not etcd's: created here only so `status` can report it
+        ca = ensure_ca(PKI_DIR, kind="etcd")
         server = ensure_cert(PKI_DIR, CertSpec(
             name=ETCD_SERVER_CERT, common_name="etcd", server=True, client=True,
-            sans=("etcd", "127.0.0.1", ETCD_ADDRESS)), ca)
+            sans=("etcd", "127.0.0.1", ETCD_ADDRESS), ca="etcd"), ca)
         client = ensure_cert(PKI_DIR, CertSpec(
-            name=ETCD_CLIENT_CERT, common_name=ETCD_CLIENT_CERT, client=True), ca)
+            name=ETCD_CLIENT_CERT, common_name=ETCD_CLIENT_CERT, client=True, ca="etcd"), ca)
     except PKIError as exc:
-        raise LabError(f"cluster PKI problem: {exc}", f"fix or move away {PKI_DIR}") from exc
+        raise LabError(f"PKI problem: {exc}", f"fix or move away {PKI_DIR}") from exc
     for cert in (server, client):
         if cert.issued:
             log(f"issued {cert.name} certificate ({cert.reason})")
@@ -94,11 +103,19 @@ def _put(path: str, content: str, owner: str, mode: str) -> bool:
     return True
 
 
+def _remove(path: str) -> bool:
+    """Delete a file in the etcd container; True if it was there."""
+    return docker_exec(ETCD_NAME, "sh", "-c", f"test -e {path} && rm -f {path}", check=False).returncode == 0
+
+
 def ensure_etcd() -> None:
     """Install certificates and config into the etcd container; (re)start etcd only on change."""
     files = _issue_certs()
     docker_exec(ETCD_NAME, "sh", "-c", f"install -d -o root -g etcd -m 0750 {ETCD_PKI}")
     changed = [path for path, (content, owner, mode) in files.items() if _put(path, content, owner, mode)]
+    for path in STALE_FILES:
+        if _remove(path):
+            log(f"removed {path} (etcd no longer trusts the cluster CA)")
     active = docker_exec(ETCD_NAME, "systemctl", "is-active", "etcd.service", check=False).stdout.strip()
     enabled = docker_exec(ETCD_NAME, "systemctl", "is-enabled", "etcd.service", check=False).stdout.strip()
     if enabled != "enabled":

@@ -82,3 +82,28 @@ def problem_for(problems: list[str], host: str, key: str) -> str:
 @pytest.fixture
 def inv(tmp_path: Path) -> Inv:
     return make_inventory(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def etcd_site(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """An existing site's etcd PKI, for the import keys: {what: path}.
+
+    ``ca``/``ca_key``: etcd's CA; ``client``/``client_key``: an apiserver etcd client it issued;
+    ``server``/``server_key``: a serverAuth-only certificate it issued; ``other_ca_key``,
+    ``foreign``/``foreign_key``: another CA's key and a clientAuth certificate from that CA.
+    """
+    from hakube import pki
+
+    site, other = tmp_path_factory.mktemp("etcd-site"), tmp_path_factory.mktemp("etcd-other")
+    ca = pki.ensure_ca(site, kind="etcd")
+    pki.ensure_cert(site, pki.ETCD_CLIENT, ca)
+    pki.ensure_cert(site, pki.CertSpec("server", "etcd", server=True, sans=("127.0.0.1",)), ca)
+    foreign_ca = pki.ensure_ca(other)
+    pki.ensure_cert(other, pki.CertSpec("foreign", "foreign", client=True), foreign_ca)
+    return {
+        "ca": str(site / "etcd-ca.pem"), "ca_key": str(site / "etcd-ca-key.pem"),
+        "client": str(site / "apiserver-etcd-client.pem"), "client_key": str(site / "apiserver-etcd-client-key.pem"),
+        "server": str(site / "server.pem"), "server_key": str(site / "server-key.pem"),
+        "other_ca_key": str(other / "ca-key.pem"),
+        "foreign": str(other / "foreign.pem"), "foreign_key": str(other / "foreign-key.pem"),
+    }

@@ -99,7 +99,10 @@ def test_apiserver_env_service_account_and_security(tmp_path: Path, version: str
     assert f["tls-cert-file"] == "/etc/kubernetes/ssl/apiserver.pem"
     assert f["tls-private-key-file"] == "/etc/kubernetes/ssl/apiserver-key.pem"
     assert f["etcd-servers"] == "https://10.9.0.20:2379,https://10.9.0.21:2379"
-    assert f["etcd-cafile"] == "/etc/kubernetes/ssl/ca.pem"
+    # etcd is verified with (and only trusts) its own CA, not the cluster CA.
+    assert f["etcd-cafile"] == "/etc/kubernetes/ssl/etcd-ca.pem" == flags.PATHS.etcd_ca
+    assert f["etcd-certfile"] == "/etc/kubernetes/ssl/apiserver-etcd-client.pem"
+    assert f["etcd-keyfile"] == "/etc/kubernetes/ssl/apiserver-etcd-client-key.pem"
     assert f["authorization-mode"] == "Node,RBAC"
     assert f["audit-policy-file"] == "/etc/kubernetes/audit-policy.yaml"
     assert f["shutdown-delay-duration"] == "5s"

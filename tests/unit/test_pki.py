@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import ipaddress
 import shutil
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
@@ -164,22 +166,60 @@ def test_apiserver_cert_sans(cluster) -> None:
 # ---------------------------------------------------------------- chain
 
 
+def _chains_to(cert_pem: bytes, ca: pki.CA) -> bool:
+    cert = _load(cert_pem)
+    try:
+        cert.verify_directly_issued_by(_load(ca.cert_pem))
+    except (ValueError, InvalidSignature):
+        return False
+    return True
+
+
 def test_chain_verifies(cluster) -> None:
-    ca, certs, _ = cluster
-    ca_cert = _load(ca.cert_pem)
+    cas, certs, _ = cluster
+    assert set(cas) == {"cluster", "etcd"}
     assert len(certs) == len(SPECS)
-    for issued in certs.values():
-        _load(issued.cert_pem).verify_directly_issued_by(ca_cert)
+    for spec in SPECS:
+        assert _chains_to(certs[spec.name].cert_pem, cas[spec.ca]), spec.name
+
+
+def test_only_the_etcd_client_comes_from_the_etcd_ca() -> None:
+    assert {s.name: s.ca for s in SPECS} == {
+        "apiserver": "cluster",
+        "apiserver-kubelet-client": "cluster",
+        "apiserver-etcd-client": "etcd",
+        "admin": "cluster",
+        "haproxy-healthcheck": "cluster",
+    }
+    assert pki.ETCD_CLIENT in SPECS
+
+
+def test_etcd_client_chains_to_the_etcd_ca_and_not_the_cluster_ca(cluster) -> None:
+    cas, certs, _ = cluster
+    etcd_client = certs["apiserver-etcd-client"].cert_pem
+    assert _chains_to(etcd_client, cas["etcd"])
+    assert not _chains_to(etcd_client, cas["cluster"])
+    assert _load(etcd_client).issuer == _load(cas["etcd"].cert_pem).subject
+
+
+@pytest.mark.parametrize("name", ["admin", "haproxy-healthcheck", "apiserver", "apiserver-kubelet-client"])
+def test_other_leaves_chain_to_the_cluster_ca_and_not_the_etcd_ca(cluster, name: str) -> None:
+    cas, certs, _ = cluster
+    assert _chains_to(certs[name].cert_pem, cas["cluster"])
+    assert not _chains_to(certs[name].cert_pem, cas["etcd"])
 
 
 def test_ca_properties(cluster) -> None:
-    ca, _, _ = cluster
-    cert = _load(ca.cert_pem)
-    assert cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
-    ku = cert.extensions.get_extension_for_class(x509.KeyUsage).value
-    assert ku.key_cert_sign and ku.crl_sign
-    assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "kubernetes-ca"
-    assert cert.not_valid_after_utc - cert.not_valid_before_utc > dt.timedelta(days=3600)
+    cas, _, _ = cluster
+    for kind, cn in (("cluster", "kubernetes-ca"), ("etcd", "etcd-ca")):
+        cert = _load(cas[kind].cert_pem)
+        assert cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+        ku = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+        assert ku.key_cert_sign and ku.crl_sign
+        assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == cn
+        assert cert.not_valid_after_utc - cert.not_valid_before_utc > dt.timedelta(days=3600)
+    assert cas["cluster"].key_pem != cas["etcd"].key_pem
+    assert _load(cas["cluster"].cert_pem).public_key() != _load(cas["etcd"].cert_pem).public_key()
 
 
 def test_leaf_key_matches_cert(cluster) -> None:
@@ -270,10 +310,16 @@ def test_reissue_on_ca_change(pki_dir: Path, other_ca_dir: Path, tmp_path: Path)
     for spec in SPECS:
         for suffix in (".pem", "-key.pem"):
             shutil.copy(pki_dir / f"{spec.name}{suffix}", new_dir / f"{spec.name}{suffix}")
-    ca, certs, _ = pki.ensure_cluster_pki(new_dir, SPECS, ca_subject=SUBJECT)
-    for issued in certs.values():
-        assert issued.issued and issued.reason == "issuer changed"
-        _load(issued.cert_pem).verify_directly_issued_by(_load(ca.cert_pem))
+    for name in ("etcd-ca.pem", "etcd-ca-key.pem"):
+        shutil.copy(pki_dir / name, new_dir / name)
+    cas, certs, _ = pki.ensure_cluster_pki(new_dir, SPECS, ca_subject=SUBJECT)
+    for spec in SPECS:
+        issued = certs[spec.name]
+        _load(issued.cert_pem).verify_directly_issued_by(_load(cas[spec.ca].cert_pem))
+        if spec.ca == "cluster":
+            assert issued.issued and issued.reason == "issuer changed"
+        else:  # the etcd CA did not change: neither does the apiserver's etcd client
+            assert not issued.issued
 
 
 def test_reissue_on_corrupt_leaf(pki_dir: Path) -> None:
@@ -335,10 +381,10 @@ def test_import_into_empty_dir(other_ca_dir: Path, tmp_path: Path) -> None:
 def test_import_same_ca_ok(pki_dir: Path, tmp_path: Path) -> None:
     src = tmp_path / "src"
     shutil.copytree(pki_dir, src)
-    ca, certs, _ = pki.ensure_cluster_pki(
+    cas, certs, _ = pki.ensure_cluster_pki(
         pki_dir, SPECS, ca_import=(str(src / "ca.pem"), str(src / "ca-key.pem")), ca_subject=SUBJECT
     )
-    assert ca.cert_pem == (src / "ca.pem").read_bytes()
+    assert cas["cluster"].cert_pem == (src / "ca.pem").read_bytes()
     assert not any(c.issued for c in certs.values())
 
 
@@ -381,3 +427,200 @@ def test_combined_pem(cluster) -> None:
 def test_duplicate_spec_names_rejected(tmp_path: Path) -> None:
     with pytest.raises(PKIError, match="duplicate"):
         pki.ensure_cluster_pki(tmp_path / "pki", [SPECS[0], SPECS[0]])
+
+
+# ---------------------------------------------------------------- etcd CA
+
+
+@pytest.fixture(scope="session")
+def site_etcd(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An existing site's etcd PKI: its CA and certificates it issued (outside any deploy pki_dir)."""
+    path = tmp_path_factory.mktemp("site-etcd")
+    ca = pki.ensure_ca(path, kind="etcd")
+    pki.ensure_cert(path, pki.ETCD_CLIENT, ca)
+    pki.ensure_cert(path, CertSpec("etcd-server-only", "etcd", server=True, sans=("127.0.0.1",)), ca)
+    return path
+
+
+def test_etcd_ca_files_and_modes(template_pki: Path, cluster) -> None:
+    cas, _, _ = cluster
+    assert (template_pki / "etcd-ca.pem").read_bytes() == cas["etcd"].cert_pem
+    assert (template_pki / "etcd-ca-key.pem").read_bytes() == cas["etcd"].key_pem
+    assert _mode(template_pki / "etcd-ca.pem") == 0o644
+    assert _mode(template_pki / "etcd-ca-key.pem") == 0o600
+
+
+def test_etcd_ca_created_once_and_reused(pki_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    before = {n: (pki_dir / n).read_bytes() for n in ("etcd-ca.pem", "etcd-ca-key.pem")}
+    cas, certs, _ = pki.ensure_cluster_pki(pki_dir, SPECS, ca_subject=SUBJECT)
+    assert capsys.readouterr().out == ""
+    assert not certs["apiserver-etcd-client"].issued
+    assert {n: (pki_dir / n).read_bytes() for n in before} == before
+    assert pki.ensure_ca(pki_dir, kind="etcd") == cas["etcd"]
+    assert pki.ensure_ca(pki_dir) == cas["cluster"] != cas["etcd"]
+
+
+def test_etcd_ca_created_in_a_dir_that_only_has_the_cluster_ca(other_ca_dir: Path, tmp_path: Path) -> None:
+    # An upgrade: pki_dir from before the etcd CA existed.
+    shutil.copytree(other_ca_dir, tmp_path / "pki")
+    cas, certs, _ = pki.ensure_cluster_pki(tmp_path / "pki", SPECS)
+    assert cas["cluster"].cert_pem == (other_ca_dir / "ca.pem").read_bytes()
+    assert (tmp_path / "pki" / "etcd-ca-key.pem").exists()
+    assert _chains_to(certs["apiserver-etcd-client"].cert_pem, cas["etcd"])
+
+
+def test_etcd_ca_corrupt_raises(pki_dir: Path) -> None:
+    (pki_dir / "etcd-ca.pem").write_bytes(b"garbage")
+    with pytest.raises(PKIError, match="etcd-ca.pem"):
+        pki.ensure_cluster_pki(pki_dir, SPECS, ca_subject=SUBJECT)
+
+
+def test_etcd_ca_import_different_refused(pki_dir: Path, site_etcd: Path) -> None:
+    before = (pki_dir / "etcd-ca.pem").read_bytes()
+    with pytest.raises(PKIError, match="different CA"):
+        pki.ensure_cluster_pki(
+            pki_dir, SPECS, etcd_ca_import=(str(site_etcd / "etcd-ca.pem"), str(site_etcd / "etcd-ca-key.pem"))
+        )
+    with pytest.raises(PKIError, match="different CA"):  # a client-cert import may not replace it either
+        pki.ensure_cluster_pki(
+            pki_dir, SPECS, etcd_ca_import=(str(site_etcd / "etcd-ca.pem"), None),
+            cert_imports={"apiserver-etcd-client": (str(site_etcd / "apiserver-etcd-client.pem"),
+                                                    str(site_etcd / "apiserver-etcd-client-key.pem"))},
+        )
+    assert (pki_dir / "etcd-ca.pem").read_bytes() == before
+
+
+def test_etcd_ca_key_import_issues_the_etcd_client_from_it(site_etcd: Path, tmp_path: Path) -> None:
+    site_ca = pki.load_ca(site_etcd / "etcd-ca.pem", site_etcd / "etcd-ca-key.pem")
+    cas, certs, _ = pki.ensure_cluster_pki(
+        tmp_path / "pki", SPECS, etcd_ca_import=(str(site_etcd / "etcd-ca.pem"), str(site_etcd / "etcd-ca-key.pem"))
+    )
+    assert cas["etcd"] == site_ca
+    assert (tmp_path / "pki" / "etcd-ca-key.pem").read_bytes() == site_ca.key_pem
+    assert certs["apiserver-etcd-client"].issued  # issued here, not the site's own client cert
+    assert certs["apiserver-etcd-client"].cert_pem != (site_etcd / "apiserver-etcd-client.pem").read_bytes()
+    assert _chains_to(certs["apiserver-etcd-client"].cert_pem, site_ca)
+    assert not _chains_to(certs["admin"].cert_pem, site_ca)
+    _, again, _ = pki.ensure_cluster_pki(
+        tmp_path / "pki", SPECS, etcd_ca_import=(str(site_etcd / "etcd-ca.pem"), str(site_etcd / "etcd-ca-key.pem"))
+    )
+    assert not any(c.issued for c in again.values())
+
+
+def _client_import(site: Path, cert: str = "apiserver-etcd-client", key: str | None = None) -> dict:
+    return {"apiserver-etcd-client": (str(site / f"{cert}.pem"), str(site / f"{key or cert}-key.pem"))}
+
+
+def test_etcd_client_cert_import(site_etcd: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    dest = tmp_path / "pki"
+    imports = {"etcd_ca_import": (str(site_etcd / "etcd-ca.pem"), None), "cert_imports": _client_import(site_etcd)}
+    cas, certs, _ = pki.ensure_cluster_pki(dest, SPECS, **imports)
+    client = certs["apiserver-etcd-client"]
+    assert client.cert_pem == (site_etcd / "apiserver-etcd-client.pem").read_bytes()
+    assert client.key_pem == (site_etcd / "apiserver-etcd-client-key.pem").read_bytes()
+    assert client.issued and "imported from" in client.reason
+    assert "[pki] apiserver-etcd-client imported from" in capsys.readouterr().out
+    # pki_dir holds what the masters get: the CA certificate (no key) and a copy of the pair.
+    assert cas["etcd"].cert_pem == (dest / "etcd-ca.pem").read_bytes() and cas["etcd"].key_pem is None
+    assert not (dest / "etcd-ca-key.pem").exists()
+    assert (dest / "apiserver-etcd-client.pem").read_bytes() == client.cert_pem
+    assert _mode(dest / "apiserver-etcd-client-key.pem") == 0o600
+    # The other leaves still come from the cluster CA.
+    assert _chains_to(certs["admin"].cert_pem, cas["cluster"])
+    _, again, _ = pki.ensure_cluster_pki(dest, SPECS, **imports)
+    assert not any(c.issued for c in again.values())
+    assert capsys.readouterr().out == ""
+
+
+def test_recorded_etcd_ca_without_key_is_never_replaced(site_etcd: Path, tmp_path: Path) -> None:
+    dest = tmp_path / "pki"
+    pki.ensure_cluster_pki(dest, SPECS, etcd_ca_import=(str(site_etcd / "etcd-ca.pem"), None),
+                           cert_imports=_client_import(site_etcd))
+    with pytest.raises(PKIError, match="its key .* is not"):  # dropping the import does not create a new CA
+        pki.ensure_cluster_pki(dest, SPECS)
+    # ...and an import of the same CA with its key completes it.
+    cas, certs, _ = pki.ensure_cluster_pki(
+        dest, SPECS, etcd_ca_import=(str(site_etcd / "etcd-ca.pem"), str(site_etcd / "etcd-ca-key.pem"))
+    )
+    assert (dest / "etcd-ca-key.pem").read_bytes() == (site_etcd / "etcd-ca-key.pem").read_bytes()
+    assert _mode(dest / "etcd-ca-key.pem") == 0o600
+    assert _chains_to(certs["apiserver-etcd-client"].cert_pem, cas["etcd"])
+
+
+def test_etcd_ca_cert_without_key_or_client_cannot_issue(site_etcd: Path, tmp_path: Path) -> None:
+    with pytest.raises(PKIError, match="cannot issue apiserver-etcd-client"):
+        pki.ensure_cluster_pki(tmp_path / "pki", SPECS, etcd_ca_import=(str(site_etcd / "etcd-ca.pem"), None))
+
+
+def test_cluster_ca_import_needs_its_key(other_ca_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(PKIError, match="needs both"):
+        pki.ensure_ca(tmp_path / "pki", str(other_ca_dir / "ca.pem"))
+
+
+@pytest.mark.parametrize(
+    ("cert", "key", "at_fault", "reason"),
+    [
+        # Issued by the cluster CA (pki_dir), not by the site's etcd CA.
+        ("pki:apiserver-etcd-client", "pki:apiserver-etcd-client", "cert", "is not signed by the CA"),
+        ("site:apiserver-etcd-client", "site:etcd-server-only", "key", "does not match"),
+        ("site:etcd-server-only", "site:etcd-server-only", "cert", "lacks the extended key usage clientAuth"),
+        ("site:etcd-ca", "site:etcd-ca", "cert", "is a CA certificate"),
+    ],
+    ids=["unsigned", "key-mismatch", "no-clientAuth", "the-ca-itself"],
+)
+def test_imported_client_refused(pki_dir: Path, site_etcd: Path, cert: str, key: str, at_fault: str, reason: str) -> None:
+    dirs = {"pki": pki_dir, "site": site_etcd}
+    cert_path = dirs[cert.split(":")[0]] / f"{cert.split(':')[1]}.pem"
+    key_path = dirs[key.split(":")[0]] / f"{key.split(':')[1]}-key.pem"
+    site_ca = pki.load_ca(site_etcd / "etcd-ca.pem")
+    with pytest.raises(pki.PKIFileError, match=reason) as exc:
+        pki.check_imported_cert(pki.ETCD_CLIENT, site_ca, cert_path, key_path)
+    assert exc.value.path == str(cert_path if at_fault == "cert" else key_path)
+
+
+def test_imported_client_expired_or_unreadable(site_etcd: Path, tmp_path: Path) -> None:
+    site_ca = pki.load_ca(site_etcd / "etcd-ca.pem")
+    cert, key = site_etcd / "apiserver-etcd-client.pem", site_etcd / "apiserver-etcd-client-key.pem"
+    later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=400)
+    with pytest.raises(pki.PKIFileError, match="expired") as exc:
+        pki.check_imported_cert(pki.ETCD_CLIENT, site_ca, cert, key, now=later)
+    assert exc.value.path == str(cert)
+    (tmp_path / "junk.pem").write_text("junk")
+    with pytest.raises(pki.PKIFileError, match="not a valid unencrypted PEM private key") as exc:
+        pki.check_imported_cert(pki.ETCD_CLIENT, site_ca, cert, tmp_path / "junk.pem")
+    assert exc.value.path == str(tmp_path / "junk.pem")
+
+
+def test_load_ca_names_the_file_at_fault(pki_dir: Path, other_ca_dir: Path) -> None:
+    with pytest.raises(pki.PKIFileError) as exc:
+        pki.load_ca(pki_dir / "etcd-ca.pem", other_ca_dir / "ca-key.pem")
+    assert exc.value.path == str(other_ca_dir / "ca-key.pem")
+    with pytest.raises(pki.PKIFileError, match="not a CA") as exc:
+        pki.load_ca(pki_dir / "admin.pem")
+    assert exc.value.path == str(pki_dir / "admin.pem")
+
+
+def test_reserved_and_unknown_names(tmp_path: Path) -> None:
+    with pytest.raises(PKIError, match="reserved certificate names: etcd-ca"):
+        pki.ensure_cluster_pki(tmp_path / "pki", [CertSpec("etcd-ca", "x", client=True)])
+    with pytest.raises(PKIError, match="unknown CA 'front-proxy'"):
+        pki.ensure_cluster_pki(tmp_path / "pki", [CertSpec("x", "x", client=True, ca="front-proxy")])
+    with pytest.raises(PKIError, match="not in the table: nope"):
+        pki.ensure_cluster_pki(tmp_path / "pki", SPECS, cert_imports={"nope": ("a", "b")})
+
+
+def test_etcd_client_from_before_the_etcd_ca_is_not_switched_silently(pki_dir: Path) -> None:
+    # A deployment from before the etcd CA: its etcd trusts the cluster CA.
+    (pki_dir / "etcd-ca.pem").unlink()
+    (pki_dir / "etcd-ca-key.pem").unlink()
+    old_cluster_client = pki.ensure_cert(pki_dir, dataclasses.replace(pki.ETCD_CLIENT, ca="cluster"),
+                                         pki.ensure_ca(pki_dir))
+    with pytest.raises(PKIError, match="predate the etcd CA"):
+        pki.ensure_cluster_pki(pki_dir, SPECS, ca_subject=SUBJECT)
+    assert not (pki_dir / "etcd-ca.pem").exists()
+    # Importing the CA etcd trusts today keeps everything as it is.
+    imported = (str(pki_dir / "ca.pem"), str(pki_dir / "ca-key.pem"))
+    cas, certs, _ = pki.ensure_cluster_pki(pki_dir, SPECS, ca_subject=SUBJECT, etcd_ca_import=imported)
+    assert cas["etcd"] == cas["cluster"]
+    assert not certs["apiserver-etcd-client"].issued
+    assert certs["apiserver-etcd-client"].cert_pem == old_cluster_client.cert_pem

@@ -298,6 +298,8 @@ def test_cert_files(plans, two) -> None:
     pl = plans["m1"]
     ssl = flags.PATHS
     assert _file(pl, ssl.cert("ca")).content == p.ca_pem
+    assert _file(pl, ssl.etcd_ca).content == p.etcd_ca_pem == (pki_dir / "etcd-ca.pem").read_bytes()
+    assert p.etcd_ca_pem != p.ca_pem
     assert _file(pl, f"{ssl.ssl_dir}/sa.pub").content == p.sa_pub
     assert _file(pl, ssl.key("sa")).content == p.sa_key
     for name in render.APISERVER_CERTS:
@@ -311,12 +313,37 @@ def test_cert_files(plans, two) -> None:
             assert b"PRIVATE KEY" not in f.content, f.path
 
 
-def test_ca_key_never_leaves_the_deploy_machine(plans, two) -> None:
+def test_certs_step_uploads_the_etcd_ca(plans, two) -> None:
+    _, p, _ = two
+    f = _file(plans["m1"], "/etc/kubernetes/ssl/etcd-ca.pem")
+    assert f in plans["m1"].certs
+    assert (f.content, f.mode, f.secret, f.notify) == (p.etcd_ca_pem, "0644", False, ("kube-apiserver",))
+
+
+def test_apiserver_reaches_etcd_with_the_etcd_ca_pair(plans, two) -> None:
+    from cryptography import x509
+
+    _, p, _ = two
+    env = _env_file(_text(plans["m1"], "/etc/kubernetes/apiserver"))
+    args = dict(a.removeprefix("--").split("=", 1) for a in env["KUBE_API_ARGS"].split())
+    uploaded = {f.path: f.content for f in plans["m1"].certs}
+    assert args["etcd-cafile"] == "/etc/kubernetes/ssl/etcd-ca.pem"
+    assert uploaded[args["etcd-cafile"]] == p.etcd_ca_pem
+    assert uploaded[args["etcd-certfile"]] == p.certs["apiserver-etcd-client"].cert_pem
+    assert uploaded[args["etcd-keyfile"]] == p.certs["apiserver-etcd-client"].key_pem
+    client = x509.load_pem_x509_certificate(uploaded[args["etcd-certfile"]])
+    client.verify_directly_issued_by(x509.load_pem_x509_certificate(p.etcd_ca_pem))
+    # Clients of the apiserver are still verified with the cluster CA.
+    assert uploaded[args["client-ca-file"]] == p.ca_pem
+
+
+def test_ca_keys_never_leave_the_deploy_machine(plans, two) -> None:
     _, _, pki_dir = two
-    ca_key = (pki_dir / "ca-key.pem").read_bytes()
-    for pl in plans.values():
-        for f in _files(pl):
-            assert ca_key.strip() not in f.content, f.path
+    for name in ("ca-key.pem", "etcd-ca-key.pem"):
+        ca_key = (pki_dir / name).read_bytes()
+        for pl in plans.values():
+            for f in _files(pl):
+                assert ca_key.strip() not in f.content, (name, f.path)
 
 
 def test_every_private_key_file_is_secret_0600(plans) -> None:
@@ -379,7 +406,7 @@ def test_master_plan_contents(plans) -> None:
     assert [f.path for f in pl.keepalived] == [render.KEEPALIVED_CONF]
     assert [f.path for f in pl.haproxy] == [render.SYSCTL_CONF, "/etc/haproxy/pki/ca.pem", "/etc/haproxy/pki/healthcheck.pem", render.HAPROXY_CFG]
     assert [f.path for f in pl.kubeconfig] == [render.KUBECONFIG]
-    assert len(pl.certs) == 1 + 2 * len(render.APISERVER_CERTS) + 2
+    assert len(pl.certs) == 2 + 2 * len(render.APISERVER_CERTS) + 2  # 2 CA certs, pairs, SA keypair
     # Only the two configs with a host-side validator have one.
     assert {f.path for f in _files(pl) if f.validate} == {render.KEEPALIVED_CONF, render.HAPROXY_CFG}
 
@@ -390,6 +417,7 @@ def test_pki_is_reused(two) -> None:
     again = ensure_pki(s["m2"])
     assert again is not p
     assert again.ca_pem == p.ca_pem
+    assert again.etcd_ca_pem == p.etcd_ca_pem
     assert not any(c.issued for c in again.certs.values())
     assert {n: c.cert_pem for n, c in again.certs.items()} == {n: c.cert_pem for n, c in p.certs.items()}
     assert (again.sa_pub, again.sa_key) == (p.sa_pub, p.sa_key)
@@ -404,3 +432,37 @@ def test_serving_cert_covers_vip_and_masters(two) -> None:
     ips = {str(ip) for ip in sans.get_values_for_type(x509.IPAddress)}
     assert {VIP, "10.9.0.11", "10.9.0.12", "10.254.0.1", "127.0.0.1"} <= ips
     assert "kubernetes.default.svc.cluster.local" in sans.get_values_for_type(x509.DNSName)
+
+
+# ------------------------------------------------------------------ etcd's CA imported from an existing etcd
+
+
+def test_etcd_ca_import_with_key(tmp_path: Path, etcd_site: dict) -> None:
+    from cryptography import x509
+
+    inv = make_inventory(tmp_path)
+    inv.cluster.update(etcd_ca_cert_file=etcd_site["ca"], etcd_ca_key_file=etcd_site["ca_key"])
+    s = inv.load()
+    p = ensure_pki(s["m1"])
+    assert p.etcd_ca_pem == Path(etcd_site["ca"]).read_bytes()
+    client = p.certs["apiserver-etcd-client"]
+    assert client.cert_pem != Path(etcd_site["client"]).read_bytes()  # issued by the deploy from the site's CA
+    x509.load_pem_x509_certificate(client.cert_pem).verify_directly_issued_by(
+        x509.load_pem_x509_certificate(p.etcd_ca_pem))
+    assert _file(plan(s["m1"], p), "/etc/kubernetes/ssl/etcd-ca.pem").content == p.etcd_ca_pem
+    for pl in (plan(s["m1"], p), plan(s["m2"], p)):
+        for f in _files(pl):
+            assert Path(etcd_site["ca_key"]).read_bytes().strip() not in f.content, f.path
+
+
+def test_etcd_client_cert_import(tmp_path: Path, etcd_site: dict) -> None:
+    inv = make_inventory(tmp_path)
+    inv.cluster.update(etcd_ca_cert_file=etcd_site["ca"], etcd_client_cert_file=etcd_site["client"],
+                       etcd_client_key_file=etcd_site["client_key"])
+    s = inv.load()
+    pl = plan(s["m1"], ensure_pki(s["m1"]))
+    ssl = flags.PATHS
+    assert _file(pl, ssl.etcd_ca).content == Path(etcd_site["ca"]).read_bytes()
+    assert _file(pl, ssl.cert("apiserver-etcd-client")).content == Path(etcd_site["client"]).read_bytes()
+    assert _file(pl, ssl.key("apiserver-etcd-client")).content == Path(etcd_site["client_key"]).read_bytes()
+    assert not (tmp_path / "pki" / "etcd-ca-key.pem").exists()

@@ -602,3 +602,83 @@ def test_old_admission_plugin_accepted_by_old_version(tmp_path: Path) -> None:
 def test_download_url_fills_in_the_version(inv: Inv) -> None:
     inv.cluster["kube_apiserver_url"] = "https://mirror.example.com/k8s/v{version}/kube-apiserver"
     assert inv.load()["m1"].cluster.download_url == "https://mirror.example.com/k8s/v1.36.0/kube-apiserver"
+
+
+# ------------------------------------------------------------------ etcd's CA: importing an existing one
+
+
+def test_etcd_import_keys_default_to_none(inv: Inv) -> None:
+    c = inv.load()["m1"].cluster
+    assert (c.etcd_ca_cert_file, c.etcd_ca_key_file, c.etcd_client_cert_file, c.etcd_client_key_file) == (None,) * 4
+
+
+def test_etcd_ca_import_with_its_key(inv: Inv, etcd_site: dict) -> None:
+    inv.cluster.update(etcd_ca_cert_file=etcd_site["ca"], etcd_ca_key_file=etcd_site["ca_key"])
+    c = inv.load()["m1"].cluster
+    assert (c.etcd_ca_cert_file, c.etcd_ca_key_file) == (etcd_site["ca"], etcd_site["ca_key"])
+    assert c.etcd_client_cert_file is None
+
+
+def test_etcd_ca_import_with_a_client_cert(inv: Inv, etcd_site: dict) -> None:
+    inv.cluster.update(etcd_ca_cert_file=etcd_site["ca"], etcd_client_cert_file=etcd_site["client"],
+                       etcd_client_key_file=etcd_site["client_key"])
+    c = inv.load()["m1"].cluster
+    assert (c.etcd_client_cert_file, c.etcd_client_key_file) == (etcd_site["client"], etcd_site["client_key"])
+    assert c.etcd_ca_key_file is None
+
+
+# id: ({data key: etcd_site entry or a missing path}, the one (key, reason) expected on m1)
+ETCD_BAD = {
+    "ca-key-without-ca-cert": ({"etcd_ca_key_file": "ca_key"}, "etcd_ca_cert_file", "required with etcd_ca_key_file"),
+    "client-without-ca-cert": (
+        {"etcd_client_cert_file": "client", "etcd_client_key_file": "client_key"}, "etcd_ca_cert_file", "required with",
+    ),
+    "ca-cert-alone": ({"etcd_ca_cert_file": "ca"}, "etcd_ca_cert_file", "needs etcd_ca_key_file, or etcd_client_cert_file"),
+    "client-cert-without-key": (
+        {"etcd_ca_cert_file": "ca", "etcd_client_cert_file": "client"}, "etcd_client_key_file", "needs etcd_ca_key_file, or",
+    ),
+    "client-key-without-cert": (
+        {"etcd_ca_cert_file": "ca", "etcd_client_key_file": "client_key"}, "etcd_client_cert_file", "needs etcd_ca_key_file, or",
+    ),
+    "ca-key-and-client": (
+        {"etcd_ca_cert_file": "ca", "etcd_ca_key_file": "ca_key", "etcd_client_cert_file": "client",
+         "etcd_client_key_file": "client_key"}, "etcd_ca_key_file", "not both",
+    ),
+    "ca-key-mismatch": ({"etcd_ca_cert_file": "ca", "etcd_ca_key_file": "other_ca_key"}, "etcd_ca_key_file", "does not match"),
+    "ca-cert-not-a-ca": (
+        {"etcd_ca_cert_file": "client", "etcd_ca_key_file": "client_key"}, "etcd_ca_cert_file", "not a CA certificate",
+    ),
+    "client-not-signed-by-the-ca": (
+        {"etcd_ca_cert_file": "ca", "etcd_client_cert_file": "foreign", "etcd_client_key_file": "foreign_key"},
+        "etcd_client_cert_file", "is not signed by the CA",
+    ),
+    "client-key-mismatch": (
+        {"etcd_ca_cert_file": "ca", "etcd_client_cert_file": "client", "etcd_client_key_file": "server_key"},
+        "etcd_client_key_file", "does not match the certificate",
+    ),
+    "client-without-clientAuth": (
+        {"etcd_ca_cert_file": "ca", "etcd_client_cert_file": "server", "etcd_client_key_file": "server_key"},
+        "etcd_client_cert_file", "lacks the extended key usage clientAuth",
+    ),
+    "ca-cert-file-missing": (
+        {"etcd_ca_cert_file": None, "etcd_ca_key_file": "ca_key"}, "etcd_ca_cert_file", "does not exist",
+    ),
+    "client-key-file-missing": (
+        {"etcd_ca_cert_file": "ca", "etcd_client_cert_file": "client", "etcd_client_key_file": None},
+        "etcd_client_key_file", "does not exist",
+    ),
+}
+
+
+@pytest.mark.parametrize("data, key, reason", list(ETCD_BAD.values()), ids=list(ETCD_BAD))
+def test_bad_etcd_import(inv: Inv, tmp_path: Path, etcd_site: dict, data: dict, key: str, reason: str) -> None:
+    inv.cluster.update({k: etcd_site[v] if v else str(tmp_path / "missing.pem") for k, v in data.items()})
+    problems = inv.problems()
+    assert reason in problem_for(problems, "m1", key), problems
+    assert len(problems) == 1, problems
+
+
+def test_etcd_import_must_agree_on_every_master(inv: Inv, etcd_site: dict) -> None:
+    inv.cluster.update(etcd_ca_cert_file=etcd_site["ca"], etcd_ca_key_file=etcd_site["ca_key"])
+    inv.master("m2")["etcd_ca_key_file"] = etcd_site["other_ca_key"]
+    assert "differs from m1's value" in problem_for(inv.problems(), "m2", "etcd_ca_key_file")
