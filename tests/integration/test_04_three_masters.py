@@ -67,3 +67,12 @@ def test_three_masters_fail_over_when_haproxy_dies(three):
                  what="failover among three masters")
     finally:
         sh(holder, "systemctl start haproxy")
+
+
+def test_three_masters_a_broken_binary_is_rolled_back_on_the_first_and_the_others_are_untouched(three, tmp_path):
+    """Issue 8 (c): the roll stops at the first master with three, zero failed calls through the VIP."""
+    from .test_07_never_worse import _broken_binary, roll_back_and_stop
+
+    result = roll_back_and_stop(tmp_path, _broken_binary(tmp_path), "broken build: exits at once")
+    assert len(masters()) == 3 and result["first"] in masters()
+    assert_no_change(deploy())
