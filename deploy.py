@@ -10,27 +10,24 @@ host if one is wrong.
 
 from pyinfra import host, inventory
 
-from hakube.context import check_trust, settings_for
-from hakube.ops import snapshot
-from hakube.render import ensure_pki, managed_paths, plan
-from tasks import apiserver, audit, certs, haproxy, keepalived, kubeconfig, packages, rbac
+from hakube.context import masters_facts, settings_for
+from tasks import apiserver, audit, certs, desired_state, haproxy, host_facts, keepalived, kubeconfig, packages, rbac
 
 cfg = settings_for(host, inventory)  # raises before any host is touched
-now = snapshot(managed_paths(cfg))  # what the host has: one remote command
-if cfg.is_master:
-    check_trust(cfg, host, inventory, now)  # the masters' CA is the truth: refuse, never replace
-pki = ensure_pki(cfg) if cfg.is_master else None
-files = plan(cfg, pki)  # every file this host should have, rendered locally
+facts = host_facts(host, cfg)  # what the host has: one remote command, asked for by the steps
+peers = masters_facts(cfg, host, inventory, facts)  # every master's; the masters' CA is the truth
+pki = certs.ensure_pki(cfg) if cfg.is_master else None
+want = desired_state(cfg, pki)  # every file this host should have, rendered locally, by step
 
 if cfg.is_master:
-    packages.apply(now)  # 0. keepalived, haproxy, kubectl from the distribution
-    certs.apply(files, now)  # 1. Kubernetes certificates and keys
-    audit.apply(files, now)  # 2. audit policy
-    apiserver.apply(cfg, files, now, inputs=[*files.certs, *files.audit])  # 3. config, flags, unit, roll
-    keepalived.apply(cfg, files, now)  # 5. keepalived: the VIP
-    haproxy.apply(cfg, files, now)  # 6. haproxy in front of every apiserver
-    kubeconfig.apply(cfg, files, now)  # 7. admin kubeconfig (masters)
+    packages.apply(cfg, want, facts)  # 0. keepalived, haproxy, kubectl, curl from the distribution
+    certs.apply(cfg, want, facts)  # 1. Kubernetes certificates and keys
+    audit.apply(cfg, want, facts)  # 2. audit policy
+    apiserver.apply(cfg, want, facts, anything_serving=apiserver.serving(peers))  # 3. config, flags, unit, roll
+    keepalived.apply(cfg, want, facts)  # 5. keepalived: the VIP
+    haproxy.apply(cfg, want, facts)  # 6. haproxy in front of every apiserver
+    kubeconfig.apply(cfg, want, facts)  # 7. admin kubeconfig (masters)
     kubeconfig.write_local(cfg, pki)  #    ... and for the operator
-    rbac.apply(cfg, now)  # 4. RBAC, once the VIP answers
+    rbac.apply(cfg, want, facts)  # 4. RBAC, once the VIP answers
 else:
-    apiserver.apply(cfg, files, now)  # /etc/kubernetes/config on the other nodes
+    apiserver.apply(cfg, want, facts)  # /etc/kubernetes/config on the other nodes

@@ -1,5 +1,5 @@
 """Glue between pyinfra's planning and the pure logic: validated settings (the only reader of
-host.data) and the trust check that runs across every master before any host is touched."""
+host.data) and every master's facts, with the trust check across them before any host is touched."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from . import trust
 from .settings import InventoryError, Settings, inventory_warnings, load_inventory
 
 _loaded: dict[int, dict[str, Settings]] = {}
-_anchors: dict[int, dict[str, dict]] = {}
+_facts: dict[int, dict] = {}  # id(inventory) -> master name -> HostFacts
 
 BARRIER_TIMEOUT = 300  # seconds a master's planning waits for the other masters' snapshots
 
@@ -35,16 +35,20 @@ def settings_for(host, inventory) -> Settings:
     return _loaded[key][host.name]
 
 
-def check_trust(cfg: Settings, host, inventory, facts) -> None:
-    """Refuse the run unless every master's CA and service-account key are this checkout's.
+def masters_facts(cfg: Settings, host, inventory, facts) -> dict:
+    """Every reachable master's facts, once each has its snapshot; refuse the run unless every
+    master's CA, etcd CA and service-account key are this checkout's (``hakube.trust``).
 
-    pyinfra plans the hosts concurrently (one greenlet each); every master records its anchors
-    and waits until every reachable master has, so the refusal names them all. Planning comes
-    before any execution: a refusal here leaves every host as it was.
+    pyinfra plans the hosts concurrently (one greenlet each); every master records its facts and
+    waits until every reachable master has, so the refusal names them all and every master's
+    plan sees the same cluster. Planning comes before any execution: a refusal here leaves every
+    host as it was. Other hosts (nodes) get ``{}``.
     """
+    if not cfg.is_master:
+        return {}
     c = cfg.cluster
-    seen = _anchors.setdefault(id(inventory), {})
-    seen[host.name] = trust.host_anchors(facts.files)
+    seen = _facts.setdefault(id(inventory), {})
+    seen[host.name] = facts
     active = {h.name for h in host.state.inventory.get_active_hosts()}
     masters = [m.name for m in c.masters if m.name in active]
     deadline = time.monotonic() + BARRIER_TIMEOUT
@@ -53,7 +57,10 @@ def check_trust(cfg: Settings, host, inventory, facts) -> None:
             missing = ", ".join(m for m in masters if m not in seen)
             raise PyinfraError(f"refusing to run: no snapshot of {missing} to check its CA against")
         gevent.sleep(0.01)
+    peers = {m: seen[m] for m in masters}
     allow = {a.kind: getattr(c, a.replace_key) for a in trust.ANCHORS}
-    lines = trust.problems(trust.local_anchors(c), {m: seen[m] for m in masters}, allow, c.pki_dir)
+    anchors = {m: trust.host_anchors(f.files) for m, f in peers.items()}
+    lines = trust.problems(trust.local_anchors(c), anchors, allow, c.pki_dir)
     if lines:
         raise PyinfraError(trust.refusal(lines, c.pki_dir))
+    return peers

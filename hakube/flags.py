@@ -1,10 +1,8 @@
 """kube-apiserver flags per Kubernetes version.
 
-One table (``FLAGS``) says in which minor version each flag appeared and in which it was removed.
-``apiserver_env`` renders the tutorial's environment files (``/etc/kubernetes/config`` and
-``/etc/kubernetes/apiserver``) for the target version: flags the version no longer has are dropped,
-the service-account issuer and signing-key flags are always set, and every rendered flag is checked
-against the table so that a typo here can never reach a host.
+One table (``FLAGS``) says in which minor version each flag appeared, was deprecated and was
+removed; two more say the same of admission plugins and authorization modes. Settings check data
+against them; ``hakube.apiserver_args`` checks every flag it renders. This module knows no settings.
 
 Where the table comes from: for 1.20, the lab's real v1.20.2 binary (``kube-apiserver --help``, read
 with ``parse_help``; ``tests/integration/test_06_flags_binary.py`` compares the two both ways); for
@@ -16,10 +14,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Mapping
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .settings import Settings
+from typing import Mapping
 
 Version = tuple[int, int]
 
@@ -309,106 +304,6 @@ def classify_probe(name: str, output: str) -> str:
     if f'for "--{name}" flag' in output:
         return "bad-value"
     return "accepted"
-
-
-@dataclass(frozen=True)
-class Paths:
-    """Where the deploy puts things on a master."""
-
-    ssl_dir: str = "/etc/kubernetes/ssl"
-    audit_policy: str = "/etc/kubernetes/audit-policy.yaml"
-
-    def cert(self, name: str) -> str:
-        return f"{self.ssl_dir}/{name}.pem"
-
-    def key(self, name: str) -> str:
-        return f"{self.ssl_dir}/{name}-key.pem"
-
-    @property
-    def etcd_ca(self) -> str:
-        """etcd's CA: verifies etcd's serving certificate (and issued the apiserver's etcd client cert)."""
-        return self.cert("etcd-ca")
-
-
-PATHS = Paths()
-
-
-def _join(flags: Mapping[str, object]) -> str:
-    return " ".join(f"--{k}={v}" for k, v in flags.items())
-
-
-def config_env(s: "Settings") -> dict[str, str]:
-    """``/etc/kubernetes/config``: shared by every host (masters and nodes), as in the tutorial."""
-    c = s.cluster
-    version = minor_of(c.kube_version)
-    env = {}
-    if FLAGS["logtostderr"].accepted_by(version):
-        env["KUBE_LOGTOSTDERR"] = "--logtostderr=true"
-    env["KUBE_LOG_LEVEL"] = f"--v={c.log_level}"
-    env["KUBE_ALLOW_PRIV"] = f"--allow-privileged={str(c.allow_privileged).lower()}"
-    # Not an apiserver flag: read by the other components (controller-manager, scheduler, ...).
-    env["KUBE_MASTER_SECURE"] = f"--master=https://{c.vip}:{c.lb_port}"
-    return env
-
-
-def apiserver_flags(s: "Settings") -> dict[str, dict[str, object]]:
-    """The apiserver's flags, grouped as the tutorial's ``/etc/kubernetes/apiserver`` groups them."""
-    c = s.cluster
-    p = PATHS
-    groups: dict[str, dict[str, object]] = {
-        "KUBE_API_ADDRESS": {
-            "advertise-address": s.bind_address,
-            "bind-address": s.bind_address,
-            "secure-port": c.apiserver_port,
-        },
-        "KUBE_ETCD_SERVERS": {"etcd-servers": ",".join(c.etcd_servers)},
-        "KUBE_SERVICE_ADDRESSES": {"service-cluster-ip-range": c.service_cluster_ip_range},
-        "KUBE_ADMISSION_CONTROL": {"enable-admission-plugins": ",".join(c.admission_plugins)},
-        "KUBE_API_ARGS": {
-            "authorization-mode": c.authorization_mode,
-            "anonymous-auth": "false",
-            "enable-bootstrap-token-auth": "true",
-            "service-node-port-range": c.service_node_port_range,
-            "tls-cert-file": p.cert("apiserver"),
-            "tls-private-key-file": p.key("apiserver"),
-            "client-ca-file": p.cert("ca"),
-            "service-account-key-file": f"{p.ssl_dir}/sa.pub",
-            "service-account-signing-key-file": p.key("sa"),
-            "service-account-issuer": c.service_account_issuer,
-            "storage-backend": "etcd3",
-            "etcd-cafile": p.etcd_ca,
-            "etcd-certfile": p.cert("apiserver-etcd-client"),
-            "etcd-keyfile": p.key("apiserver-etcd-client"),
-            "kubelet-client-certificate": p.cert("apiserver-kubelet-client"),
-            "kubelet-client-key": p.key("apiserver-kubelet-client"),
-            "audit-policy-file": p.audit_policy,
-            "audit-log-path": c.audit_log_path,
-            "audit-log-maxage": c.audit_log_maxage,
-            "audit-log-maxbackup": c.audit_log_maxbackup,
-            "audit-log-maxsize": c.audit_log_maxsize,
-            "event-ttl": c.event_ttl,
-            # Keep serving for a while after SIGTERM while /readyz fails, so haproxy drains this
-            # apiserver before it stops listening: a rolling restart drops no request.
-            "shutdown-delay-duration": f"{c.shutdown_delay_seconds}s",
-        },
-    }
-    groups["KUBE_API_ARGS"].update(c.apiserver_extra_flags)  # validated: never a RESERVED flag
-    return groups
-
-
-def apiserver_env(s: "Settings") -> dict[str, str]:
-    """``/etc/kubernetes/apiserver`` for one master, checked against the flag table."""
-    version = minor_of(s.cluster.kube_version)
-    groups = apiserver_flags(s)
-    problems = [
-        problem
-        for group in groups.values()
-        for name in group
-        if (problem := flag_problem(name, version))
-    ]
-    if problems:
-        raise FlagError("; ".join(problems))
-    return {var: _join(group) for var, group in groups.items()}
 
 
 # --- admission plugins and authorization modes per version (checked by hakube.settings) ----------

@@ -1,10 +1,10 @@
-"""The deploy's own pyinfra facts and operations.
+"""The deploy's own pyinfra operations: each a small generator over the host's facts.
 
-``managed_file`` is the one way a file reaches a host: all files of a host are checked with one
-remote command (``HostSnapshot``, taken once while planning), content is compared by sha256 against the locally rendered bytes,
-secrets never appear in a diff, and a file with a validator is staged next to the live one,
-validated on the host and only then moved into place. When validation fails the live file stays
-as it was, the staged copy is left for inspection, and the next run tries again.
+``managed_file`` is the one way a file reaches a host: content is compared by sha256 against the
+locally rendered bytes (``hakube.facts``, one snapshot per run), secrets never appear in a diff,
+a file with a validator is validated on the host before it goes live, and an input of a rolled
+service is kept for a rollback (``hakube.roll``). ``roll`` applies a change to a service one
+master at a time and stops at the first that fails; ``handler`` runs a plain reload.
 """
 
 from __future__ import annotations
@@ -13,19 +13,18 @@ import hashlib
 import io
 import posixpath
 import shlex
-from dataclasses import dataclass
 from functools import lru_cache
 
 from pyinfra import host, logger
-from pyinfra.api import FactBase, FileUploadCommand, FunctionCommand, QuoteString, StringCommand, operation
+from pyinfra.api import FileUploadCommand, FunctionCommand, QuoteString, StringCommand, operation
 from pyinfra.api.arguments import CONNECTOR_ARGUMENT_KEYS
-from pyinfra.api.exceptions import OperationError
 from pyinfra.api.util import get_file_sha256
-from pyinfra.operations.util.files import generate_color_diff
 from pyinfra.facts.files import FileContents
+from pyinfra.operations.util.files import generate_color_diff
 
 from . import roll as rollsh
-from .render import KUBECONFIG, DesiredFile
+from .facts import HostFacts
+from .render import DesiredFile
 from .roll import PENDING_DIR, pending_marker
 
 # Services whose inputs are kept for a rollback before a change goes live (see hakube.roll).
@@ -34,132 +33,38 @@ ROLLED = ("kube-apiserver", "haproxy", "keepalived")
 STAGED = ("kube-apiserver",)
 
 
-@dataclass(frozen=True)
-class FileState:
-    sha256: str
-    mode: int
-    owner: str
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """What the deploy needs to know about a host, learned with one remote command per run."""
-
-    files: dict  # path -> FileState (missing files are absent)
-    units: dict  # unit -> (is-active, is-enabled)
-    users: frozenset
-    sysctls: dict  # key -> value
-    commands: frozenset = frozenset()  # of COMMANDS, those on the PATH
-    kube_objects: frozenset = frozenset()  # of KUBE_OBJECTS, those the API reports (via the VIP)
-
-    def owed(self, handler: str) -> bool:
-        return pending_marker(handler) in self.files
-
-
-UNITS = ("kube-apiserver.service", "kube-apiserver-agent.socket", "keepalived.service", "haproxy.service")
-USERS = ("keepalived_script",)
-SYSCTLS = ("net.ipv4.ip_nonlocal_bind",)
-COMMANDS = ("keepalived", "haproxy", "kubectl")  # what the packages step provides
-RBAC_BINDING = "kube-apiserver:kubelet-apis"  # the tutorial's binding (tasks/rbac.py)
-KUBE_OBJECTS = (f"clusterrolebinding/{RBAC_BINDING}",)
-
-
-class HostSnapshot(FactBase):
-    """sha256/mode/owner of every managed file, state of the deploy's units, users and sysctls.
-
-    pyinfra 3.10 does not cache facts between operations, so the deploy takes this snapshot once
-    per host while planning and hands each operation its part: a no-op run costs one command here
-    instead of one per file and unit.
-    """
-
-    def command(self, paths: tuple[str, ...], units: tuple[str, ...], users: tuple[str, ...],
-                sysctls: tuple[str, ...], commands: tuple[str, ...], kube_objects: tuple[str, ...],
-                kubeconfig: str) -> str:
-        q = lambda items: " ".join(shlex.quote(i) for i in items)  # noqa: E731
-        return (
-            f'set --; for p in {q(paths)}; do [ -f "$p" ] && set -- "$@" "$p"; done; '
-            "if [ $# -gt 0 ]; then sha256sum \"$@\" | sed 's/^/H /'; stat -c 'M %a:%U:%G %n' \"$@\"; fi; "
-            f'for u in {q(units)}; do echo "U $u $(systemctl is-active "$u" 2>/dev/null || true) '
-            '$(systemctl is-enabled "$u" 2>/dev/null || true)"; done; '
-            f'for u in {q(users)}; do getent passwd "$u" >/dev/null && echo "P $u"; done; '
-            f'for k in {q(sysctls)}; do echo "S $k $(sysctl -n "$k" 2>/dev/null)"; done; '
-            f'for c in {q(commands)}; do command -v "$c" >/dev/null && echo "C $c"; done; '
-            f"if command -v kubectl >/dev/null && [ -f {shlex.quote(kubeconfig)} ]; then "
-            f"for o in {q(kube_objects)}; do kubectl --kubeconfig {shlex.quote(kubeconfig)} --request-timeout=5s "
-            'get "$o" -o name >/dev/null 2>&1 && echo "K $o"; done; fi; true'
-        )
-
-    @staticmethod
-    def default() -> Snapshot:
-        return Snapshot({}, {}, frozenset(), {})
-
-    def process(self, output: list[str]) -> Snapshot:
-        hashes, metas, units, users, sysctls, commands, objects = {}, {}, {}, set(), {}, set(), set()
-        for line in output:
-            kind, _, rest = line.partition(" ")
-            if kind == "H":
-                sha, path = rest.split("  ", 1)
-                hashes[path] = sha
-            elif kind == "M":
-                meta, path = rest.split(" ", 1)
-                metas[path] = meta
-            elif kind == "U":
-                unit, *states = rest.split()
-                units[unit] = (states + ["unknown", "unknown"])[:2]
-            elif kind == "P":
-                users.add(rest)
-            elif kind == "S":
-                key, _, value = rest.partition(" ")
-                sysctls[key] = value
-            elif kind == "C":
-                commands.add(rest)
-            elif kind == "K":
-                objects.add(rest)
-        files = {}
-        for path, sha in hashes.items():
-            mode, user, group = metas[path].split(":")
-            files[path] = FileState(sha, int(mode, 8), f"{user}:{group}")
-        return Snapshot(files, units, frozenset(users), sysctls, frozenset(commands), frozenset(objects))
-
-
-def snapshot(paths: tuple[str, ...]) -> Snapshot:
-    """The current host's snapshot (one remote command)."""
-    return host.get_fact(HostSnapshot, paths=paths, units=UNITS, users=USERS, sysctls=SYSCTLS,
-                         commands=COMMANDS, kube_objects=KUBE_OBJECTS, kubeconfig=KUBECONFIG)
-
-
 def _sha(content: bytes) -> str:
     return hashlib.sha256(content).hexdigest()
 
 
 def _show_diff(path: str, content: bytes, secret: bool, exists: bool) -> None:
+    """The diff of one file on this host as ONE log record, headed by host and path: hosts are
+    planned concurrently, so line-by-line logging would interleave them."""
     if not host.state.config.DIFF:
         return
-    verb = "modify" if exists else "create"
-    host.log(f"Will {verb} {path}", logger.info)
+    head = f"{host.print_prefix}Will {'modify' if exists else 'create'} {path}"
     if secret:
-        logger.info("  (secret content: diff not shown)")
+        logger.info(f"{head}\n    (secret content: diff not shown)\n")
         return
     current = host.get_fact(FileContents, path=path) if exists else None
     current_lines = [line + "\n" for line in current or []]
-    for line in generate_color_diff(current_lines, content.decode().splitlines(keepends=True)):
-        logger.info("  %s", line)
-    logger.info("")
+    lines = generate_color_diff(current_lines, content.decode().splitlines(keepends=True))
+    logger.info("\n".join([head, *(f"    {line}" for line in lines), ""]))
 
 
-def content_changes(file: DesiredFile, facts: Snapshot) -> bool:
+def content_changes(file: DesiredFile, facts: HostFacts) -> bool:
     """True when the host's copy of ``file`` is missing or has other bytes (a mode is no change)."""
     state = facts.files.get(file.path)
     return state is None or state.sha256 != _sha(file.content)
 
 
 @operation()
-def managed_file(file: DesiredFile, now: Snapshot):
+def managed_file(file: DesiredFile, facts: HostFacts):
     """
     Install ``file`` (rendered content) on the host, owned by root with ``file.mode``.
 
     + file: a ``hakube.render.DesiredFile``
-    + now: the host's snapshot, taken once while planning
+    + facts: the host's snapshot (``hakube.facts``), taken once while planning
 
     An input of a service in ``STAGED`` (the apiserver) stays at ``<path>.new``: the service's roll
     switches it in on its master's turn (``hakube.roll``). Any other file goes live here, after the
@@ -169,9 +74,9 @@ def managed_file(file: DesiredFile, now: Snapshot):
     its final mode before it is moved into place: a secret is never readable by anyone else, not
     even for an instant. A mode or owner repair touches nothing else and restarts nothing.
     """
-    state = now.files.get(file.path)
+    state = facts.files.get(file.path)
     q_path = shlex.quote(file.path)
-    if not content_changes(file, now):
+    if not content_changes(file, facts):
         if state.mode == int(file.mode, 8) and state.owner == "root:root":
             host.noop(f"{file.path} is up to date")
             return
@@ -207,7 +112,7 @@ def _mark_pending(handlers: tuple[str, ...]):
 
 
 @operation()
-def binary(dest: str, now: Snapshot, local_path: str | None = None, url: str | None = None,
+def binary(dest: str, facts: HostFacts, local_path: str | None = None, url: str | None = None,
            sha256: str | None = None, notify: tuple[str, ...] = ()):
     """
     Stage an executable at ``<dest>.new`` from a local file or from ``url``, checked against
@@ -218,7 +123,7 @@ def binary(dest: str, now: Snapshot, local_path: str | None = None, url: str | N
     + url: download URL (with ``sha256``)
     """
     want = _local_sha256(local_path) if local_path else sha256
-    state = now.files.get(dest)
+    state = facts.files.get(dest)
     if state and state.sha256 == want:
         if state.mode == 0o755 and state.owner == "root:root":
             host.noop(f"{dest} is up to date")
@@ -245,13 +150,13 @@ def _local_sha256(path: str) -> str:
 
 
 @operation()
-def unit_running(unit: str, now: Snapshot):
+def unit_running(unit: str, facts: HostFacts):
     """
-    Enable and start a systemd unit (one of ``UNITS``), judged from the snapshot.
+    Enable and start a systemd unit (one its step declared in ``Needs.units``), judged from the snapshot.
 
     + unit: e.g. ``haproxy.service``
     """
-    active, enabled = now.units.get(unit, ("unknown", "unknown"))
+    active, enabled = facts.units.get(unit, ("unknown", "unknown"))
     if enabled != "enabled":
         yield f"systemctl enable {shlex.quote(unit)}"
     if active != "active":
@@ -260,21 +165,25 @@ def unit_running(unit: str, now: Snapshot):
         host.noop(f"{unit} is enabled and running")
 
 
-def install_packages(names: list[str], **kwargs):
-    """Install distribution packages with the host's own package manager (apt, dnf or yum)."""
-    from pyinfra.facts.server import Which
-    from pyinfra.operations import apt, dnf, yum
+@operation(is_idempotent=False)
+def packages(names: tuple[str, ...]):
+    """
+    Install distribution packages in one remote command, with the host's own package manager
+    (apt, dnf or yum). Plan it only when something is missing (``tasks/packages.py``).
 
-    if host.get_fact(Which, command="apt-get"):
-        return apt.packages(packages=names, update=True, cache_time=86400, no_recommends=True, **kwargs)
-    if host.get_fact(Which, command="dnf"):
-        return dnf.packages(packages=names, **kwargs)
-    if host.get_fact(Which, command="yum"):
-        return yum.packages(packages=names, **kwargs)
-    raise OperationError(f"{host.name}: no supported package manager (apt-get, dnf, yum)")
+    + names: package names
+    """
+    q = " ".join(shlex.quote(n) for n in names)
+    yield (
+        "if command -v apt-get >/dev/null; then apt-get update -qq && "
+        f"DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends {q}; "
+        f"elif command -v dnf >/dev/null; then dnf install -y -q {q}; "
+        f"elif command -v yum >/dev/null; then yum install -y -q {q}; "
+        "else echo 'no supported package manager (apt-get, dnf, yum)' >&2; exit 1; fi"
+    )
 
 
-def handler(handler: str, command: str, files, now: Snapshot, **op_kwargs):
+def handler(handler: str, command: str, files, facts: HostFacts, **op_kwargs):
     """Run ``command`` (a reload) when the content of one of ``files`` (``DesiredFile``) changes.
 
     Planned only when a file's content will change, or when a marker left by an earlier,
@@ -285,7 +194,7 @@ def handler(handler: str, command: str, files, now: Snapshot, **op_kwargs):
     from pyinfra.operations import server
 
     marker = pending_marker(handler)
-    if not now.owed(handler) and not any(content_changes(f, now) for f in files):
+    if not facts.owed(handler) and not any(content_changes(f, facts) for f in files):
         return None
     return server.shell(
         commands=[f"if [ -e {marker} ]; then {{ {command} ; }} && rm -f {marker}; fi"], **op_kwargs
@@ -320,22 +229,28 @@ def _roll_done(state, host, service: str):
 
 
 @operation(is_idempotent=False)
-def roll(service: str, script: str, on_stop: str):
+def roll(service: str, script: str, on_stop: str, guard: bool = True):
     """
-    Apply a change to ``service`` on this master (``script``, from ``hakube.roll.rolled_restart``),
-    run with ``_serial=True``. Once one master's roll failed (and was rolled back), every later
-    master runs ``on_stop`` instead (its own previous inputs stay or are put back) and fails too:
-    the run stops there.
+    Apply a change to ``service`` on this master (``script``, from ``hakube.roll.rolled_restart``).
+    Run with ``_serial=True`` and ``guard``: once one master's roll failed (and was rolled back),
+    every later master runs ``on_stop`` instead (its own previous inputs stay or are put back) and
+    fails too: the run stops there. Without ``guard`` (nothing serving yet) masters roll at once.
+
+    + service: the systemd unit, e.g. ``kube-apiserver``
+    + script: the shell that switches inputs, restarts and waits, or rolls back
+    + on_stop: the shell for a master the roll does not reach
     """
-    yield FunctionCommand(_roll_guard, (service, on_stop), {})
+    if guard:
+        yield FunctionCommand(_roll_guard, (service, on_stop), {})
     yield script
-    yield FunctionCommand(_roll_done, (service,), {})
+    if guard:
+        yield FunctionCommand(_roll_done, (service,), {})
 
 
-def reload_roll(service: str, files, now: Snapshot, host_name: str, timeout: int = 10):
+def reload_roll(service: str, files, facts: HostFacts, host_name: str, timeout: int = 10):
     """Reload ``service`` (one master at a time) when one of ``files`` changed content; if the
     daemon is not running afterwards, put its previous files back, restart it and stop the run."""
-    if not roll_owed(service, files, now):
+    if not roll_owed(service, files, facts):
         return None
     unit = shlex.quote(service)
     script = rollsh.rolled_restart(
@@ -346,6 +261,6 @@ def reload_roll(service: str, files, now: Snapshot, host_name: str, timeout: int
                 script=script, on_stop=rollsh.stopped_elsewhere(service), _serial=True)
 
 
-def roll_owed(service: str, files, now: Snapshot, binary_changes: bool = False) -> bool:
+def roll_owed(service: str, files, facts: HostFacts, binary_changes: bool = False) -> bool:
     """Plan a roll only when an input's content changes or an interrupted run still owes one."""
-    return binary_changes or now.owed(service) or any(content_changes(f, now) for f in files)
+    return binary_changes or facts.owed(service) or any(content_changes(f, facts) for f in files)

@@ -33,27 +33,30 @@ class Key:
 
 
 KEYS: tuple[Key, ...] = (
-    # Per master.
+    # Per master (steps 3, 5, 6).
     Key("bind_address", REQUIRED, "This master's IPv4 address: apiserver bind and advertise address, haproxy backend. Not 0.0.0.0 or 127.0.0.1.", per_host=True),
     Key("vrrp_priority", REQUIRED, "keepalived priority, 1-254, unique among masters; the highest starts as VIP holder.", per_host=True),
     Key("vrrp_interface", REQUIRED, "Interface that carries VRRP and the VIP (e.g. eth0, ens160): a Linux interface name, 1-15 of letters, digits and `_.-`.", per_host=True),
-    # The VIP and VRRP.
-    Key("vip", REQUIRED, "Virtual IPv4 address that haproxy listens on and clients use."),
-    Key("vip_prefix", 24, "Prefix length of the VIP's subnet; every master's bind_address must be inside it."),
-    Key("virtual_router_id", 51, "VRRP virtual_router_id, 1-255, unique on the LAN."),
-    Key("vrrp_advert_int", 1, "VRRP advert interval in seconds (failover takes about 3 of them)."),
-    Key("vrrp_auth_pass_file", None, f"File holding the VRRP password (at most 8 printable ASCII characters; no spaces, quotes, braces, `#`, `!`, `$`, backslash or backtick). The environment variable {AUTH_PASS_ENV} wins over it. Required one way or the other."),
-    Key("keepalived_extra_global_defs", [], "Raw lines added to keepalived's global_defs; each one printable line (no newline, tab or other control character) without `{` or `}`."),
-    # haproxy.
-    Key("lb_port", 6443, "Port haproxy listens on at the VIP."),
-    Key("haproxy_agent_port", 6444, "Port of each master's haproxy agent (drains an apiserver before the deploy restarts it)."),
-    Key("haproxy_check_interval_ms", 1000, "haproxy health-check interval (GET /readyz with a client certificate)."),
-    Key("haproxy_check_fall", 2, "Failed checks before a backend leaves rotation."),
-    Key("haproxy_check_rise", 2, "Good checks before a backend returns to rotation."),
-    Key("haproxy_timeout", "1h", "Client/server/tunnel timeout: long enough for watches, logs -f and exec."),
-    Key("haproxy_extra_defaults", [], "Raw lines added to haproxy's defaults section; each one printable line (no newline, tab or other control character) that does not open another section."),
-    Key("haproxy_stats_port", 8404, "Port of haproxy's stats page on 127.0.0.1 (the roll waits there for its master to be UP again)."),
-    # kube-apiserver.
+    # Step 1 — certificates (tasks/certs.py).
+    Key("cert_subject", {"C": "CN", "ST": "Fuzhou", "L": "Fujian", "O": "k8s", "OU": "System"}, "Subject fields (C, ST, L, O, OU) of the serving certificate: printable, at most 64 characters, no quotes or backslash."),
+    Key("cert_extra_sans", [], "Extra SANs for the serving certificate: IP addresses or DNS names (a wildcard only as a whole first label, `*.example.com`)."),
+    Key("ca_cert_file", None, "Import this CA certificate instead of creating one (with ca_key_file)."),
+    Key("ca_key_file", None, "Private key of the imported CA; stays on the deploy machine."),
+    Key("sa_key_file", None, "Import this service-account signing key (PEM) instead of creating one; stays on the deploy machine."),
+    Key("replace_ca_sha256", None, "sha256 of the masters' ca.pem that this run may replace (the refusal prints it). Replacing the CA reissues every certificate: a deliberate change."),
+    Key("replace_sa_sha256", None, "sha256 of the masters' sa.pub that this run may replace. A new service-account key invalidates every service-account token."),
+    Key("etcd_ca_cert_file", None, "The existing etcd's CA certificate (etcd trusts it; it signed etcd's serving certificate). With etcd_ca_key_file, or with etcd_client_cert_file + etcd_client_key_file. Unset: the deploy creates etcd-ca.pem in pki_dir."),
+    Key("etcd_ca_key_file", None, "Private key of etcd_ca_cert_file: the deploy issues the apiserver's etcd client certificate from it. Stays on the deploy machine."),
+    Key("etcd_client_cert_file", None, "Instead of etcd_ca_key_file: the apiserver's etcd client certificate, issued by etcd_ca_cert_file elsewhere (clientAuth)."),
+    Key("etcd_client_key_file", None, "Private key of etcd_client_cert_file."),
+    Key("pki_dir", "pki", "Local, git-ignored directory holding the CA and all issued certificates (no control characters)."),
+    # Step 2 — audit policy (tasks/audit.py).
+    Key("audit_policy_rules", [{"level": "Metadata"}], "Rules of the audit policy (audit.k8s.io/v1); strings without control characters."),
+    Key("audit_log_path", "/var/log/k8s-audit.log", "--audit-log-path: an absolute path of letters, digits and `._/@%+,:=-` (or `-` for stdout)."),
+    Key("audit_log_maxage", 30, "--audit-log-maxage (days)."),
+    Key("audit_log_maxbackup", 3, "--audit-log-maxbackup."),
+    Key("audit_log_maxsize", 100, "--audit-log-maxsize (MB)."),
+    # Step 3 — kube-apiserver (tasks/apiserver.py).
     Key("kube_version", flagmod.DEFAULT_KUBE_VERSION, "Kubernetes version; flags are rendered for it. Supported: 1.20 and 1.35-1.37."),
     Key("kube_apiserver_binary", None, "Local path of a kube-apiserver binary to upload (air-gapped installs, the lab's build)."),
     Key("kube_apiserver_url", "https://dl.k8s.io/release/v{version}/bin/linux/amd64/kube-apiserver", "Download URL (http or https) when no local binary is given ({version} is filled in); no spaces, quotes, `$`, `&` or `;`."),
@@ -71,26 +74,24 @@ KEYS: tuple[Key, ...] = (
     Key("apiserver_ready_timeout", 120, "Seconds a restarted apiserver has to answer /readyz and be UP in haproxy; otherwise the roll puts its previous inputs back and stops."),
     Key("shutdown_delay_seconds", 5, "--shutdown-delay-duration: keeps serving after SIGTERM while haproxy drains this master."),
     Key("service_account_issuer", "https://kubernetes.default.svc.cluster.local", "--service-account-issuer: an https:// URL without query or fragment."),
-    Key("audit_log_path", "/var/log/k8s-audit.log", "--audit-log-path: an absolute path of letters, digits and `._/@%+,:=-` (or `-` for stdout)."),
-    Key("audit_log_maxage", 30, "--audit-log-maxage (days)."),
-    Key("audit_log_maxbackup", 3, "--audit-log-maxbackup."),
-    Key("audit_log_maxsize", 100, "--audit-log-maxsize (MB)."),
-    Key("audit_policy_rules", [{"level": "Metadata"}], "Rules of the audit policy (audit.k8s.io/v1); strings without control characters."),
     Key("apiserver_extra_flags", {}, "Extra apiserver flags {name: value}; rejected unless the version accepts them. A value is a number, true/false or a string of letters, digits and `._:/=,@+%*-`."),
-    # PKI and kubeconfig.
-    Key("cert_subject", {"C": "CN", "ST": "Fuzhou", "L": "Fujian", "O": "k8s", "OU": "System"}, "Subject fields (C, ST, L, O, OU) of the serving certificate: printable, at most 64 characters, no quotes or backslash."),
-    Key("cert_extra_sans", [], "Extra SANs for the serving certificate: IP addresses or DNS names (a wildcard only as a whole first label, `*.example.com`)."),
-    Key("ca_cert_file", None, "Import this CA certificate instead of creating one (with ca_key_file)."),
-    Key("ca_key_file", None, "Private key of the imported CA; stays on the deploy machine."),
-    Key("sa_key_file", None, "Import this service-account signing key (PEM) instead of creating one; stays on the deploy machine."),
-    Key("replace_ca_sha256", None, "sha256 of the masters' ca.pem that this run may replace (the refusal prints it). Replacing the CA reissues every certificate: a deliberate change."),
-    Key("replace_sa_sha256", None, "sha256 of the masters' sa.pub that this run may replace. A new service-account key invalidates every service-account token."),
-    # etcd's CA: by default created in pki_dir; import it when etcd already exists.
-    Key("etcd_ca_cert_file", None, "The existing etcd's CA certificate (etcd trusts it; it signed etcd's serving certificate). With etcd_ca_key_file, or with etcd_client_cert_file + etcd_client_key_file. Unset: the deploy creates etcd-ca.pem in pki_dir."),
-    Key("etcd_ca_key_file", None, "Private key of etcd_ca_cert_file: the deploy issues the apiserver's etcd client certificate from it. Stays on the deploy machine."),
-    Key("etcd_client_cert_file", None, "Instead of etcd_ca_key_file: the apiserver's etcd client certificate, issued by etcd_ca_cert_file elsewhere (clientAuth)."),
-    Key("etcd_client_key_file", None, "Private key of etcd_client_cert_file."),
-    Key("pki_dir", "pki", "Local, git-ignored directory holding the CA and all issued certificates (no control characters)."),
+    # Step 5 — keepalived (tasks/keepalived.py).
+    Key("vip", REQUIRED, "Virtual IPv4 address that haproxy listens on and clients use."),
+    Key("vip_prefix", 24, "Prefix length of the VIP's subnet; every master's bind_address must be inside it."),
+    Key("virtual_router_id", 51, "VRRP virtual_router_id, 1-255, unique on the LAN."),
+    Key("vrrp_advert_int", 1, "VRRP advert interval in seconds (failover takes about 3 of them)."),
+    Key("vrrp_auth_pass_file", None, f"File holding the VRRP password (at most 8 printable ASCII characters; no spaces, quotes, braces, `#`, `!`, `$`, backslash or backtick). The environment variable {AUTH_PASS_ENV} wins over it. Required one way or the other."),
+    Key("keepalived_extra_global_defs", [], "Raw lines added to keepalived's global_defs; each one printable line (no newline, tab or other control character) without `{` or `}`."),
+    # Step 6 — haproxy (tasks/haproxy.py).
+    Key("lb_port", 6443, "Port haproxy listens on at the VIP."),
+    Key("haproxy_agent_port", 6444, "Port of each master's haproxy agent (drains an apiserver before the deploy restarts it)."),
+    Key("haproxy_check_interval_ms", 1000, "haproxy health-check interval (GET /readyz with a client certificate)."),
+    Key("haproxy_check_fall", 2, "Failed checks before a backend leaves rotation."),
+    Key("haproxy_check_rise", 2, "Good checks before a backend returns to rotation."),
+    Key("haproxy_timeout", "1h", "Client/server/tunnel timeout: long enough for watches, logs -f and exec."),
+    Key("haproxy_extra_defaults", [], "Raw lines added to haproxy's defaults section; each one printable line (no newline, tab or other control character) that does not open another section."),
+    Key("haproxy_stats_port", 8404, "Port of haproxy's stats page on 127.0.0.1 (the roll waits there for its master to be UP again)."),
+    # Step 7 — admin kubeconfig (tasks/kubeconfig.py).
     Key("artifacts_dir", "artifacts", "Local directory for the operator's admin kubeconfig (no control characters)."),
     Key("cluster_name", "kubernetes", "Cluster name in the kubeconfig: a plain name (letters, digits and `_.:@-`, at most 32)."),
 )
@@ -165,8 +166,8 @@ class Cluster:
     audit_log_maxbackup: int
     audit_log_maxsize: int
     audit_policy_rules: tuple[dict, ...]
-    apiserver_extra_flags: dict = field(hash=False)
-    cert_subject: dict = field(hash=False)
+    apiserver_extra_flags: dict
+    cert_subject: dict
     cert_extra_sans: tuple[str, ...] = ()
     ca_cert_file: str | None = None
     ca_key_file: str | None = None

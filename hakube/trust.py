@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import pki
-from .flags import PATHS
+from .paths import PATHS
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,7 @@ class Anchor:
 
 ANCHORS = (
     Anchor("ca", "CA certificate", PATHS.cert("ca"), "replace_ca_sha256"),
-    Anchor("sa", "service-account public key", f"{PATHS.ssl_dir}/sa.pub", "replace_sa_sha256"),
+    Anchor("sa", "service-account public key", PATHS.sa_pub, "replace_sa_sha256"),
     Anchor("etcd-ca", "etcd CA certificate", PATHS.etcd_ca, "replace_ca_sha256"),
 )
 HOST_PATHS = tuple(a.host_path for a in ANCHORS)

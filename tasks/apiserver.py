@@ -1,36 +1,69 @@
-"""Step 3 — kube-apiserver: shared config, per-master flags, systemd unit, binary, rolling restart.
+"""Step 3 — kube-apiserver: shared config, per-master flags, systemd unit, binary, the roll.
 
 Tutorial: 配置kube-apiserver运行参数 / 配置kube-apiserver服务 / 启动kube-apiserver.
 /etc/kubernetes/config goes to every host (masters and nodes), the rest to masters only. On a
-master every input of the apiserver (binary, env files, unit, certificates, audit policy) is only
-staged next to the live file; the roll then takes one master at a time: drain it (its haproxy
-agent answers "drain"), switch the staged inputs in, restart, and wait — bounded by
-``apiserver_ready_timeout`` — for /readyz and for haproxy to have it UP again. A master that does
-not become ready gets its previous inputs back (byte-identical), is restarted and undrained, and
-the run stops there: no later master is touched (``hakube.roll``).
+master every input of the apiserver (binary, env files, unit, certificates, audit policy: every
+file that notifies "kube-apiserver") is only staged next to the live file; the roll then takes one
+master at a time: drain it (its haproxy agent answers "drain"), switch the staged inputs in,
+restart, and wait — bounded by ``apiserver_ready_timeout`` — for /readyz and for haproxy to have it
+UP again. A master that does not become ready gets its previous inputs back (byte-identical), is
+restarted and undrained, and the run stops there: no later master is touched (``hakube.roll``).
+While no apiserver serves anywhere (a first install) there is nothing to protect: every master
+rolls at once.
 """
 
 import shlex
 
 from pyinfra.api import deploy
 
-from hakube import flags, roll as rollsh
+from hakube import roll as rollsh
+from hakube.apiserver_args import apiserver_env, config_env
+from hakube.facts import Needs
 from hakube.ops import binary, handler, managed_file, roll, roll_owed, unit_running
-from hakube.render import AGENT_STATE, APISERVER_BINARY
+from hakube.paths import PATHS
+from hakube.render import DesiredFile, render
 
+NAME = "kube-apiserver"
 SERVICE = "kube-apiserver"
+UNIT = "/etc/systemd/system/kube-apiserver.service"
+AGENT_SOCKET = "/etc/systemd/system/kube-apiserver-agent.socket"
+AGENT_SERVICE = "/etc/systemd/system/kube-apiserver-agent@.service"
+NEEDS = Needs(paths=(PATHS.apiserver_binary,), units=("kube-apiserver.service", "kube-apiserver-agent.socket"))
+
+
+def desired_files(cfg, pki) -> dict[str, DesiredFile]:
+    """/etc/kubernetes/config on every host; on a master also the flags, the unit and the haproxy agent."""
+    restart = (SERVICE,) if cfg.is_master else ()
+    out = {"config": DesiredFile("/etc/kubernetes/config", render("config.j2", env=config_env(cfg)), notify=restart)}
+    if not cfg.is_master:
+        return out
+    out["flags"] = DesiredFile("/etc/kubernetes/apiserver", render("apiserver.j2", cfg=cfg, env=apiserver_env(cfg)),
+                               notify=restart)
+    # The roll runs daemon-reload before it restarts the apiserver.
+    out["unit"] = DesiredFile(UNIT, render("kube-apiserver.service.j2", binary=PATHS.apiserver_binary), notify=restart)
+    # The haproxy agent-check responder (a systemd socket, no daemon of its own).
+    out["agent-socket"] = DesiredFile(AGENT_SOCKET, render("kube-apiserver-agent.socket.j2", cfg=cfg, c=cfg.cluster),
+                                      notify=("daemon-reload", "kube-apiserver-agent"))
+    out["agent-service"] = DesiredFile(AGENT_SERVICE, render("kube-apiserver-agent@.service.j2",
+                                                             state_file=PATHS.agent_state), notify=("daemon-reload",))
+    return out
+
+
+def serving(masters_facts: dict) -> bool:
+    """Is an apiserver running on any master (then a roll has something to protect)?"""
+    return any(f.units.get("kube-apiserver.service", ("", ""))[0] == "active" for f in masters_facts.values())
 
 
 def _roll_script(cfg, inputs) -> str:
-    c, ssl = cfg.cluster, flags.PATHS
+    c = cfg.cluster
     url = f"https://{cfg.bind_address}:{c.apiserver_port}/readyz"
     curl = " ".join(
         shlex.quote(a)
-        for a in ("curl", "-sf", "-o", "/dev/null", "--max-time", "2", "--cacert", ssl.cert("ca"),
-                  "--cert", ssl.cert("apiserver-kubelet-client"), "--key", ssl.key("apiserver-kubelet-client"), url)
+        for a in ("curl", "-sf", "-o", "/dev/null", "--max-time", "2", "--cacert", PATHS.cert("ca"),
+                  "--cert", PATHS.cert("apiserver-kubelet-client"), "--key", PATHS.key("apiserver-kubelet-client"), url)
     )
     stats = shlex.quote(f"http://127.0.0.1:{c.haproxy_stats_port}/stats;csv")
-    state = shlex.quote(AGENT_STATE)
+    state = shlex.quote(PATHS.agent_state)
     functions = (
         # This master's row in the local haproxy's view; no stats yet (first install) = nothing to wait for.
         f"_up() {{ st=$(curl -s --max-time 2 {stats}) || return 0; "
@@ -48,34 +81,33 @@ def _roll_script(cfg, inputs) -> str:
     )
 
 
-@deploy("kube-apiserver")
-def apply(cfg, plan, now, inputs=()):
-    """``inputs``: the other steps' files the apiserver reads (certificates, audit policy)."""
-    managed_file(name="Install /etc/kubernetes/config", file=plan.config, now=now)
+@deploy(NAME)
+def apply(cfg, want, facts, anything_serving: bool = True):
+    files = want[NAME]
+    managed_file(name="Install /etc/kubernetes/config", file=files["config"], facts=facts)
     if not cfg.is_master:
         return
     c = cfg.cluster
     binary_op = binary(
         name=f"Install kube-apiserver {c.kube_version}",
-        dest=APISERVER_BINARY,
+        dest=PATHS.apiserver_binary,
         local_path=c.kube_apiserver_binary,
         url=None if c.kube_apiserver_binary else c.download_url,
         sha256=c.kube_apiserver_sha256,
-        now=now,
+        facts=facts,
         notify=(SERVICE,),
     )
-    for f in plan.apiserver:
-        managed_file(name=f"Install {f.path}", file=f, now=now)
-    agent = [managed_file(name=f"Install {f.path}", file=f, now=now) for f in plan.agent]
-    handler("daemon-reload", "systemctl daemon-reload", plan.agent, now,
-            name="systemctl daemon-reload (units changed)")
-    handler("kube-apiserver-agent", "systemctl restart kube-apiserver-agent.socket", plan.agent, now,
+    for role in ("flags", "unit", "agent-socket", "agent-service"):
+        managed_file(name=f"Install {files[role].path}", file=files[role], facts=facts)
+    agent = [files["agent-socket"], files["agent-service"]]
+    handler("daemon-reload", "systemctl daemon-reload", agent, facts, name="systemctl daemon-reload (units changed)")
+    handler("kube-apiserver-agent", "systemctl restart kube-apiserver-agent.socket", agent, facts,
             name="Restart the haproxy agent socket (changed)")
-    unit_running(name="haproxy agent socket enabled and listening", unit="kube-apiserver-agent.socket", now=now)
-    files = [plan.config, *plan.apiserver, *inputs]
-    if roll_owed(SERVICE, files, now, binary_changes=binary_op.will_change):
-        paths = [APISERVER_BINARY, *(f.path for f in files)]
+    unit_running(name="haproxy agent socket enabled and listening", unit="kube-apiserver-agent.socket", facts=facts)
+    inputs = [f for step in want.values() for f in step.values() if SERVICE in f.notify]  # every step's
+    if roll_owed(SERVICE, inputs, facts, binary_changes=binary_op.will_change):
+        paths = [PATHS.apiserver_binary, *(f.path for f in inputs)]
         roll(name="Restart kube-apiserver, one master at a time, waiting for /readyz",
              service=SERVICE, script=_roll_script(cfg, paths),
-             on_stop=rollsh.stopped_elsewhere(SERVICE, paths), _serial=True)
-    unit_running(name="kube-apiserver enabled and running", unit="kube-apiserver.service", now=now)
+             on_stop=rollsh.stopped_elsewhere(SERVICE, paths), guard=anything_serving, _serial=anything_serving)
+    unit_running(name="kube-apiserver enabled and running", unit="kube-apiserver.service", facts=facts)

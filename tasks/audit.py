@@ -2,9 +2,23 @@
 
 from pyinfra.api import deploy
 
+from hakube.facts import Needs
 from hakube.ops import managed_file
+from hakube.paths import PATHS
+from hakube.render import DesiredFile, render
+
+NAME = "Audit policy"
+NEEDS = Needs()
 
 
-@deploy("Audit policy")
-def apply(plan, now):
-    return [managed_file(name=f"Install {f.path}", file=f, now=now) for f in plan.audit]
+def desired_files(cfg, pki) -> dict[str, DesiredFile]:
+    if not cfg.is_master:
+        return {}
+    rules = list(cfg.cluster.audit_policy_rules)
+    return {"policy": DesiredFile(PATHS.audit_policy, render("audit-policy.yaml.j2", rules=rules),
+                                  notify=("kube-apiserver",))}
+
+
+@deploy(NAME)
+def apply(cfg, want, facts):
+    return [managed_file(name=f"Install {f.path}", file=f, facts=facts) for f in want[NAME].values()]

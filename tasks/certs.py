@@ -1,16 +1,91 @@
 """Step 1 — Kubernetes certificates and keys (tutorial: 创建kubernetes证书和密钥).
 
-The PKI lives on the deploy machine (hakube.pki, called from deploy.py); this step uploads the
-cluster CA and etcd CA certificates, the apiserver's certificates and keys and the
-service-account keypair to /etc/kubernetes/ssl. Keys are 0600. The CA keys never leave the
-deploy machine.
+The PKI lives on the deploy machine (``ensure_pki``: the certificate table of ``hakube.pki``,
+created once, reissued when SANs, subject, CA or expiry ask for it); this step uploads both CA
+certificates, the apiserver's certificates and keys and the service-account keypair to
+/etc/kubernetes/ssl. Keys are 0600. No CA key ever leaves the deploy machine. Every file here is
+an input of the apiserver: it is staged, and goes live in the apiserver's roll.
 """
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from dataclasses import dataclass, field
+from functools import lru_cache
 
 from pyinfra.api import deploy
 
+from hakube import pki
+from hakube.facts import Needs
 from hakube.ops import managed_file
+from hakube.paths import PATHS
+from hakube.render import DesiredFile
+
+NAME = "Certificates (/etc/kubernetes/ssl)"
+NEEDS = Needs()
+APISERVER_CERTS = ("apiserver", "apiserver-etcd-client", "apiserver-kubelet-client")  # the apiserver reads them
 
 
-@deploy("Certificates (/etc/kubernetes/ssl)")
-def apply(plan, now):
-    return [managed_file(name=f"Install {f.path}", file=f, now=now) for f in plan.certs]
+@dataclass(frozen=True)
+class ClusterPKI:
+    """What this step produced on the deploy machine (CA keys excluded on purpose)."""
+
+    ca_pem: bytes
+    etcd_ca_pem: bytes  # etcd's CA: issued apiserver-etcd-client and etcd's serving certificate
+    certs: dict  # name -> pki.IssuedCert
+    sa_pub: bytes
+    sa_key: bytes = field(repr=False)
+
+
+def ensure_pki(cfg) -> ClusterPKI:
+    """Create or reuse the cluster PKI on the deploy machine (idempotent, once per process)."""
+    c = cfg.cluster
+    sans = pki.apiserver_sans(c.bind_addresses, c.vip, c.service_cluster_ip_range, c.cluster_domain, c.cert_extra_sans)
+    ca_import = (c.ca_cert_file, c.ca_key_file) if c.ca_cert_file else None
+    etcd_ca_import = (c.etcd_ca_cert_file, c.etcd_ca_key_file) if c.etcd_ca_cert_file else None
+    etcd_client = (c.etcd_client_cert_file, c.etcd_client_key_file) if c.etcd_client_cert_file else None
+    return _ensure_pki(c.pki_dir, sans, pki.Subject(**c.cert_subject), ca_import, etcd_ca_import, etcd_client,
+                       c.sa_key_file)
+
+
+@lru_cache(maxsize=4)
+def _ensure_pki(pki_dir: str, sans: tuple, subject: pki.Subject, ca_import, etcd_ca_import=None,
+                etcd_client=None, sa_import=None) -> ClusterPKI:
+    cert_imports = {pki.ETCD_CLIENT.name: etcd_client} if etcd_client else None
+    # ensure_cluster_pki reports reissues with print(); keep stdout clean for `pyinfra --json`.
+    with contextlib.redirect_stdout(sys.stderr):
+        cas, certs, (sa_pub, sa_key) = pki.ensure_cluster_pki(
+            pki_dir, pki.cluster_cert_specs(sans, subject), ca_import=ca_import, ca_subject=subject,
+            etcd_ca_import=etcd_ca_import, cert_imports=cert_imports, sa_import=sa_import,
+        )
+    return ClusterPKI(ca_pem=cas["cluster"].cert_pem, etcd_ca_pem=cas["etcd"].cert_pem, certs=certs,
+                      sa_pub=sa_pub, sa_key=sa_key)
+
+
+def placeholder() -> ClusterPKI:
+    """A PKI with blank contents: which paths the steps manage is known before any PKI exists."""
+    blank = pki.IssuedCert("", b"", b"", issued=False, reason=None)
+    names = [spec.name for spec in pki.cluster_cert_specs((), pki.Subject())]
+    return ClusterPKI(ca_pem=b"", etcd_ca_pem=b"", certs={n: blank for n in names}, sa_pub=b"", sa_key=b"")
+
+
+def desired_files(cfg, p: ClusterPKI | None) -> dict[str, DesiredFile]:
+    """/etc/kubernetes/ssl on a master: both CA certs, the apiserver's certs and keys, SA keypair."""
+    if not cfg.is_master:
+        return {}
+    restart = ("kube-apiserver",)
+    out = {"ca": DesiredFile(PATHS.cert("ca"), p.ca_pem, notify=restart),
+           "etcd-ca": DesiredFile(PATHS.etcd_ca, p.etcd_ca_pem, notify=restart)}
+    for name in APISERVER_CERTS:
+        cert = p.certs[name]
+        out[name] = DesiredFile(PATHS.cert(name), cert.cert_pem, notify=restart)
+        out[f"{name}-key"] = DesiredFile(PATHS.key(name), cert.key_pem, mode="0600", secret=True, notify=restart)
+    out["sa.pub"] = DesiredFile(PATHS.sa_pub, p.sa_pub, notify=restart)
+    out["sa-key"] = DesiredFile(PATHS.key("sa"), p.sa_key, mode="0600", secret=True, notify=restart)
+    return out
+
+
+@deploy(NAME)
+def apply(cfg, want, facts):
+    return [managed_file(name=f"Install {f.path}", file=f, facts=facts) for f in want[NAME].values()]

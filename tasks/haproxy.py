@@ -9,16 +9,41 @@ master at a time, and a reload that leaves haproxy not running is rolled back an
 from pyinfra.api import deploy
 from pyinfra.operations import server
 
+from hakube import pki as pkimod
+from hakube.facts import Needs
 from hakube.ops import managed_file, reload_roll, unit_running
+from hakube.render import DesiredFile, render, static
+
+NAME = "haproxy"
+CFG = "/etc/haproxy/haproxy.cfg"
+CA = "/etc/haproxy/pki/ca.pem"
+CHECK_CERT = "/etc/haproxy/pki/healthcheck.pem"  # the client certificate of the /readyz check
+SYSCTL_CONF = "/etc/sysctl.d/99-kube-apiserver-vip.conf"
+NONLOCAL_BIND = "net.ipv4.ip_nonlocal_bind"
+NEEDS = Needs(units=("haproxy.service",), sysctls=(NONLOCAL_BIND,))
 
 
-@deploy("haproxy")
-def apply(cfg, plan, now):
-    sysctl_conf, *haproxy_files = plan.haproxy
-    managed_file(name=f"Persist {sysctl_conf.path}", file=sysctl_conf, now=now)
-    if now.sysctls.get("net.ipv4.ip_nonlocal_bind") != "1":
-        server.sysctl(name="net.ipv4.ip_nonlocal_bind = 1", key="net.ipv4.ip_nonlocal_bind", value=1)
-    for f in haproxy_files:
-        managed_file(name=f"Install {f.path}", file=f, now=now)
-    reload_roll("haproxy", haproxy_files, now, cfg.short_name)
-    unit_running(name="haproxy enabled and running", unit="haproxy.service", now=now)
+def desired_files(cfg, p) -> dict[str, DesiredFile]:
+    if not cfg.is_master:
+        return {}
+    content = render("haproxy.cfg.j2", cfg=cfg, c=cfg.cluster, pki={"ca": CA, "crt": CHECK_CERT})
+    return {
+        "sysctl": DesiredFile(SYSCTL_CONF, static("99-kube-apiserver-vip.conf")),
+        "ca": DesiredFile(CA, p.ca_pem, notify=("haproxy",)),
+        "check-cert": DesiredFile(CHECK_CERT, pkimod.combined_pem(p.certs["haproxy-healthcheck"]), mode="0600",
+                                  secret=True, notify=("haproxy",)),
+        "cfg": DesiredFile(CFG, content, validate="haproxy -c -f {path}", notify=("haproxy",)),
+    }
+
+
+@deploy(NAME)
+def apply(cfg, want, facts):
+    files = want[NAME]
+    managed_file(name=f"Persist {SYSCTL_CONF}", file=files["sysctl"], facts=facts)
+    if facts.sysctls.get(NONLOCAL_BIND) != "1":
+        server.sysctl(name=f"{NONLOCAL_BIND} = 1", key=NONLOCAL_BIND, value=1)
+    served = [files["ca"], files["check-cert"], files["cfg"]]
+    for f in served:
+        managed_file(name=f"Install {f.path}", file=f, facts=facts)
+    reload_roll("haproxy", served, facts, cfg.short_name)
+    unit_running(name="haproxy enabled and running", unit="haproxy.service", facts=facts)

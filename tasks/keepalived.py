@@ -9,17 +9,31 @@ reload that leaves keepalived not running is rolled back and stops the run.
 from pyinfra.api import deploy
 from pyinfra.operations import server
 
+from hakube.facts import Needs
 from hakube.ops import managed_file, reload_roll, unit_running
+from hakube.render import DesiredFile, render
+
+NAME = "keepalived"
+CONF = "/etc/keepalived/keepalived.conf"
+SCRIPT_USER = "keepalived_script"  # runs the health script: never root
+NEEDS = Needs(units=("keepalived.service",), users=(SCRIPT_USER,))
 
 
-@deploy("keepalived")
-def apply(cfg, plan, now):
-    if "keepalived_script" not in now.users:
-        server.user(
-            name="User for keepalived's health scripts",
-            user="keepalived_script", system=True, shell="/usr/sbin/nologin", home="/nonexistent", create_home=False,
-        )
-    for f in plan.keepalived:
-        managed_file(name=f"Install {f.path}", file=f, now=now)
-    reload_roll("keepalived", plan.keepalived, now, cfg.short_name)
-    unit_running(name="keepalived enabled and running", unit="keepalived.service", now=now)
+def desired_files(cfg, pki) -> dict[str, DesiredFile]:
+    if not cfg.is_master:
+        return {}
+    content = render("keepalived.conf.j2", cfg=cfg, c=cfg.cluster, script_user=SCRIPT_USER)
+    # Holds the VRRP password: secret, 0600.
+    return {"conf": DesiredFile(CONF, content, mode="0600", secret=True, validate="keepalived -t -f {path}",
+                                notify=("keepalived",))}
+
+
+@deploy(NAME)
+def apply(cfg, want, facts):
+    files = want[NAME]
+    if SCRIPT_USER not in facts.users:
+        server.user(name="User for keepalived's health scripts", user=SCRIPT_USER, system=True,
+                    shell="/usr/sbin/nologin", home="/nonexistent", create_home=False)
+    managed_file(name=f"Install {CONF}", file=files["conf"], facts=facts)
+    reload_roll("keepalived", files.values(), facts, cfg.short_name)
+    unit_running(name="keepalived enabled and running", unit="keepalived.service", facts=facts)

@@ -4,19 +4,38 @@ On every master at /root/.kube/config (0600; kubectl comes from the packages ste
 operator, in the local artifacts directory.
 """
 
+import base64
 import os
 from pathlib import Path
 
 from pyinfra.api import deploy
 
+from hakube.facts import Needs
 from hakube.ops import managed_file
-from hakube.render import admin_kubeconfig
+from hakube.paths import PATHS
+from hakube.render import DesiredFile, render
+
+NAME = "Admin kubeconfig"
+NEEDS = Needs()
 
 
-def write_local(cfg, pki) -> Path:
+def admin_kubeconfig(cfg, p) -> bytes:
+    admin = p.certs["admin"]
+    b64 = lambda b: base64.b64encode(b).decode()  # noqa: E731
+    return render("kubeconfig.j2", c=cfg.cluster, ca_b64=b64(p.ca_pem), cert_b64=b64(admin.cert_pem),
+                  key_b64=b64(admin.key_pem))
+
+
+def desired_files(cfg, p) -> dict[str, DesiredFile]:
+    if not cfg.is_master:
+        return {}
+    return {"kubeconfig": DesiredFile(PATHS.kubeconfig, admin_kubeconfig(cfg, p), mode="0600", secret=True)}
+
+
+def write_local(cfg, p) -> Path:
     """The operator's copy, written on the deploy machine when its content changed."""
     path = Path(cfg.cluster.artifacts_dir) / "admin.kubeconfig"
-    content = admin_kubeconfig(cfg, pki)
+    content = admin_kubeconfig(cfg, p)
     if not path.exists() or path.read_bytes() != content:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
@@ -29,6 +48,6 @@ def write_local(cfg, pki) -> Path:
     return path
 
 
-@deploy("Admin kubeconfig")
-def apply(cfg, plan, now):
-    return [managed_file(name=f"Install {f.path}", file=f, now=now) for f in plan.kubeconfig]
+@deploy(NAME)
+def apply(cfg, want, facts):
+    return [managed_file(name=f"Install {f.path}", file=f, facts=facts) for f in want[NAME].values()]

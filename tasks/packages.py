@@ -1,21 +1,29 @@
-"""Step 0 — distribution packages for the later steps: keepalived, haproxy, kubectl.
+"""Step 0 — distribution packages for the later steps: keepalived, haproxy, kubectl, curl.
 
-The tutorial installs each with yum at its own step; one call here keeps a no-op run at one
-package check per host. The package manager (apt, dnf, yum) is chosen from facts.
+The tutorial installs each with yum at its own step; here they are one remote command per host,
+planned only when one of the commands they provide is missing (the package manager — apt, dnf or
+yum — is chosen on the host).
 """
 
+from pyinfra import host
 from pyinfra.api import deploy
 
-from pyinfra import host
+from hakube.facts import Needs
+from hakube.ops import packages
 
-from hakube.ops import COMMANDS, install_packages
+NAME = "Packages"
+PACKAGES = ("keepalived", "haproxy", "kubernetes-client", "curl")
+PROVIDES = ("keepalived", "haproxy", "kubectl", "curl")  # the commands the other steps run
+NEEDS = Needs(commands=PROVIDES)
 
-PACKAGES = ["keepalived", "haproxy", "kubernetes-client"]  # provide hakube.ops.COMMANDS
+
+def desired_files(cfg, pki) -> dict:
+    return {}
 
 
-@deploy("Packages")
-def apply(now):
-    if now.commands >= set(COMMANDS):
-        host.noop(f"{', '.join(COMMANDS)} are installed")
+@deploy(NAME)
+def apply(cfg, want, facts):
+    if facts.commands >= set(PROVIDES):
+        host.noop(f"{', '.join(PROVIDES)} are installed")
         return None
-    return install_packages(PACKAGES, name=f"Install {', '.join(PACKAGES)}")
+    return packages(name=f"Install {', '.join(PACKAGES)}", names=PACKAGES)

@@ -8,18 +8,25 @@ from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.operations import server
 
-from hakube.ops import RBAC_BINDING
-from hakube.render import KUBECONFIG
+from hakube.facts import Needs
+from hakube.paths import PATHS
 
-BINDING = RBAC_BINDING
+NAME = "RBAC: kube-apiserver -> kubelet API"
+BINDING = "kube-apiserver:kubelet-apis"  # the tutorial's binding
+OBJECT = f"clusterrolebinding/{BINDING}"
+NEEDS = Needs(kube_objects=(OBJECT,))
 
 
-@deploy("RBAC: kube-apiserver -> kubelet API")
-def apply(cfg, now):
-    if f"clusterrolebinding/{BINDING}" in now.kube_objects:
+def desired_files(cfg, pki) -> dict:
+    return {}
+
+
+@deploy(NAME)
+def apply(cfg, want, facts):
+    if OBJECT in facts.kube_objects:
         host.noop(f"clusterrolebinding {BINDING} exists")
         return
-    kubectl = f"kubectl --kubeconfig {KUBECONFIG}"
+    kubectl = f"kubectl --kubeconfig {PATHS.kubeconfig}"
     server.shell(
         name=f"Create clusterrolebinding {BINDING} (through the VIP)",
         commands=[

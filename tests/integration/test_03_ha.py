@@ -15,7 +15,7 @@ import pytest
 
 import hakube.lab as lab
 from hakube import pki
-from hakube.render import AGENT_STATE
+from hakube.paths import PATHS
 
 from .conftest import (
     PYINFRA,
@@ -220,7 +220,7 @@ def test_a_broken_config_never_goes_live(healthy, tmp_path, data, live_file, ser
 def _being_restarted() -> str | None:
     """The master whose apiserver the deploy is restarting right now (it is drained meanwhile)."""
     for m in masters():
-        if sh(m, f"test -e {AGENT_STATE}", check=False).returncode == 0:
+        if sh(m, f"test -e {PATHS.agent_state}", check=False).returncode == 0:
             return m
     return None
 

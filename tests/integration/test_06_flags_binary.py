@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 import hakube.lab as lab
-from hakube import flags
+from hakube import apiserver_args, flags
 from hakube.flags import FLAGS
 from hakube.lab import tools
 from hakube.lab.config import APISERVER_VERSION_LINE
@@ -103,7 +103,7 @@ def rendered_1_20() -> dict[str, str]:
     assert cluster["kube_version"] == lab.K8S_VERSION.lstrip("v")
     hosts = [(name, {**cluster, **data}, ["masters"]) for name, data in hosts_data]
     settings = load_inventory(hosts, env={AUTH_PASS_ENV: "flagtest"})[hosts[0][0]]
-    env = {**flags.config_env(settings), **flags.apiserver_env(settings)}
+    env = {**apiserver_args.config_env(settings), **apiserver_args.apiserver_env(settings)}
     unit = (lab.REPO / "templates" / "kube-apiserver.service.j2").read_text()
     used = re.findall(r"\$(KUBE_[A-Z_]+)", unit)
     assert used and set(used) <= set(env), (used, sorted(env))

@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 from hakube import flags
-from hakube.flags import FLAGS, FlagError, apiserver_env, config_env, flag_problem
+from hakube.apiserver_args import apiserver_env, config_env
+from hakube.flags import FLAGS, FlagError, flag_problem
+from hakube.paths import PATHS
 from hakube.settings import InventoryError
 
 from .conftest import VIP, make_inventory
@@ -100,7 +102,7 @@ def test_apiserver_env_service_account_and_security(tmp_path: Path, version: str
     assert f["tls-private-key-file"] == "/etc/kubernetes/ssl/apiserver-key.pem"
     assert f["etcd-servers"] == "https://10.9.0.20:2379,https://10.9.0.21:2379"
     # etcd is verified with (and only trusts) its own CA, not the cluster CA.
-    assert f["etcd-cafile"] == "/etc/kubernetes/ssl/etcd-ca.pem" == flags.PATHS.etcd_ca
+    assert f["etcd-cafile"] == "/etc/kubernetes/ssl/etcd-ca.pem" == PATHS.etcd_ca
     assert f["etcd-certfile"] == "/etc/kubernetes/ssl/apiserver-etcd-client.pem"
     assert f["etcd-keyfile"] == "/etc/kubernetes/ssl/apiserver-etcd-client-key.pem"
     assert f["authorization-mode"] == "Node,RBAC"

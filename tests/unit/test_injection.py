@@ -28,7 +28,9 @@ from typing import Callable
 import pytest
 
 from hakube import flags, ops, pki, render, settings
-from hakube.render import ensure_pki, plan
+from hakube.paths import PATHS
+from tasks import desired_state
+from tasks.certs import ensure_pki
 from hakube.settings import AUTH_PASS_ENV, KEY_BY_NAME, InventoryError, load_inventory
 
 from tasks.apiserver import _roll_script
@@ -105,7 +107,7 @@ def _audit_rules(make: Callable[[str], list]) -> Callable[[dict, dict, str], str
     def check(files: dict, reference: dict, payload: str) -> str | None:
         rules = make(payload)
         for path, text in files.items():
-            if path.endswith(flags.PATHS.audit_policy):
+            if path.endswith(PATHS.audit_policy):
                 lines = [line for line in text.splitlines() if line.startswith("- ")]
                 if [json.loads(line[2:]) for line in lines] != rules:
                     return f"{path} does not parse back to the configured rules"
@@ -212,16 +214,17 @@ def _render_all(s: dict) -> dict[str, str]:
     out = {
         f"{host}:{f.path}": f.content.decode("utf-8", errors="replace")
         for host, cfg in s.items()
-        for f in plan(cfg, p if cfg.is_master else None).files
+        for step in desired_state(cfg, p if cfg.is_master else None).values()
+        for f in step.values()
     }
     for host, cfg in s.items():
         if cfg.is_master:
             c = cfg.cluster
             install = ops.binary.__wrapped__(  # the operation's command generator, without pyinfra
-                dest=render.APISERVER_BINARY, now=SimpleNamespace(files={}), url=c.download_url, sha256=c.kube_apiserver_sha256
+                dest=PATHS.apiserver_binary, facts=SimpleNamespace(files={}), url=c.download_url, sha256=c.kube_apiserver_sha256
             )
             out[f"{host}:$ install kube-apiserver"] = "\n".join(install)
-            out[f"{host}:$ restart kube-apiserver"] = _roll_script(cfg, [render.APISERVER_BINARY])
+            out[f"{host}:$ restart kube-apiserver"] = _roll_script(cfg, [PATHS.apiserver_binary])
     return out
 
 

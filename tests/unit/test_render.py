@@ -11,8 +11,43 @@ from pathlib import Path
 
 import pytest
 
-from hakube import flags, render
-from hakube.render import DesiredFile, ensure_pki, plan
+import tasks
+from hakube import apiserver_args, render
+from hakube.paths import PATHS
+from hakube.render import DesiredFile
+from hakube.roll import pending_marker
+from tasks import apiserver, certs, haproxy, keepalived, kubeconfig
+from tasks.certs import ensure_pki
+
+
+class Plan:
+    """Every desired file of one host, by step (``tasks.desired_state``), with shortcuts by step."""
+
+    def __init__(self, want: dict):
+        self.want = want
+
+    def step(self, name: str) -> list[DesiredFile]:
+        return list(self.want.get(name, {}).values())
+
+    @property
+    def files(self) -> list[DesiredFile]:
+        return [f for step in self.want.values() for f in step.values()]
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        return tasks.managed_paths(self.want)
+
+    certs = property(lambda self: self.step(certs.NAME))
+    audit = property(lambda self: self.step(tasks.audit.NAME))
+    keepalived = property(lambda self: self.step(keepalived.NAME))
+    haproxy = property(lambda self: self.step(haproxy.NAME))
+    kubeconfig = property(lambda self: self.step(kubeconfig.NAME))
+    apiserver = property(lambda self: [self.want[apiserver.NAME][r] for r in ("flags", "unit") if r in self.want[apiserver.NAME]])
+    agent = property(lambda self: [self.want[apiserver.NAME][r] for r in ("agent-socket", "agent-service") if r in self.want[apiserver.NAME]])
+
+
+def plan(cfg, p) -> Plan:
+    return Plan(tasks.desired_state(cfg, p))
 
 from .conftest import AUTH_PASS, VIP, make_inventory
 
@@ -41,17 +76,17 @@ def plans(two):
     return {name: plan(cfg, p if cfg.is_master else None) for name, cfg in s.items()}
 
 
-def _files(pl: render.Plan) -> list[DesiredFile]:
+def _files(pl: Plan) -> list[DesiredFile]:
     return pl.files
 
 
-def _file(pl: render.Plan, path: str) -> DesiredFile:
+def _file(pl: Plan, path: str) -> DesiredFile:
     hits = [f for f in _files(pl) if f.path == path]
     assert len(hits) == 1, (path, [f.path for f in _files(pl)])
     return hits[0]
 
 
-def _text(pl: render.Plan, path: str) -> str:
+def _text(pl: Plan, path: str) -> str:
     return _file(pl, path).content.decode()
 
 
@@ -89,7 +124,7 @@ def _env_file(text: str) -> dict[str, str]:
 
 @pytest.mark.parametrize("host, prio, iface", [("m1", 120, "eth0"), ("m2", 110, "ens160")])
 def test_keepalived_conf(plans, host: str, prio: int, iface: str) -> None:
-    f = _file(plans[host], render.KEEPALIVED_CONF)
+    f = _file(plans[host], keepalived.CONF)
     text = f.content.decode()
     lines = _lines(text)
     instance = _lines(_block(text, "vrrp_instance kube_api"))
@@ -113,7 +148,7 @@ def test_keepalived_conf(plans, host: str, prio: int, iface: str) -> None:
 
 
 def test_keepalived_file_is_secret_and_validated(plans) -> None:
-    f = _file(plans["m1"], render.KEEPALIVED_CONF)
+    f = _file(plans["m1"], keepalived.CONF)
     assert (f.mode, f.secret) == ("0600", True)
     assert f.validate == "keepalived -t -f {path}"
 
@@ -121,7 +156,7 @@ def test_keepalived_file_is_secret_and_validated(plans) -> None:
 def test_keepalived_extra_global_defs(tmp_path: Path) -> None:
     inv = make_inventory(tmp_path)
     inv.cluster["keepalived_extra_global_defs"] = ["vrrp_garp_master_refresh 60"]
-    text = render.keepalived_files(inv.load()["m1"])[0].content.decode()
+    text = keepalived.desired_files(inv.load()["m1"], None)["conf"].content.decode()
     assert "vrrp_garp_master_refresh 60" in _lines(_block(text, "global_defs"))
 
 
@@ -134,19 +169,19 @@ def _servers(text: str) -> list[tuple[str, str]]:
 
 def test_haproxy_backends_two_masters(plans) -> None:
     for host in ("m1", "m2"):
-        text = _text(plans[host], render.HAPROXY_CFG)
+        text = _text(plans[host], haproxy.CFG)
         assert _servers(text) == [("m1", "10.9.0.11:6443"), ("m2", "10.9.0.12:6443")]
 
 
 def test_haproxy_backends_three_masters(three) -> None:
     s, p = three
     for host in ("m1", "m2", "m3"):
-        text = _text(plan(s[host], p), render.HAPROXY_CFG)
+        text = _text(plan(s[host], p), haproxy.CFG)
         assert _servers(text) == [("m1", "10.9.0.11:6443"), ("m2", "10.9.0.12:6443"), ("m3", "10.9.0.13:6443")]
 
 
 def test_haproxy_checks(plans) -> None:
-    text = _text(plans["m1"], render.HAPROXY_CFG)
+    text = _text(plans["m1"], haproxy.CFG)
     lines = _lines(text)
     assert f"bind {VIP}:6443" in lines
     assert "mode tcp" in lines
@@ -167,7 +202,7 @@ def test_haproxy_checks(plans) -> None:
 
 
 def test_haproxy_timeouts_long_enough_for_watches(plans) -> None:
-    lines = _lines(_text(plans["m1"], render.HAPROXY_CFG))
+    lines = _lines(_text(plans["m1"], haproxy.CFG))
     timeouts = dict(line.split()[1:3] for line in lines if line.startswith("timeout "))
     for kind in ("client", "server", "tunnel"):
         assert _seconds(timeouts[kind]) >= 3600, timeouts
@@ -176,7 +211,7 @@ def test_haproxy_timeouts_long_enough_for_watches(plans) -> None:
 def test_haproxy_files(plans, two) -> None:
     _, p, _ = two
     pl = plans["m1"]
-    cfg = _file(pl, render.HAPROXY_CFG)
+    cfg = _file(pl, haproxy.CFG)
     assert cfg.validate == "haproxy -c -f {path}"
     assert (cfg.mode, cfg.secret) == ("0644", False)
     crt = _file(pl, "/etc/haproxy/pki/healthcheck.pem")
@@ -184,7 +219,7 @@ def test_haproxy_files(plans, two) -> None:
     hc = p.certs["haproxy-healthcheck"]
     assert hc.cert_pem.strip() in crt.content and hc.key_pem in crt.content
     assert _file(pl, "/etc/haproxy/pki/ca.pem").content == p.ca_pem
-    assert pl.haproxy[0].path == render.SYSCTL_CONF
+    assert pl.haproxy[0].path == haproxy.SYSCTL_CONF
     assert b"net.ipv4.ip_nonlocal_bind" in pl.haproxy[0].content
 
 
@@ -200,7 +235,7 @@ def test_haproxy_extra_defaults(tmp_path: Path) -> None:
 @pytest.mark.skipif(not HAPROXY, reason="haproxy not installed")
 def test_haproxy_cfg_passes_haproxy_check(plans, tmp_path: Path) -> None:  # pragma: no cover - needs haproxy
     pl = plans["m1"]
-    text = _text(pl, render.HAPROXY_CFG)
+    text = _text(pl, haproxy.CFG)
     for name in ("ca.pem", "healthcheck.pem"):
         (tmp_path / name).write_bytes(_file(pl, f"/etc/haproxy/pki/{name}").content)
         text = text.replace(f"/etc/haproxy/pki/{name}", str(tmp_path / name))
@@ -212,7 +247,7 @@ def test_haproxy_cfg_passes_haproxy_check(plans, tmp_path: Path) -> None:  # pra
 
 @pytest.mark.skipif(not KEEPALIVED, reason="keepalived not installed")
 def test_keepalived_conf_passes_keepalived_check(plans, tmp_path: Path) -> None:  # pragma: no cover
-    (tmp_path / "keepalived.conf").write_bytes(_file(plans["m1"], render.KEEPALIVED_CONF).content)
+    (tmp_path / "keepalived.conf").write_bytes(_file(plans["m1"], keepalived.CONF).content)
     r = subprocess.run([KEEPALIVED, "-t", "-f", str(tmp_path / "keepalived.conf")], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
 
@@ -231,7 +266,7 @@ def _audit_rules(text: str) -> list[dict]:
 
 
 def test_audit_policy(plans) -> None:
-    f = _file(plans["m1"], flags.PATHS.audit_policy)
+    f = _file(plans["m1"], PATHS.audit_policy)
     assert _audit_rules(f.content.decode()) == [{"level": "Metadata"}]
 
 
@@ -243,7 +278,7 @@ def test_audit_policy_custom_rules(tmp_path: Path) -> None:
     ]
     inv = make_inventory(tmp_path)
     inv.cluster["audit_policy_rules"] = rules
-    (f,) = render.audit_files(inv.load()["m1"])
+    (f,) = tasks.audit.desired_files(inv.load()["m1"], None).values()
     assert _audit_rules(f.content.decode()) == rules
 
 
@@ -251,7 +286,7 @@ def test_audit_policy_custom_rules(tmp_path: Path) -> None:
 
 
 def test_systemd_unit(plans) -> None:
-    f = _file(plans["m1"], render.APISERVER_UNIT)
+    f = _file(plans["m1"], apiserver.UNIT)
     text = f.content.decode()
     lines = _lines(text)
     for expected in (
@@ -263,12 +298,12 @@ def test_systemd_unit(plans) -> None:
         "WantedBy=multi-user.target",
     ):
         assert expected in lines, expected
-    assert f"ExecStart={render.APISERVER_BINARY} \\" in lines
+    assert f"ExecStart={PATHS.apiserver_binary} \\" in lines
     assert (f.mode, f.secret, f.validate) == ("0644", False, None)
 
 
 def test_unit_passes_every_rendered_variable(plans) -> None:
-    exec_vars = set(re.findall(r"\$([A-Z_]+)", _text(plans["m1"], render.APISERVER_UNIT)))
+    exec_vars = set(re.findall(r"\$([A-Z_]+)", _text(plans["m1"], apiserver.UNIT)))
     config_vars = set(_env_file(_text(plans["m1"], "/etc/kubernetes/config")))
     api_vars = set(_env_file(_text(plans["m1"], "/etc/kubernetes/apiserver")))
     assert api_vars <= exec_vars
@@ -280,7 +315,7 @@ def test_unit_passes_every_rendered_variable(plans) -> None:
 def test_apiserver_env_file(plans, two, host: str) -> None:
     s, _, _ = two
     env = _env_file(_text(plans[host], "/etc/kubernetes/apiserver"))
-    assert env == flags.apiserver_env(s[host])
+    assert env == apiserver_args.apiserver_env(s[host])
     assert f"--bind-address={s[host].bind_address}" in env["KUBE_API_ADDRESS"]
 
 
@@ -296,13 +331,13 @@ def test_config_file_same_everywhere(plans) -> None:
 def test_cert_files(plans, two) -> None:
     _, p, pki_dir = two
     pl = plans["m1"]
-    ssl = flags.PATHS
+    ssl = PATHS
     assert _file(pl, ssl.cert("ca")).content == p.ca_pem
     assert _file(pl, ssl.etcd_ca).content == p.etcd_ca_pem == (pki_dir / "etcd-ca.pem").read_bytes()
     assert p.etcd_ca_pem != p.ca_pem
     assert _file(pl, f"{ssl.ssl_dir}/sa.pub").content == p.sa_pub
     assert _file(pl, ssl.key("sa")).content == p.sa_key
-    for name in render.APISERVER_CERTS:
+    for name in certs.APISERVER_CERTS:
         assert _file(pl, ssl.cert(name)).content == p.certs[name].cert_pem
         assert _file(pl, ssl.key(name)).content == p.certs[name].key_pem
     for f in pl.certs:
@@ -364,9 +399,9 @@ def _kubeconfig_fields(text: str) -> dict[str, str]:
 
 def test_kubeconfig(plans, two) -> None:
     s, p, _ = two
-    f = _file(plans["m1"], render.KUBECONFIG)
+    f = _file(plans["m1"], PATHS.kubeconfig)
     assert (f.mode, f.secret) == ("0600", True)
-    assert f.content == render.admin_kubeconfig(s["m1"], p)
+    assert f.content == kubeconfig.admin_kubeconfig(s["m1"], p)
     fields = _kubeconfig_fields(f.content.decode())
     assert fields["server"] == f"https://{VIP}:6443"
     assert fields["kind"] == "Config" and fields["current-context"] == "admin@kubernetes"
@@ -376,7 +411,7 @@ def test_kubeconfig(plans, two) -> None:
 
 
 def test_kubeconfig_same_on_every_master(plans) -> None:
-    assert _file(plans["m1"], render.KUBECONFIG).content == _file(plans["m2"], render.KUBECONFIG).content
+    assert _file(plans["m1"], PATHS.kubeconfig).content == _file(plans["m2"], PATHS.kubeconfig).content
 
 
 # ------------------------------------------------------------------ the plan
@@ -394,26 +429,27 @@ def test_plan_paths_cover_every_file(plans) -> None:
         pl = plans[host]
         paths = [f.path for f in _files(pl)]
         assert len(paths) == len(set(paths)), paths
-        markers = {render.pending_marker(h) for h in ("kube-apiserver", "daemon-reload", "kube-apiserver-agent", "haproxy", "keepalived")}
-        assert set(pl.paths) == set(paths) | {render.APISERVER_BINARY} | markers
+        markers = {pending_marker(h) for h in ("kube-apiserver", "daemon-reload", "kube-apiserver-agent", "haproxy", "keepalived")}
+        assert set(pl.paths) == set(paths) | markers
+        assert PATHS.apiserver_binary in apiserver.NEEDS.paths  # checked by the snapshot too
         assert list(pl.paths) == sorted(pl.paths)
 
 
 def test_master_plan_contents(plans) -> None:
     pl = plans["m1"]
-    assert [f.path for f in pl.apiserver] == ["/etc/kubernetes/apiserver", render.APISERVER_UNIT]
-    assert [f.path for f in pl.agent] == [render.AGENT_SOCKET, render.AGENT_SERVICE]
-    assert [f.path for f in pl.keepalived] == [render.KEEPALIVED_CONF]
-    assert [f.path for f in pl.haproxy] == [render.SYSCTL_CONF, "/etc/haproxy/pki/ca.pem", "/etc/haproxy/pki/healthcheck.pem", render.HAPROXY_CFG]
-    assert [f.path for f in pl.kubeconfig] == [render.KUBECONFIG]
-    assert len(pl.certs) == 2 + 2 * len(render.APISERVER_CERTS) + 2  # 2 CA certs, pairs, SA keypair
+    assert [f.path for f in pl.apiserver] == ["/etc/kubernetes/apiserver", apiserver.UNIT]
+    assert [f.path for f in pl.agent] == [apiserver.AGENT_SOCKET, apiserver.AGENT_SERVICE]
+    assert [f.path for f in pl.keepalived] == [keepalived.CONF]
+    assert [f.path for f in pl.haproxy] == [haproxy.SYSCTL_CONF, "/etc/haproxy/pki/ca.pem", "/etc/haproxy/pki/healthcheck.pem", haproxy.CFG]
+    assert [f.path for f in pl.kubeconfig] == [PATHS.kubeconfig]
+    assert len(pl.certs) == 2 + 2 * len(certs.APISERVER_CERTS) + 2  # 2 CA certs, pairs, SA keypair
     # Only the two configs with a host-side validator have one.
-    assert {f.path for f in _files(pl) if f.validate} == {render.KEEPALIVED_CONF, render.HAPROXY_CFG}
+    assert {f.path for f in _files(pl) if f.validate} == {keepalived.CONF, haproxy.CFG}
 
 
 def test_pki_is_reused(two) -> None:
     s, p, _ = two
-    render._ensure_pki.cache_clear()  # read everything back from pki_dir
+    certs._ensure_pki.cache_clear()  # read everything back from pki_dir
     again = ensure_pki(s["m2"])
     assert again is not p
     assert again.ca_pem == p.ca_pem
@@ -461,7 +497,7 @@ def test_etcd_client_cert_import(tmp_path: Path, etcd_site: dict) -> None:
                        etcd_client_key_file=etcd_site["client_key"])
     s = inv.load()
     pl = plan(s["m1"], ensure_pki(s["m1"]))
-    ssl = flags.PATHS
+    ssl = PATHS
     assert _file(pl, ssl.etcd_ca).content == Path(etcd_site["ca"]).read_bytes()
     assert _file(pl, ssl.cert("apiserver-etcd-client")).content == Path(etcd_site["client"]).read_bytes()
     assert _file(pl, ssl.key("apiserver-etcd-client")).content == Path(etcd_site["client_key"]).read_bytes()

@@ -4,8 +4,8 @@ import hashlib
 import os
 import subprocess
 
-from hakube.ops import FileState, HostSnapshot, Snapshot
-from hakube.render import pending_marker
+from hakube.facts import FileState, HostFacts, HostSnapshot, Needs
+from hakube.roll import pending_marker
 
 
 def _run(tmp_path, **kw):
@@ -36,7 +36,7 @@ def test_users_and_commands(tmp_path):
 
 
 def test_a_handler_is_owed_while_its_marker_file_exists():
-    s = Snapshot({pending_marker("haproxy"): FileState("x", 0o644, "root:root")}, {}, frozenset(), {})
+    s = HostFacts({pending_marker("haproxy"): FileState("x", 0o644, "root:root")})
     assert s.owed("haproxy") and not s.owed("keepalived")
 
 

@@ -7,7 +7,7 @@ import hashlib
 import pytest
 
 from hakube import pki, trust
-from hakube.ops import FileState
+from hakube.facts import FileState
 
 from .conftest import Inv
 

@@ -1,0 +1,115 @@
+"""What the deploy knows of a host: one snapshot per run, assembled from what the steps declare.
+
+pyinfra 3.10 does not cache facts between operations, so the deploy takes this snapshot once per
+host while planning and every operation decides from it: a no-op run costs one remote command
+per host. Each step declares what it needs (``Needs``: paths besides its files, units, users,
+sysctls, commands, Kubernetes objects); ``deploy.py`` joins them.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass, field, fields
+
+from pyinfra.api import FactBase
+
+from .roll import pending_marker
+
+
+@dataclass(frozen=True)
+class FileState:
+    sha256: str
+    mode: int
+    owner: str
+
+
+@dataclass(frozen=True)
+class Needs:
+    """What one step needs to know about a host, besides its own files."""
+
+    paths: tuple[str, ...] = ()
+    units: tuple[str, ...] = ()
+    users: tuple[str, ...] = ()
+    sysctls: tuple[str, ...] = ()
+    commands: tuple[str, ...] = ()
+    kube_objects: tuple[str, ...] = ()  # asked through the admin kubeconfig (via the VIP)
+
+    def __or__(self, other: "Needs") -> "Needs":
+        return Needs(**{f.name: tuple(dict.fromkeys(getattr(self, f.name) + getattr(other, f.name)))
+                        for f in fields(self)})
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    """A host as the snapshot saw it."""
+
+    files: dict = field(default_factory=dict)  # path -> FileState (missing files are absent)
+    units: dict = field(default_factory=dict)  # unit -> (is-active, is-enabled)
+    users: frozenset = frozenset()
+    sysctls: dict = field(default_factory=dict)  # key -> value
+    commands: frozenset = frozenset()  # of the commands asked for, those on the PATH
+    kube_objects: frozenset = frozenset()  # of the objects asked for, those the API reports
+
+    def owed(self, handler: str) -> bool:
+        """A change that needs ``handler`` went live (or was staged) and the handler has not run yet."""
+        return pending_marker(handler) in self.files
+
+
+class HostSnapshot(FactBase):
+    """sha256/mode/owner of the given files, state of units, users, sysctls, commands, kube objects."""
+
+    def command(self, paths: tuple[str, ...], units: tuple[str, ...], users: tuple[str, ...],
+                sysctls: tuple[str, ...], commands: tuple[str, ...], kube_objects: tuple[str, ...],
+                kubeconfig: str) -> str:
+        q = lambda items: " ".join(shlex.quote(i) for i in items)  # noqa: E731
+        return (
+            f'set --; for p in {q(paths)}; do [ -f "$p" ] && set -- "$@" "$p"; done; '
+            "if [ $# -gt 0 ]; then sha256sum \"$@\" | sed 's/^/H /'; stat -c 'M %a:%U:%G %n' \"$@\"; fi; "
+            f'for u in {q(units)}; do echo "U $u $(systemctl is-active "$u" 2>/dev/null || true) '
+            '$(systemctl is-enabled "$u" 2>/dev/null || true)"; done; '
+            f'for u in {q(users)}; do getent passwd "$u" >/dev/null && echo "P $u"; done; '
+            f'for k in {q(sysctls)}; do echo "S $k $(sysctl -n "$k" 2>/dev/null)"; done; '
+            f'for c in {q(commands)}; do command -v "$c" >/dev/null && echo "C $c"; done; '
+            f"if command -v kubectl >/dev/null && [ -f {shlex.quote(kubeconfig)} ]; then "
+            f"for o in {q(kube_objects)}; do kubectl --kubeconfig {shlex.quote(kubeconfig)} --request-timeout=5s "
+            'get "$o" -o name >/dev/null 2>&1 && echo "K $o"; done; fi; true'
+        )
+
+    @staticmethod
+    def default() -> HostFacts:
+        return HostFacts()
+
+    def process(self, output: list[str]) -> HostFacts:
+        hashes, metas, units, users, sysctls, commands, objects = {}, {}, {}, set(), {}, set(), set()
+        for line in output:
+            kind, _, rest = line.partition(" ")
+            if kind == "H":
+                sha, path = rest.split("  ", 1)
+                hashes[path] = sha
+            elif kind == "M":
+                meta, path = rest.split(" ", 1)
+                metas[path] = meta
+            elif kind == "U":
+                unit, *states = rest.split()
+                units[unit] = (states + ["unknown", "unknown"])[:2]
+            elif kind == "P":
+                users.add(rest)
+            elif kind == "S":
+                key, _, value = rest.partition(" ")
+                sysctls[key] = value
+            elif kind == "C":
+                commands.add(rest)
+            elif kind == "K":
+                objects.add(rest)
+        files = {}
+        for path, sha in hashes.items():
+            mode, user, group = metas[path].split(":")
+            files[path] = FileState(sha, int(mode, 8), f"{user}:{group}")
+        return HostFacts(files, units, frozenset(users), sysctls, frozenset(commands), frozenset(objects))
+
+
+def snapshot(host, paths, needs: Needs, kubeconfig: str) -> HostFacts:
+    """``host``'s facts: one remote command."""
+    return host.get_fact(HostSnapshot, paths=tuple(sorted(set(paths) | set(needs.paths))), units=needs.units,
+                         users=needs.users, sysctls=needs.sysctls, commands=needs.commands,
+                         kube_objects=needs.kube_objects, kubeconfig=kubeconfig)
