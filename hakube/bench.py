@@ -4,7 +4,7 @@
 
 What it measures (each a median of BENCH_RUNS runs, min and max shown):
 
-* first apply on a fresh lab: ``python -m hakube.lab down``, ``up --masters 2`` (timed apart, not
+* first apply on a fresh lab: ``python -m lab down``, ``up --masters 2`` (timed apart, not
   counted), then ``pyinfra -y inventory.py deploy.py``;
 * no-op re-apply on the converged lab, ``--dry`` on the converged lab, and the **floor**: a deploy
   with one operation running ``true`` once per host (``bench/floor.py``) against the same
@@ -49,8 +49,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import hakube.lab as lab
-from hakube.lab.harness import HarnessError, Run, api_get, api_ok, client_context, session_lock, wait_for
+import lab
+from lab.harness import HarnessError, Run, api_get, api_ok, client_context, session_lock, wait_for
 
 REPO = lab.REPO
 BENCH_DIR = REPO / "bench"
@@ -148,12 +148,12 @@ def lab_trouble() -> str:
 
 
 def lab_cli(*args: str, timeout: float = 900) -> float:
-    """``python -m hakube.lab ARGS``; returns its wall time."""
+    """``python -m lab ARGS``; returns its wall time."""
     started = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "hakube.lab", *args], cwd=SOURCE.root, capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "lab", *args], cwd=SOURCE.root, capture_output=True,
                           text=True, timeout=timeout, stdin=subprocess.DEVNULL, env=_clean_env())
     if proc.returncode != 0:
-        raise BenchError(f"`python -m hakube.lab {' '.join(args)}` failed:\n{proc.stderr[-4000:]}")
+        raise BenchError(f"`python -m lab {' '.join(args)}` failed:\n{proc.stderr[-4000:]}")
     return time.monotonic() - started
 
 
@@ -566,7 +566,7 @@ def bench(runs: int) -> dict:
         log(f"  first apply {sample['apply']:.1f}s (lab down {sample['down']:.1f}s, up {sample['up']:.1f}s)")
     results["first_apply"] = figure(applies, "s", "pyinfra -y inventory.py deploy.py on a fresh lab (down, up --masters 2)")
     results["lab_recreate"] = figure([d + u for d, u in zip(downs, ups)], "s",
-                                     "python -m hakube.lab down + up --masters 2 before each first apply (not counted)",
+                                     "python -m lab down + up --masters 2 before each first apply (not counted)",
                                      down=figure(downs, "s", "lab down"), up=figure(ups, "s", "lab up --masters 2"))
     save()
     ctx = client_context()
