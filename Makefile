@@ -69,4 +69,4 @@ test-unit: $(VENV_STAMP)
 # Wall times on the lab (not part of `make test`): first apply, no-op, --dry, the floor, VIP failover.
 # Prints a table, writes bench/results.json. BENCH_RUNS=5 runs per figure (default). Takes the lab lock.
 bench: $(VENV_STAMP) host-deps
-	$(PY) -m hakube.bench
+	$(PY) -m bench

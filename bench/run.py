@@ -1,6 +1,6 @@
 """`make bench`: wall times of the deploy on the Docker lab, its floor, and VIP failover.
 
-    python -m hakube.bench            # BENCH_RUNS=5 (default): every figure is a median of 5 runs
+    python -m bench            # BENCH_RUNS=5 (default): every figure is a median of 5 runs
 
 What it measures (each a median of BENCH_RUNS runs, min and max shown):
 
@@ -725,7 +725,7 @@ def render(results: dict, top: int = 8) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m hakube.bench", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=int(os.environ.get("BENCH_RUNS") or DEFAULT_RUNS),
                         help="runs per figure (env BENCH_RUNS, default 5)")
     parser.add_argument("--show", action="store_true", help="print the table of the last bench/results.json")
