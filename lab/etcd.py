@@ -62,10 +62,7 @@ def etcd_healthy() -> bool:
 
 def _issue_certs() -> dict[str, tuple[str, str, str]]:
     """{path in container: (content, owner, mode)} for the etcd PKI files."""
-    try:
-        from hakube.pki import CertSpec, PKIError, ensure_ca, ensure_cert
-    except ImportError as exc:
-        raise LabError(f"cannot import hakube.pki ({exc})", "make sure hakube/pki.py is present") from exc
+    from hakube.pki import CertSpec, PKIError, ensure_ca, ensure_cert
     try:
         ensure_ca(PKI_DIR)  # the cluster CA is not etcd's: created here only so `status` can report it
         ca = ensure_ca(PKI_DIR, kind="etcd")
