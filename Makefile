@@ -44,19 +44,19 @@ host-deps:
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing
 
 lab-up: $(VENV_STAMP)
-	$(PY) -m hakube.lab up --masters $(MASTERS)
+	$(PY) -m lab up --masters $(MASTERS)
 
 lab-down:
-	$(PY) -m hakube.lab down
+	$(PY) -m lab down
 
 lab-status:
-	@$(PY) -m hakube.lab status
+	@$(PY) -m lab status
 
 # The main job on a fresh machine: everything is built or reused, then the deploy runs for real.
 lab: $(VENV_STAMP) host-deps
-	$(PY) -m hakube.lab up --masters $(MASTERS)
+	$(PY) -m lab up --masters $(MASTERS)
 	LAB_MASTERS=$(MASTERS) .venv/bin/pyinfra -y inventory.py deploy.py
-	$(PY) -m hakube.lab health
+	$(PY) -m lab health
 
 # Unit tests (fast, no Docker), then the integration tests on the real lab (they bring it up).
 test: $(VENV_STAMP) host-deps
@@ -69,4 +69,4 @@ test-unit: $(VENV_STAMP)
 # Wall times on the lab (not part of `make test`): first apply, no-op, --dry, the floor, VIP failover.
 # Prints a table, writes bench/results.json. BENCH_RUNS=5 runs per figure (default). Takes the lab lock.
 bench: $(VENV_STAMP) host-deps
-	$(PY) -m hakube.bench
+	$(PY) -m bench

@@ -2,7 +2,7 @@
 
 Per-host data (bind address, VRRP priority, interface) sits next to each host; cluster-wide data
 is the masters group's data. For real machines copy examples/inventory_seed.py and edit it.
-Three masters: `python -m hakube.lab up --masters 3` (or LAB_MASTERS=3) and this file follows.
+Three masters: `python -m lab up --masters 3` (or LAB_MASTERS=3) and this file follows.
 """
 
 import json

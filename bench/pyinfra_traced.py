@@ -2,7 +2,7 @@
 
     python bench/pyinfra_traced.py TRACE.jsonl -y inventory.py deploy.py --json
 
-Used by `make bench` (hakube.bench) for one extra, untimed no-op run: every
+Used by `make bench` (bench/run.py) for one extra, untimed no-op run: every
 ``Host.run_shell_command`` / ``put_file`` / ``get_file`` is appended to TRACE.jsonl with the host,
 the pyinfra stage (Prepare/Execute), the operation being planned or executed, the enclosing
 ``@deploy`` and, when the command belongs to a fact, the fact's name. Nothing else changes: the

@@ -7,6 +7,7 @@ unit-tested without pyinfra.
 
 from __future__ import annotations
 
+import importlib.resources
 import json
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -14,9 +15,29 @@ from pathlib import Path
 
 import jinja2
 
-ROOT = Path(__file__).resolve().parent.parent
-TEMPLATES = ROOT / "templates"
-FILES = ROOT / "files"
+HERE = Path(__file__).resolve().parent  # the hakube package
+ROOT = HERE.parent  # the repository root when hakube runs from a checkout
+
+
+def _data_dir(name: str) -> Path:
+    """``templates/`` or ``files/``: the package data ``hakube.<name>`` of an installed hakube, else
+    the checkout's top-level directory (a plain checkout, ``PYTHONPATH=.``, or an editable install).
+
+    Package data counts only when it lies inside this hakube package: an editable install maps
+    ``hakube.templates`` onto its own checkout, which is another one when a checkout runs with
+    ``PYTHONPATH`` and a different checkout's editable install.
+    """
+    try:
+        packaged = Path(str(importlib.resources.files(f"hakube.{name}"))).resolve()
+    except ModuleNotFoundError:  # a plain checkout: hakube/ has no templates/ or files/
+        packaged = None
+    if packaged is not None and packaged.parent == HERE and packaged.is_dir():
+        return packaged
+    return ROOT / name
+
+
+TEMPLATES = _data_dir("templates")
+FILES = _data_dir("files")
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-import hakube.lab as lab
-from hakube.lab.harness import Run, api_get, api_ok, client_context, session_lock, wait_for  # noqa: F401
+import lab
+from lab.harness import Run, api_get, api_ok, client_context, session_lock, wait_for  # noqa: F401
 
 REPO = lab.REPO
 PYINFRA = str(Path(sys.executable).parent / "pyinfra")
@@ -150,7 +150,7 @@ class Prober:
 @pytest.fixture(scope="session")
 def converged():
     """The 2-master lab with the deploy applied (idempotent: a converged lab is just re-checked)."""
-    proc = subprocess.run([sys.executable, "-m", "hakube.lab", "up"], cwd=REPO, capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "lab", "up"], cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     run = deploy()
     assert_converged(run)

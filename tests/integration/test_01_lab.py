@@ -17,8 +17,8 @@ import time
 
 import pytest
 
-import hakube.lab as lab
-from hakube.lab.images import BASE_REPO, ETCD_REPO
+import lab
+from lab.images import BASE_REPO, ETCD_REPO
 
 pytestmark = pytest.mark.lab
 
@@ -26,8 +26,8 @@ IN_CI = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
 
 
 def run_lab(*args: str, timeout: float = 3600, env: dict | None = None) -> subprocess.CompletedProcess:
-    """`python -m hakube.lab ARGS` from the repository root."""
-    return subprocess.run([sys.executable, "-m", "hakube.lab", *args], cwd=lab.REPO, env=env,
+    """`python -m lab ARGS` from the repository root."""
+    return subprocess.run([sys.executable, "-m", "lab", *args], cwd=lab.REPO, env=env,
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -262,7 +262,7 @@ def test_health_without_or_with_kubeconfig(lab_up):
 
 
 def test_mirror_is_read_from_apt_sources(tmp_path, monkeypatch):
-    from hakube.lab.tools import detect_mirror
+    from lab.tools import detect_mirror
 
     monkeypatch.delenv("HAKUBE_MIRROR", raising=False)
     (tmp_path / "sources.list.d").mkdir()

@@ -12,7 +12,7 @@ import sys
 import pytest
 from cryptography import x509
 
-import hakube.lab as lab
+import lab
 
 from .conftest import (
     REPO,
@@ -35,9 +35,9 @@ def fresh_lab():
     """A lab nobody deployed to yet (recreated when a previous run left one behind)."""
     if any(sh(m, "test -e /etc/kubernetes", check=False).returncode == 0 for m in lab.master_names(2)):
         for cmd in (["down"], ["up", "--masters", "2"]):
-            proc = subprocess.run([sys.executable, "-m", "hakube.lab", *cmd], cwd=REPO, capture_output=True, text=True)
+            proc = subprocess.run([sys.executable, "-m", "lab", *cmd], cwd=REPO, capture_output=True, text=True)
             assert proc.returncode == 0, proc.stderr
-    subprocess.run([sys.executable, "-m", "hakube.lab", "up", "--masters", "2"], cwd=REPO, check=True,
+    subprocess.run([sys.executable, "-m", "lab", "up", "--masters", "2"], cwd=REPO, check=True,
                    capture_output=True)
     return lab.master_names(2)
 

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-import hakube.lab as lab
+import lab
 from hakube import pki
 from hakube.paths import PATHS
 

@@ -11,7 +11,7 @@ import sys
 import pytest
 from cryptography import x509
 
-import hakube.lab as lab
+import lab
 
 from .conftest import REPO, api_ok, assert_converged, assert_no_change, deploy, holders, masters, sh, wait_for
 
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.lab
 
 
 def lab_up(n: int) -> None:
-    proc = subprocess.run([sys.executable, "-m", "hakube.lab", "up", "--masters", str(n)], cwd=REPO,
+    proc = subprocess.run([sys.executable, "-m", "lab", "up", "--masters", str(n)], cwd=REPO,
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
 

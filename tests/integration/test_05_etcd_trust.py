@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import pytest
 
-import hakube.lab as lab
+import lab
 from hakube import pki
 
 from .conftest import api_get, masters, sh

@@ -1,6 +1,6 @@
 """The flag table (hakube/flags.py) meets the lab's real kube-apiserver v1.20.2 binary, both ways.
 
-Only the local binary (``hakube.lab.APISERVER_BIN``) is run, and only with ``--help``: plain
+Only the local binary (``lab.APISERVER_BIN``) is run, and only with ``--help``: plain
 ``--help``, ``--NAME=VALUE --help`` for the table's flags that ``--help`` does not show (pflag hides
 deprecated flags; using one prints "Flag --NAME has been deprecated", an unknown one "unknown flag"),
 and the deploy's rendered 1.20 command line followed by ``--help``. With ``--help`` the binary parses
@@ -21,11 +21,11 @@ from pathlib import Path
 
 import pytest
 
-import hakube.lab as lab
+import lab
 from hakube import apiserver_args, flags
 from hakube.flags import FLAGS
-from hakube.lab import tools
-from hakube.lab.config import APISERVER_VERSION_LINE
+from lab import tools
+from lab.config import APISERVER_VERSION_LINE
 from hakube.settings import AUTH_PASS_ENV, load_inventory
 
 pytestmark = pytest.mark.lab

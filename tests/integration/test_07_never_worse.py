@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-import hakube.lab as lab
+import lab
 
 from .conftest import (
     PYINFRA,  # noqa: F401

@@ -9,7 +9,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
 from hakube import pki
-from hakube.lab import etcd as lab_etcd
+from lab import etcd as lab_etcd
 
 
 @pytest.fixture

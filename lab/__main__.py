@@ -1,4 +1,4 @@
-"""python -m hakube.lab up [--masters 2|3] | down | status | health"""
+"""python -m lab up [--masters 2|3] | down | status | health"""
 from __future__ import annotations
 
 import argparse
@@ -11,7 +11,7 @@ from .util import LabError
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m hakube.lab",
+    parser = argparse.ArgumentParser(prog="python -m lab",
                                      description="The hakube Docker lab (systemd containers).")
     sub = parser.add_subparsers(dest="command", required=True)
     p_up = sub.add_parser("up", help="build what is missing and start the lab (idempotent)")

@@ -1,10 +1,10 @@
 """`make bench`: wall times of the deploy on the Docker lab, its floor, and VIP failover.
 
-    python -m hakube.bench            # BENCH_RUNS=5 (default): every figure is a median of 5 runs
+    python -m bench            # BENCH_RUNS=5 (default): every figure is a median of 5 runs
 
 What it measures (each a median of BENCH_RUNS runs, min and max shown):
 
-* first apply on a fresh lab: ``python -m hakube.lab down``, ``up --masters 2`` (timed apart, not
+* first apply on a fresh lab: ``python -m lab down``, ``up --masters 2`` (timed apart, not
   counted), then ``pyinfra -y inventory.py deploy.py``;
 * no-op re-apply on the converged lab, ``--dry`` on the converged lab, and the **floor**: a deploy
   with one operation running ``true`` once per host (``bench/floor.py``) against the same
@@ -49,8 +49,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import hakube.lab as lab
-from hakube.lab.harness import HarnessError, Run, api_get, api_ok, client_context, session_lock, wait_for
+import lab
+from lab.harness import HarnessError, Run, api_get, api_ok, client_context, session_lock, wait_for
 
 REPO = lab.REPO
 BENCH_DIR = REPO / "bench"
@@ -67,9 +67,6 @@ _T0 = time.monotonic()
 
 def log(msg: str) -> None:
     print(f"[bench {time.monotonic() - _T0:6.1f}s] {msg}", file=sys.stderr, flush=True)
-
-
-BenchError = HarnessError
 
 
 # --- statistics -----------------------------------------------------------------------------------
@@ -89,9 +86,6 @@ def figure(samples: list[float], unit: str, description: str, **extra) -> dict:
     }
     out.update(extra)
     return out
-
-
-# --- the lock -------------------------------------------------------------------------------------
 
 
 # --- pyinfra --------------------------------------------------------------------------------------
@@ -130,7 +124,7 @@ def pyinfra(deploy_file: str = "deploy.py", *, dry: bool = False, env: dict | No
                     os.killpg(proc.pid, signal.SIGKILL)  # pyinfra and its docker children (ours)
                 stdout, stderr = proc.communicate()
                 why = trouble or f"no result after {timeout:.0f}s"
-                raise BenchError(f"`{' '.join(cmd)}` stopped after {elapsed:.0f}s: {why}\n{stderr[-3000:]}")
+                raise HarnessError(f"`{' '.join(cmd)}` stopped after {elapsed:.0f}s: {why}\n{stderr[-3000:]}")
     return Run.parse(cmd, proc.returncode, stdout, stderr, time.monotonic() - started)
 
 
@@ -148,16 +142,13 @@ def lab_trouble() -> str:
 
 
 def lab_cli(*args: str, timeout: float = 900) -> float:
-    """``python -m hakube.lab ARGS``; returns its wall time."""
+    """``python -m lab ARGS``; returns its wall time."""
     started = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "hakube.lab", *args], cwd=SOURCE.root, capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "lab", *args], cwd=SOURCE.root, capture_output=True,
                           text=True, timeout=timeout, stdin=subprocess.DEVNULL, env=_clean_env())
     if proc.returncode != 0:
-        raise BenchError(f"`python -m hakube.lab {' '.join(args)}` failed:\n{proc.stderr[-4000:]}")
+        raise HarnessError(f"`python -m lab {' '.join(args)}` failed:\n{proc.stderr[-4000:]}")
     return time.monotonic() - started
-
-
-# --- the API through the VIP ----------------------------------------------------------------------
 
 
 # --- failover -------------------------------------------------------------------------------------
@@ -233,7 +224,7 @@ def failover_sample(ctx, masters: tuple[str, ...], timeout: float = 30) -> dict:
     stopped = time.monotonic()
     try:
         if stop.returncode != 0:
-            raise BenchError(f"`systemctl stop haproxy` on {holder} failed: {stop.stderr.strip()}")
+            raise HarnessError(f"`systemctl stop haproxy` on {holder} failed: {stop.stderr.strip()}")
         answered = first_good_answer(ctx, deadline=t0 + timeout)
         new_holders = lab.vip_holders(masters)
     finally:
@@ -304,14 +295,12 @@ def _shim_entry(argv: list[str]) -> tuple[str, str, str]:
 
 
 _FACT_COMMANDS = (  # fallback labels when the trace is unavailable
-    ("for p in ", "hakube.ops.FileStates"),
     ("command -v apt-get", "server.Which"), ("command -v dnf", "server.Which"),
     ("systemctl show --all --property Id --property SubState", "systemd.SystemdStatus"),
     ("systemctl show --all --property Id --property UnitFileState", "systemd.SystemdEnabled"),
     ("date +", "server.Date"), ("dpkg -l", "deb.DebPackages"),
     ("for i in `cat /etc/passwd", "server.Users"), ("cat /etc/group", "server.Groups"),
     ("uname -s", "server.Os"), ("sysctl ", "server.Sysctl"), ("! (test -e ", "files.File"),
-    ("if command -v kubectl", "hakube.ops.KubectlGet"),
 )
 
 
@@ -340,7 +329,7 @@ def counted_run(kind: str, workdir: Path) -> dict:
     remote commands per host, broken down by operation and by fact."""
     real_docker = shutil.which("docker")
     if not real_docker:
-        raise BenchError("docker CLI not found")
+        raise HarnessError("docker CLI not found")
     shim_dir = workdir / f"shim-{kind}"
     shim_dir.mkdir()
     shim_log, trace_log = workdir / f"docker-{kind}.jsonl", workdir / f"trace-{kind}.jsonl"
@@ -528,7 +517,7 @@ def fresh_first_apply(ctx_factory) -> dict:
     up = lab_cli("up", "--masters", str(BENCH_MASTERS))
     run = pyinfra().check("first apply")
     if not run.changed():
-        raise BenchError("the first apply on a fresh lab changed nothing")
+        raise HarnessError("the first apply on a fresh lab changed nothing")
     wait_for(lambda: api_ok(ctx_factory()), 60, what="the API through the VIP after the first apply")
     return {"apply": run.seconds, "down": down, "up": up}
 
@@ -566,7 +555,7 @@ def bench(runs: int) -> dict:
         log(f"  first apply {sample['apply']:.1f}s (lab down {sample['down']:.1f}s, up {sample['up']:.1f}s)")
     results["first_apply"] = figure(applies, "s", "pyinfra -y inventory.py deploy.py on a fresh lab (down, up --masters 2)")
     results["lab_recreate"] = figure([d + u for d, u in zip(downs, ups)], "s",
-                                     "python -m hakube.lab down + up --masters 2 before each first apply (not counted)",
+                                     "python -m lab down + up --masters 2 before each first apply (not counted)",
                                      down=figure(downs, "s", "lab down"), up=figure(ups, "s", "lab up --masters 2"))
     save()
     ctx = client_context()
@@ -576,10 +565,10 @@ def bench(runs: int) -> dict:
     for i in range(runs):
         noop = pyinfra(timeout=300).check("no-op re-apply")
         if noop.changed():
-            raise BenchError(f"the no-op re-apply changed something: {noop.changed()}")
+            raise HarnessError(f"the no-op re-apply changed something: {noop.changed()}")
         dry = pyinfra(dry=True, timeout=300).check("--dry")
         if dry.planned_changes():
-            raise BenchError(f"--dry on the converged lab plans changes: {dry.planned_changes()}")
+            raise HarnessError(f"--dry on the converged lab plans changes: {dry.planned_changes()}")
         floor = pyinfra(FLOOR_DEPLOY, timeout=300).check("floor deploy")
         noops.append(noop.seconds)
         drys.append(dry.seconds)
@@ -725,7 +714,7 @@ def render(results: dict, top: int = 8) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m hakube.bench", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=int(os.environ.get("BENCH_RUNS") or DEFAULT_RUNS),
                         help="runs per figure (env BENCH_RUNS, default 5)")
     parser.add_argument("--show", action="store_true", help="print the table of the last bench/results.json")
@@ -748,7 +737,7 @@ def main(argv: list[str] | None = None) -> int:
             log(f"lab-session lock held; {args.runs} runs per figure; deploying {source.mode} "
                 f"{source.commit[:10]} from {source.root}")
             results = bench(args.runs)
-    except (BenchError, lab.LabError) as e:
+    except (HarnessError, lab.LabError) as e:
         print(f"bench: error: {e}", file=sys.stderr)
         return 1
     print(render(results))

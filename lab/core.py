@@ -86,7 +86,7 @@ def _lock():
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            log("another `hakube.lab up/down` is running; waiting for it")
+            log("another `python -m lab up/down` is running; waiting for it")
             fcntl.flock(f, fcntl.LOCK_EX)
         yield
 
@@ -107,7 +107,7 @@ def ensure_network() -> None:
                        f"remove or rename it (`docker network rm {NETWORK}`) if it is unused, then retry")
     if existing is not None and _network_subnets(existing) != [SUBNET]:
         raise LabError(f"the lab network {NETWORK} has subnet(s) {_network_subnets(existing)}, "
-                       f"expected {SUBNET}", "recreate it with `python -m hakube.lab down` then `up`")
+                       f"expected {SUBNET}", "recreate it with `python -m lab down` then `up`")
     ids = docker("network", "ls", "-q").stdout.split()
     if ids:
         for info in json.loads(docker("network", "inspect", *ids).stdout):
@@ -201,7 +201,7 @@ def wait_booted(name: str, timeout: float = BOOT_TIMEOUT) -> str:
             logs = docker("logs", "--tail", "20", name, check=False)
             raise LabError(f"{name} is {container_state(name)} instead of running:\n"
                            f"{(logs.stdout + logs.stderr).strip()}\n",
-                           f"inspect with `docker logs {name}`; `python -m hakube.lab down` then `up` "
+                           f"inspect with `docker logs {name}`; `python -m lab down` then `up` "
                            "recreates it")
         if state not in ("", "offline", "unknown", "starting", "initializing"):
             break
@@ -356,7 +356,7 @@ def health() -> str:
     if not ADMIN_KUBECONFIG.exists():
         raise LabError(f"no admin kubeconfig at {ADMIN_KUBECONFIG}", "run the deploy against the lab first")
     if not kubectl_ok():
-        raise LabError(f"kubectl 1.20.2 missing at {kubectl_path()}", "run `python -m hakube.lab up`")
+        raise LabError(f"kubectl 1.20.2 missing at {kubectl_path()}", "run `python -m lab up`")
     server = kubeconfig_server()
     if (urlsplit(server).hostname or "") != VIP:
         log(f"note: {ADMIN_KUBECONFIG} points at {server}, not at the VIP {VIP}")

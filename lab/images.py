@@ -92,7 +92,7 @@ def build_base(mirror: str, tag: str) -> None:
         if proc.returncode != 0:
             tail = "\n".join(logfile.read_text(errors="replace").splitlines()[-20:])
             raise LabError(f"debootstrap {SUITE} from {mirror} failed:\n{tail}\n",
-                           "check the mirror and network, then rerun `python -m hakube.lab up`")
+                           "check the mirror and network, then rerun `python -m lab up`")
         with open(SETUP_SCRIPT) as script:
             proc = subprocess.run(["chroot", str(rootfs), "/bin/sh", "-s"], stdin=script,
                                   capture_output=True, text=True)

@@ -1,6 +1,6 @@
 """The Docker lab: systemd containers (vm01..vm03 masters, etcd) on the `hakube-lab` network.
 
-CLI: ``python -m hakube.lab up [--masters 2|3] | down | status | health``.
+CLI: ``python -m lab up [--masters 2|3] | down | status | health``.
 Importing this package needs neither Docker nor root.
 """
 from .config import (ADDRESSES, ADMIN_KUBECONFIG, ALLOWED_MASTERS, APISERVER_BIN, ARTIFACTS_DIR,

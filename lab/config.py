@@ -4,7 +4,6 @@ Everything here is importable without Docker being present.
 """
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 # --- Docker network -----------------------------------------------------------------------------
@@ -49,23 +48,7 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 CACHE_DIR = Path.home() / ".cache" / "hakube"
 APISERVER_BIN = CACHE_DIR / "kube-apiserver"
 KUBECTL_BIN = CACHE_DIR / "kubectl"
-
-
-def _find_repo() -> Path:
-    """The git top of the cwd when it is a hakube checkout, else the package's parent dir."""
-    try:
-        top = subprocess.run(
-            ["git", "rev-parse", "--show-toplevel"],
-            capture_output=True, text=True, timeout=10, check=True,
-        ).stdout.strip()
-        if top and (Path(top) / "hakube" / "lab").is_dir():
-            return Path(top)
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return PACKAGE_DIR.parent.parent
-
-
-REPO = _find_repo()
+REPO = PACKAGE_DIR.parent  # the checkout: the lab runs from it, never from an installed package
 PKI_DIR = REPO / "pki"
 ARTIFACTS_DIR = REPO / "artifacts"
 LAB_DIR = REPO / ".lab"  # git-ignored: secrets and state

@@ -53,7 +53,7 @@ def run(
         raise LabError(f"command not found: {cmd[0]}", "install it (see `make host-deps`)") from exc
     except subprocess.TimeoutExpired as exc:
         raise LabError(f"`{' '.join(cmd)}` timed out after {timeout:.0f}s",
-                       "check the lab with `python -m hakube.lab status`") from exc
+                       "check the lab with `python -m lab status`") from exc
     if check and proc.returncode != 0:
         detail = _tail(proc.stderr) or _tail(proc.stdout)
         raise LabError(

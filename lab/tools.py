@@ -30,7 +30,7 @@ def require_tools(tools: dict[str, str], why: str) -> None:
 
 def require_root(why: str) -> None:
     if os.geteuid() != 0:
-        raise LabError(f"{why} needs root", "run `python -m hakube.lab up` as root (e.g. via sudo)")
+        raise LabError(f"{why} needs root", "run `python -m lab up` as root (e.g. via sudo)")
 
 
 # --- Debian mirror (read from this machine's apt configuration, never hard-coded) -----------------
@@ -130,7 +130,7 @@ def ensure_apiserver(mirror: str) -> Path:
                           stdout=subprocess.DEVNULL, stderr=None)  # its progress lines go to stderr
     if proc.returncode != 0 or not apiserver_ok():
         raise LabError("building kube-apiserver failed",
-                       f"see {CACHE_DIR}/apiserver-build/build.log; rerun `python -m hakube.lab up`")
+                       f"see {CACHE_DIR}/apiserver-build/build.log; rerun `python -m lab up`")
     return APISERVER_BIN
 
 

@@ -1,0 +1,7 @@
+"""python -m bench [--runs N] [--show] [--worktree]"""
+import sys
+
+from .run import main
+
+if __name__ == "__main__":
+    sys.exit(main())

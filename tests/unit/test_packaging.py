@@ -1,0 +1,132 @@
+"""The installed distribution is the product only: hakube with its templates and files as package data.
+
+The Docker lab (``lab/``) and the bench (``bench/``) are test tooling run from the checkout; the
+product never imports them.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from hakube import render
+
+from .conftest import ENV, make_inventory
+
+ROOT = Path(__file__).resolve().parents[2]
+PRODUCT = ROOT / "hakube"
+TOOLING = {"lab", "bench"}
+
+
+def _imported(tree: ast.AST) -> set[str]:
+    """Top-level names of the absolute imports in a module (static and importlib/__import__ ones)."""
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+        elif (isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant)
+              and isinstance(node.args[0].value, str)
+              and ast.unparse(node.func) in ("importlib.import_module", "import_module", "__import__")):
+            names.add(node.args[0].value.split(".")[0])
+    return names
+
+
+def test_the_product_never_imports_the_lab_or_the_bench() -> None:
+    modules = sorted(PRODUCT.rglob("*.py"))
+    assert len(modules) > 5, modules
+    offenders = {str(m.relative_to(ROOT)): sorted(_imported(ast.parse(m.read_text(), str(m))) & TOOLING)
+                 for m in modules}
+    assert not {m: names for m, names in offenders.items() if names}
+
+
+def test_the_import_check_sees_every_kind_of_import() -> None:
+    source = ("import lab\nimport bench.run as b\nfrom lab.harness import Run\nimport importlib\n"
+              "importlib.import_module('bench')\nfrom . import render\nfrom .lab import x\n")
+    assert _imported(ast.parse(source)) == {"lab", "bench", "importlib"}
+
+
+def test_only_the_product_is_installed() -> None:
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert setuptools["packages"] == ["hakube", "hakube.templates", "hakube.files"]
+    assert setuptools["package-dir"] == {"hakube": "hakube", "hakube.templates": "templates", "hakube.files": "files"}
+    assert not (PRODUCT / "lab").exists() and not (PRODUCT / "bench.py").exists()
+
+
+def test_render_finds_every_template_and_file_it_names() -> None:
+    source = (PRODUCT / "render.py").read_text()
+    templates = set(re.findall(r'"([\w.@-]+\.j2)"', source))
+    files = set(re.findall(r'FILES / "([^"]+)"', source))
+    assert templates and files
+    for name in sorted(templates):
+        assert render._env().get_template(name), name
+    for name in sorted(files):
+        assert (render.FILES / name).is_file(), name
+    # what the package data holds (pyproject.toml) is what render asks for
+    assert {p.name for p in render.TEMPLATES.glob("*.j2")} == templates
+    assert {p.name for p in render.FILES.iterdir() if p.is_file() and p.suffix != ".py"} == files
+
+
+def test_a_checkout_uses_its_own_templates_and_files() -> None:
+    # From a checkout (plain or editable) the top-level directories are used; never another
+    # checkout's, which an editable install of that checkout would map hakube.templates onto.
+    assert (render.TEMPLATES, render.FILES) == (ROOT / "templates", ROOT / "files")
+
+
+RENDER_INSTALLED = """
+import json, sys
+from pathlib import Path
+import hakube
+from hakube import render
+from hakube.settings import load_inventory
+
+hosts, env = json.loads(sys.argv[1])
+settings = load_inventory([(name, data, groups) for name, data, groups in hosts], env)
+plan = render.plan(settings["m1"], render.ensure_pki(settings["m1"]))
+print(json.dumps({"hakube": hakube.__file__, "templates": str(render.TEMPLATES), "files": str(render.FILES),
+                  "paths": [f.path for f in plan.files], "sys_path": sys.path}))
+"""
+
+
+def test_an_installed_hakube_finds_its_templates_as_package_data(tmp_path: Path) -> None:
+    """What a wheel holds (setuptools' build_py output, offline), imported from outside the checkout."""
+    pytest.importorskip("setuptools")
+    src, lib, outside = tmp_path / "src", tmp_path / "lib", tmp_path / "outside"
+    for name in ("hakube", "templates", "files"):
+        shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", src)
+    build = subprocess.run(
+        [sys.executable, "-c", "from setuptools import setup; setup()", "-q", "build_py", "--build-lib", str(lib)],
+        cwd=src, capture_output=True, text=True, timeout=120,
+    )
+    assert build.returncode == 0, build.stdout + build.stderr
+    assert sorted(p.name for p in lib.iterdir()) == ["hakube"]  # no lab, no bench, no top-level templates
+    assert {p.name for p in (lib / "hakube" / "templates").glob("*.j2")} == \
+        {p.name for p in (ROOT / "templates").glob("*.j2")}
+    assert (lib / "hakube" / "files" / "99-kube-apiserver-vip.conf").is_file()
+
+    outside.mkdir()
+    inv = make_inventory(outside)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["PYTHONPATH"] = str(lib)
+    run = subprocess.run([sys.executable, "-c", RENDER_INSTALLED, json.dumps([inv.hosts(), ENV])],
+                         cwd=outside, env=env, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stdout + run.stderr
+    out = json.loads(run.stdout)
+    assert Path(out["hakube"]).parent == lib / "hakube"
+    assert (out["templates"], out["files"]) == (str(lib / "hakube" / "templates"), str(lib / "hakube" / "files"))
+    assert not [p for p in out["sys_path"] if p and Path(p).resolve() == ROOT]
+    for path in ("/etc/kubernetes/apiserver", "/etc/systemd/system/kube-apiserver.service",
+                 "/etc/keepalived/keepalived.conf", "/etc/haproxy/haproxy.cfg", "/root/.kube/config",
+                 "/etc/sysctl.d/99-kube-apiserver-vip.conf", "/etc/kubernetes/audit-policy.yaml"):
+        assert path in out["paths"], path
