@@ -23,9 +23,8 @@ CLIENT_CERT_FILE = f"{ETCD_PKI}/{ETCD_CLIENT_CERT}.pem"
 CLIENT_KEY_FILE = f"{ETCD_PKI}/{ETCD_CLIENT_CERT}-key.pem"
 
 ENV_FILE = "/etc/default/etcd"
-# Kept byte-identical since the move of hakube.lab to lab/: a changed file restarts etcd on the next `up`.
 ENV_TEXT = f"""\
-# Written by `python -m hakube.lab up`; changes are overwritten.
+# Written by `python -m lab up`; changes are overwritten.
 ETCD_NAME=etcd
 ETCD_DATA_DIR={DATA_DIR}
 ETCD_LISTEN_CLIENT_URLS=https://{ETCD_ADDRESS}:2379,https://127.0.0.1:2379

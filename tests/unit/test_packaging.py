@@ -64,9 +64,9 @@ def test_only_the_product_is_installed() -> None:
 
 
 def test_render_finds_every_template_and_file_it_names() -> None:
-    source = (PRODUCT / "render.py").read_text()
+    source = "".join(p.read_text() for p in [*PRODUCT.glob("*.py"), *(ROOT / "tasks").glob("*.py")])
     templates = set(re.findall(r'"([\w.@-]+\.j2)"', source))
-    files = set(re.findall(r'FILES / "([^"]+)"', source))
+    files = set(re.findall(r'static\("([^"]+)"\)', source))
     assert templates and files
     for name in sorted(templates):
         assert render._env().get_template(name), name
@@ -89,12 +89,14 @@ from pathlib import Path
 import hakube
 from hakube import render
 from hakube.settings import load_inventory
+from tasks import desired_state
+from tasks.certs import ensure_pki
 
 hosts, env = json.loads(sys.argv[1])
 settings = load_inventory([(name, data, groups) for name, data, groups in hosts], env)
-plan = render.plan(settings["m1"], render.ensure_pki(settings["m1"]))
+want = desired_state(settings["m1"], ensure_pki(settings["m1"]))
 print(json.dumps({"hakube": hakube.__file__, "templates": str(render.TEMPLATES), "files": str(render.FILES),
-                  "paths": [f.path for f in plan.files], "sys_path": sys.path}))
+                  "paths": [f.path for step in want.values() for f in step.values()], "sys_path": sys.path}))
 """
 
 
@@ -116,16 +118,17 @@ def test_an_installed_hakube_finds_its_templates_as_package_data(tmp_path: Path)
     assert (lib / "hakube" / "files" / "99-kube-apiserver-vip.conf").is_file()
 
     outside.mkdir()
+    shutil.copytree(ROOT / "tasks", outside / "tasks", ignore=shutil.ignore_patterns("__pycache__"))  # the deploy
     inv = make_inventory(outside)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env["PYTHONPATH"] = str(lib)
+    env["PYTHONPATH"] = f"{lib}:{outside}"
     run = subprocess.run([sys.executable, "-c", RENDER_INSTALLED, json.dumps([inv.hosts(), ENV])],
                          cwd=outside, env=env, capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stdout + run.stderr
     out = json.loads(run.stdout)
     assert Path(out["hakube"]).parent == lib / "hakube"
     assert (out["templates"], out["files"]) == (str(lib / "hakube" / "templates"), str(lib / "hakube" / "files"))
-    assert not [p for p in out["sys_path"] if p and Path(p).resolve() == ROOT]
+    assert not [p for p in out["sys_path"] if p and Path(p).resolve() == ROOT]  # the deploy runs from a copy
     for path in ("/etc/kubernetes/apiserver", "/etc/systemd/system/kube-apiserver.service",
                  "/etc/keepalived/keepalived.conf", "/etc/haproxy/haproxy.cfg", "/root/.kube/config",
                  "/etc/sysctl.d/99-kube-apiserver-vip.conf", "/etc/kubernetes/audit-policy.yaml"):
