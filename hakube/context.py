@@ -14,6 +14,7 @@ from .settings import InventoryError, Settings, inventory_warnings, load_invento
 
 _loaded: dict[int, dict[str, Settings]] = {}
 _facts: dict[int, dict] = {}  # id(inventory) -> master name -> HostFacts
+_local: dict[int, dict] = {}  # id(inventory) -> this checkout's trust anchors
 
 BARRIER_TIMEOUT = 300  # seconds a master's planning waits for the other masters' snapshots
 
@@ -60,7 +61,10 @@ def masters_facts(cfg: Settings, host, inventory, facts) -> dict:
     peers = {m: seen[m] for m in masters}
     allow = {a.kind: getattr(c, a.replace_key) for a in trust.ANCHORS}
     anchors = {m: trust.host_anchors(f.files) for m, f in peers.items()}
-    lines = trust.problems(trust.local_anchors(c), anchors, allow, c.pki_dir)
+    if id(inventory) not in _local:  # read once per run, not once per master
+        _local[id(inventory)] = trust.local_anchors(c)
+    local = _local[id(inventory)]
+    lines = trust.problems(local, anchors, allow, c.pki_dir)
     if lines:
         raise PyinfraError(trust.refusal(lines, c.pki_dir))
     return peers

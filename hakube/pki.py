@@ -175,7 +175,7 @@ class CA:
         """The parsed CA private key (:class:`PKIError` when it is not on this machine)."""
         if self.key_pem is None:
             raise PKIError(f"the key of CA {self.subject.rfc4514_string()} is not on this machine")
-        return _as_issuer_key(serialization.load_pem_private_key(self.key_pem, password=None))
+        return _as_issuer_key(_load_key(self.key_pem))
 
     @property
     def subject(self) -> x509.Name:
@@ -334,6 +334,12 @@ def _read(path: Path) -> bytes | None:
         return path.read_bytes()
     except FileNotFoundError:
         return None
+
+
+def _load_key(pem: bytes) -> PrivateKeyTypes:
+    """A PEM private key from the PKI directory. RSA's full consistency check (~50 ms a key) is
+    skipped: every run reads every key, and whether a key matches its certificate is still checked."""
+    return serialization.load_pem_private_key(pem, password=None, unsafe_skip_rsa_key_validation=True)
 
 
 def _new_rsa_key() -> rsa.RSAPrivateKey:
@@ -688,7 +694,7 @@ def _reissue_reason(
     except ValueError:
         return "certificate unreadable"
     try:
-        key = serialization.load_pem_private_key(key_pem, password=None)
+        key = _load_key(key_pem)
     except (ValueError, TypeError):
         return "key unreadable"
     if not _signed_by(cert, ca):
@@ -753,7 +759,7 @@ def check_imported_cert(
         raise PKIFileError(cert_path, f"{cert_path} is not a valid PEM certificate: {exc}") from exc
     try:
         key_pem = key_path.read_bytes()
-        key = serialization.load_pem_private_key(key_pem, password=None)
+        key = _load_key(key_pem)
     except OSError as exc:
         raise PKIFileError(key_path, f"cannot read key {key_path}: {exc}") from exc
     except (ValueError, TypeError) as exc:
@@ -803,7 +809,7 @@ def adopt_cert(
 
 def public_pem(key_pem: bytes) -> bytes:
     """SubjectPublicKeyInfo PEM of a PEM private key (how ``sa.pub`` is derived from ``sa-key.pem``)."""
-    return _pub_pem(serialization.load_pem_private_key(key_pem, password=None))
+    return _pub_pem(_load_key(key_pem))
 
 
 def ensure_sa_keypair(pki_dir: StrPath, import_key: StrPath | None = None) -> tuple[bytes, bytes]:
@@ -838,7 +844,7 @@ def ensure_sa_keypair(pki_dir: StrPath, import_key: StrPath | None = None) -> tu
         _atomic_write(key_path, key_pem, KEY_MODE)
     else:
         try:
-            key = serialization.load_pem_private_key(key_pem, password=None)
+            key = _load_key(key_pem)
         except (ValueError, TypeError) as exc:
             raise PKIError(f"service-account key {key_path} is unreadable: {exc}") from exc
     pub_pem = _pub_pem(key)

@@ -19,7 +19,7 @@ from pyinfra.api import deploy
 from hakube import roll as rollsh
 from hakube.apiserver_args import apiserver_env, config_env
 from hakube.facts import Needs
-from hakube.ops import binary, handler, managed_file, roll, roll_owed, unit_running
+from hakube.ops import binary, binary_differs, ensure_running, handler, install, roll, roll_owed
 from hakube.paths import PATHS
 from hakube.render import DesiredFile, render
 
@@ -84,30 +84,25 @@ def _roll_script(cfg, inputs) -> str:
 @deploy(NAME)
 def apply(cfg, want, facts, anything_serving: bool = True):
     files = want[NAME]
-    managed_file(name="Install /etc/kubernetes/config", file=files["config"], facts=facts)
+    install([files["config"]], facts)
     if not cfg.is_master:
         return
     c = cfg.cluster
-    binary_op = binary(
-        name=f"Install kube-apiserver {c.kube_version}",
-        dest=PATHS.apiserver_binary,
-        local_path=c.kube_apiserver_binary,
-        url=None if c.kube_apiserver_binary else c.download_url,
-        sha256=c.kube_apiserver_sha256,
-        facts=facts,
-        notify=(SERVICE,),
-    )
-    for role in ("flags", "unit", "agent-socket", "agent-service"):
-        managed_file(name=f"Install {files[role].path}", file=files[role], facts=facts)
+    new_binary = binary_differs(PATHS.apiserver_binary, facts, c.kube_apiserver_binary, c.kube_apiserver_sha256)
+    if new_binary:
+        binary(name=f"Install kube-apiserver {c.kube_version}", dest=PATHS.apiserver_binary,
+               local_path=c.kube_apiserver_binary, url=None if c.kube_apiserver_binary else c.download_url,
+               sha256=c.kube_apiserver_sha256, facts=facts, notify=(SERVICE,))
+    install([files[role] for role in ("flags", "unit", "agent-socket", "agent-service")], facts)
     agent = [files["agent-socket"], files["agent-service"]]
     handler("daemon-reload", "systemctl daemon-reload", agent, facts, name="systemctl daemon-reload (units changed)")
     handler("kube-apiserver-agent", "systemctl restart kube-apiserver-agent.socket", agent, facts,
             name="Restart the haproxy agent socket (changed)")
-    unit_running(name="haproxy agent socket enabled and listening", unit="kube-apiserver-agent.socket", facts=facts)
+    ensure_running("kube-apiserver-agent.socket", facts, name="haproxy agent socket enabled and listening")
     inputs = [f for step in want.values() for f in step.values() if SERVICE in f.notify]  # every step's
-    if roll_owed(SERVICE, inputs, facts, binary_changes=binary_op.will_change):
+    if roll_owed(SERVICE, inputs, facts, binary_changes=new_binary == "content"):
         paths = [PATHS.apiserver_binary, *(f.path for f in inputs)]
         roll(name="Restart kube-apiserver, one master at a time, waiting for /readyz",
              service=SERVICE, script=_roll_script(cfg, paths),
              on_stop=rollsh.stopped_elsewhere(SERVICE, paths), guard=anything_serving, _serial=anything_serving)
-    unit_running(name="kube-apiserver enabled and running", unit="kube-apiserver.service", facts=facts)
+    ensure_running("kube-apiserver.service", facts, name="kube-apiserver enabled and running")

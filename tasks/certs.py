@@ -18,7 +18,7 @@ from pyinfra.api import deploy
 
 from hakube import pki
 from hakube.facts import Needs
-from hakube.ops import managed_file
+from hakube.ops import install
 from hakube.paths import PATHS
 from hakube.render import DesiredFile
 
@@ -88,4 +88,4 @@ def desired_files(cfg, p: ClusterPKI | None) -> dict[str, DesiredFile]:
 
 @deploy(NAME)
 def apply(cfg, want, facts):
-    return [managed_file(name=f"Install {f.path}", file=f, facts=facts) for f in want[NAME].values()]
+    return install(want[NAME].values(), facts)

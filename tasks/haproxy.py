@@ -11,7 +11,7 @@ from pyinfra.operations import server
 
 from hakube import pki as pkimod
 from hakube.facts import Needs
-from hakube.ops import managed_file, reload_roll, unit_running
+from hakube.ops import ensure_running, install, reload_roll
 from hakube.render import DesiredFile, render, static
 
 NAME = "haproxy"
@@ -39,11 +39,10 @@ def desired_files(cfg, p) -> dict[str, DesiredFile]:
 @deploy(NAME)
 def apply(cfg, want, facts):
     files = want[NAME]
-    managed_file(name=f"Persist {SYSCTL_CONF}", file=files["sysctl"], facts=facts)
+    install([files["sysctl"]], facts, verb="Persist")
     if facts.sysctls.get(NONLOCAL_BIND) != "1":
         server.sysctl(name=f"{NONLOCAL_BIND} = 1", key=NONLOCAL_BIND, value=1)
     served = [files["ca"], files["check-cert"], files["cfg"]]
-    for f in served:
-        managed_file(name=f"Install {f.path}", file=f, facts=facts)
+    install(served, facts)
     reload_roll("haproxy", served, facts, cfg.short_name)
-    unit_running(name="haproxy enabled and running", unit="haproxy.service", facts=facts)
+    ensure_running("haproxy.service", facts, name="haproxy enabled and running")

@@ -10,7 +10,7 @@ from pyinfra.api import deploy
 from pyinfra.operations import server
 
 from hakube.facts import Needs
-from hakube.ops import managed_file, reload_roll, unit_running
+from hakube.ops import ensure_running, install, reload_roll
 from hakube.render import DesiredFile, render
 
 NAME = "keepalived"
@@ -34,6 +34,6 @@ def apply(cfg, want, facts):
     if SCRIPT_USER not in facts.users:
         server.user(name="User for keepalived's health scripts", user=SCRIPT_USER, system=True,
                     shell="/usr/sbin/nologin", home="/nonexistent", create_home=False)
-    managed_file(name=f"Install {CONF}", file=files["conf"], facts=facts)
+    install([files["conf"]], facts)
     reload_roll("keepalived", files.values(), facts, cfg.short_name)
-    unit_running(name="keepalived enabled and running", unit="keepalived.service", facts=facts)
+    ensure_running("keepalived.service", facts, name="keepalived enabled and running")

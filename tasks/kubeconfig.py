@@ -11,7 +11,7 @@ from pathlib import Path
 from pyinfra.api import deploy
 
 from hakube.facts import Needs
-from hakube.ops import managed_file
+from hakube.ops import install
 from hakube.paths import PATHS
 from hakube.render import DesiredFile, render
 
@@ -50,4 +50,4 @@ def write_local(cfg, p) -> Path:
 
 @deploy(NAME)
 def apply(cfg, want, facts):
-    return [managed_file(name=f"Install {f.path}", file=f, facts=facts) for f in want[NAME].values()]
+    return install(want[NAME].values(), facts)
