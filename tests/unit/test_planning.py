@@ -185,3 +185,32 @@ def test_bad_inventory_stops_before_any_operation(tmp_path: Path) -> None:
     assert '"plan"' not in result.stdout
     assert "Ready: deploy.py" not in out
     assert not (tmp_path / "pki").exists()
+
+
+def test_diff_prints_each_hosts_file_as_one_block(tmp_path) -> None:
+    """--dry --diff with two masters whose haproxy.cfg differs: every host's diff of every file is
+    one block headed by host and path, never interleaved with the other host's lines. (Hosts are
+    planned concurrently and reading the current file yields: with a delay on every fake command,
+    a header printed before that read would be followed by the other host's header.)"""
+    inv = _write_inventory(tmp_path)
+    text = inv.read_text()
+    snapshot = {"set --; for p in": ["H " + "0" * 64 + "  /etc/haproxy/haproxy.cfg",
+                                     "M 644:root:root /etc/haproxy/haproxy.cfg"],
+                "cat /etc/haproxy/haproxy.cfg": ["global", "    maxconn 1"]}
+    inv.write_text(text.replace("'fake_responses': {", f"'fake_responses': {{**{snapshot!r}, ", 1)
+                   .replace("'fake_delay': 0,", "'fake_delay': 0.05,", 1))
+    env = {k: v for k, v in os.environ.items() if k != "HAKUBE_VRRP_AUTH_PASS"}
+    proc = subprocess.run([str(PYINFRA), str(inv), "deploy.py", "--dry", "--diff"],
+                          cwd=ROOT, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = (proc.stdout + proc.stderr).splitlines()
+    heads = [i for i, line in enumerate(lines) if "Will modify /etc/haproxy/haproxy.cfg" in line]
+    assert len(heads) == 2, heads
+    for i in heads:
+        block = lines[i + 1:lines.index("", i)]
+        assert any("maxconn 1" in line for line in block), block  # the old line, removed
+        assert any("bind 10.9.0.100:6443" in line for line in block), block  # a new line
+        assert not any(M1 in line or M2 in line for line in block), block  # one block, one host
+    secret = [i for i, line in enumerate(lines) if "Will create /etc/keepalived/keepalived.conf" in line]
+    assert len(secret) == 2 and all("secret content: diff not shown" in lines[i + 1] for i in secret)
+    assert "fAkep4ss" not in proc.stdout + proc.stderr  # the VRRP password never
