@@ -242,6 +242,11 @@ def up(masters: int | None = None) -> dict:
         base, etcd_image = ensure_images(mirror)
         wanted = master_names(masters)
         _check_names((*MASTER_NAMES, ETCD_NAME))
+        if not STATE_FILE.exists() and any(container_info(n) is not None for n in (*MASTER_NAMES, ETCD_NAME)):
+            # Its masters hold another checkout's CA, which this checkout's deploy would refuse to
+            # replace (rightly): a lab belongs to the checkout that made it.
+            log(f"the running lab was made by another checkout (no {STATE_FILE} here): recreating it")
+            _remove_lab()
         ensure_network()
         for name in MASTER_NAMES[masters:]:  # scale down: drop surplus lab masters
             if container_info(name) is not None:
@@ -267,17 +272,21 @@ def down() -> None:
     """Remove the lab's containers and network (label hakube.lab=1); images and caches stay."""
     check_docker()
     with _lock():
-        ids = docker("ps", "-aq", "--filter", LABEL_FILTER).stdout.split()
-        ids += docker("ps", "-aq", "--filter", f"name=^{BUILD_PREFIX}").stdout.split()
-        ids = list(dict.fromkeys(ids))
-        if ids:
-            log(f"removing {len(ids)} lab container(s)")
-            docker("rm", "-f", "-v", *ids)
-        nets = docker("network", "ls", "-q", "--filter", LABEL_FILTER).stdout.split()
-        if nets:
-            log(f"removing network {NETWORK}")
-            docker("network", "rm", *nets)
+        _remove_lab()
     log("lab down")
+
+
+def _remove_lab() -> None:
+    ids = docker("ps", "-aq", "--filter", LABEL_FILTER).stdout.split()
+    ids += docker("ps", "-aq", "--filter", f"name=^{BUILD_PREFIX}").stdout.split()
+    ids = list(dict.fromkeys(ids))
+    if ids:
+        log(f"removing {len(ids)} lab container(s)")
+        docker("rm", "-f", "-v", *ids)
+    nets = docker("network", "ls", "-q", "--filter", LABEL_FILTER).stdout.split()
+    if nets:
+        log(f"removing network {NETWORK}")
+        docker("network", "rm", *nets)
 
 
 def vip_holders(names: tuple[str, ...] | None = None) -> list[str]:
