@@ -111,25 +111,26 @@ def managed_file(file: DesiredFile, facts: HostFacts):
     yield FileUploadCommand(
         io.BytesIO(file.content), staged_path, remote_temp_filename=host.get_temp_filename(staged_path)
     )
-    yield f"chown root:root {q_staged} && chmod {file.mode} {q_staged}"
+    # One remote command from here on: every step must pass for the next to run.
+    steps = [f"chown root:root {q_staged} && chmod {file.mode} {q_staged}"]
     if file.validate:
         check = file.validate.format(path=q_staged)
         # The validator's own message goes to stderr, which pyinfra prints for the failed host.
-        yield f"{check} >&2 || {{ echo 'validation failed: {file.path} left unchanged, new version kept at {staged_path}' >&2; exit 1; }}"
-    yield from _mark_pending(file.notify)
-    if any(service in STAGED for service in file.notify):
-        return
-    for service in file.notify:
-        if service in ROLLED:
-            yield rollsh.backup(service, [file.path])
-    yield f"mv -f {q_staged} {q_path}"
+        steps.append(f"{{ {check} >&2 || {{ echo 'validation failed: {file.path} left unchanged, new version "
+                     f"kept at {staged_path}' >&2; exit 1; }}; }}")
+    steps += _mark_pending(file.notify)
+    if not any(service in STAGED for service in file.notify):
+        steps += [rollsh.backup(service, [file.path]) for service in file.notify if service in ROLLED]
+        steps.append(f"mv -f {q_staged} {q_path}")
+    yield " && ".join(steps)
 
 
-def _mark_pending(handlers: tuple[str, ...]):
+def _mark_pending(handlers: tuple[str, ...]) -> list[str]:
     """Before a change goes live, leave a marker per handler: the restart/reload then happens in
     this run or, if this run dies first, in the next one (a handler is never lost)."""
-    if handlers:
-        yield f"mkdir -p {PENDING_DIR} && touch " + " ".join(pending_marker(h) for h in handlers)
+    if not handlers:
+        return []
+    return [f"mkdir -p {PENDING_DIR} && touch " + " ".join(pending_marker(h) for h in handlers)]
 
 
 @operation()
@@ -161,8 +162,7 @@ def binary(dest: str, facts: HostFacts, local_path: str | None = None, url: str 
         f'echo "{want}  {staged}" | sha256sum -c --quiet - >&2 '
         f"|| {{ rm -f {q_staged}; echo 'checksum mismatch: {dest} left unchanged' >&2; exit 1; }}"
     )
-    yield f"chmod 0755 {q_staged} && chown root:root {q_staged}"
-    yield from _mark_pending(notify)
+    yield " && ".join([f"chmod 0755 {q_staged} && chown root:root {q_staged}", *_mark_pending(notify)])
 
 
 def binary_differs(dest: str, facts: HostFacts, local_path: str | None, sha256: str | None) -> str | None:

@@ -101,7 +101,7 @@ def rolled_restart(service: str, host: str, staged_paths=(), *, apply: str, read
         f"[ -e {marker} ] || exit 0; "
         f"{functions}"
         f"_ready() {{ end=$(( $(date +%s) + {int(timeout)} )); "
-        f"until {ready}; do [ $(date +%s) -lt $end ] || return 1; sleep 1; done; }}; "
+        f"until {ready}; do [ $(date +%s) -lt $end ] || return 1; sleep 0.5; done; }}; "
         f"_after() {{ {after}; }}; trap _after EXIT; "
         f"{before}; "
         f"{switch_staged(service, staged_paths)}; "

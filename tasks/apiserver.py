@@ -54,7 +54,7 @@ def serving(masters_facts: dict) -> bool:
     return any(f.units.get("kube-apiserver.service", ("", ""))[0] == "active" for f in masters_facts.values())
 
 
-def _roll_script(cfg, inputs) -> str:
+def _roll_script(cfg, inputs, drain: bool = True) -> str:
     c = cfg.cluster
     url = f"https://{cfg.bind_address}:{c.apiserver_port}/readyz"
     curl = " ".join(
@@ -73,7 +73,8 @@ def _roll_script(cfg, inputs) -> str:
     return rollsh.rolled_restart(
         SERVICE, cfg.short_name, inputs,
         functions=functions,
-        before=f"echo drain > {state} && sleep 1.5",  # agent-inter is 0.5 s: every haproxy has seen it
+        # agent-inter is 0.5 s: after 1.5 s every haproxy has seen it. Nothing serving: nothing to drain.
+        before=f"echo drain > {state} && sleep 1.5" if drain else ":",
         apply="systemctl daemon-reload && systemctl restart kube-apiserver",
         ready="_serving",
         after=f"rm -f {state}",  # never leave a master drained, whatever happens
@@ -103,6 +104,6 @@ def apply(cfg, want, facts, anything_serving: bool = True):
     if roll_owed(SERVICE, inputs, facts, binary_changes=new_binary == "content"):
         paths = [PATHS.apiserver_binary, *(f.path for f in inputs)]
         roll(name="Restart kube-apiserver, one master at a time, waiting for /readyz",
-             service=SERVICE, script=_roll_script(cfg, paths),
+             service=SERVICE, script=_roll_script(cfg, paths, drain=anything_serving),
              on_stop=rollsh.stopped_elsewhere(SERVICE, paths), guard=anything_serving, _serial=anything_serving)
     ensure_running("kube-apiserver.service", facts, name="kube-apiserver enabled and running")

@@ -10,6 +10,9 @@ stand-in host records no-ops and names temp files.
 from __future__ import annotations
 
 import json
+import os
+import stat
+import subprocess
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -89,3 +92,32 @@ def test_every_custom_operation_has_cases() -> None:
     assert tested == {"managed_file", "binary", "unit_running", "roll", "packages"}
     for name in tested:
         assert hasattr(getattr(ops, name), "__wrapped__"), f"{name} is not a pyinfra operation"
+
+
+@pytest.mark.parametrize("validator, goes_live", [("true", True), ("false", False)], ids=["passes", "fails"])
+def test_the_staged_file_goes_live_only_after_its_validator(tmp_path, monkeypatch, validator, goes_live) -> None:
+    """The commands of ``managed_file`` run for real in a scratch directory: a failed validation
+    leaves the live file, no pending marker and no kept copy; a passing one keeps the old version
+    for a rollback, marks the reload owed, and moves the new one in."""
+    from hakube import roll
+
+    monkeypatch.setattr(ops, "host", FakeHost())
+    for module in (ops, roll):
+        monkeypatch.setattr(module, "PENDING_DIR", str(tmp_path / "pending"))
+    monkeypatch.setattr(roll, "ROLLBACK_DIR", str(tmp_path / "rollback"))
+    live = tmp_path / "etc" / "app.cfg"
+    live.parent.mkdir()
+    live.write_text("old\n")
+    file = DesiredFile(str(live), b"new\n", validate=f"{validator} {{path}}", notify=("haproxy",))
+    first, upload, last = list(ops.managed_file.__wrapped__(file=file, facts=HostFacts()))
+    assert isinstance(upload, FileUploadCommand)
+    assert subprocess.run(["sh", "-c", first]).returncode == 0
+    assert stat.S_IMODE(os.stat(f"{live}.new").st_mode) == 0o600  # private before the first byte
+    Path(f"{live}.new").write_bytes(file.content)  # what the upload does
+    proc = subprocess.run(["sh", "-c", last], capture_output=True, text=True)
+    assert (proc.returncode == 0) == goes_live, proc.stderr
+    assert live.read_text() == ("new\n" if goes_live else "old\n")
+    assert (tmp_path / "pending" / "haproxy").exists() == goes_live
+    assert (tmp_path / "rollback" / "haproxy" / "state" / str(live).lstrip("/")).exists() == goes_live
+    if not goes_live:
+        assert f"validation failed: {live} left unchanged" in proc.stderr
