@@ -18,14 +18,17 @@ facts = host_facts(host, cfg)  # what the host has: one remote command, asked fo
 peers = masters_facts(cfg, host, inventory, facts)  # every master's; the masters' CA is the truth
 pki = certs.ensure_pki(cfg) if cfg.is_master else None
 want = desired_state(cfg, pki)  # every file this host should have, rendered locally, by step
+serving = apiserver.serving(peers)  # anything to protect? then one master at a time
 
 if cfg.is_master:
-    packages.apply(cfg, want, facts)  # 0. keepalived, haproxy, kubectl, curl from the distribution
-    certs.apply(cfg, want, facts)  # 1. Kubernetes certificates and keys
-    audit.apply(cfg, want, facts)  # 2. audit policy
-    apiserver.apply(cfg, want, facts, anything_serving=apiserver.serving(peers))  # 3. config, flags, unit, roll
-    keepalived.apply(cfg, want, facts)  # 5. keepalived: the VIP
-    haproxy.apply(cfg, want, facts)  # 6. haproxy in front of every apiserver
+    packages.apply(cfg, want, facts)  # 0. keepalived, haproxy, kubectl, curl (installed in the background)
+    certs.apply(cfg, want, facts)  # 1. Kubernetes certificates and keys (staged)
+    audit.apply(cfg, want, facts)  # 2. audit policy (staged)
+    apiserver.apply(cfg, want, facts)  # 3. config, flags, unit, binary (staged)
+    packages.wait(cfg, want, facts)  # 0. ... installed before anything runs them
+    apiserver.roll_out(cfg, want, facts, one_at_a_time=serving)  # 3. the roll: start or restart, /readyz
+    keepalived.apply(cfg, want, facts, one_at_a_time=serving)  # 5. keepalived: the VIP
+    haproxy.apply(cfg, want, facts, one_at_a_time=serving)  # 6. haproxy in front of every apiserver
     kubeconfig.apply(cfg, want, facts)  # 7. admin kubeconfig (masters)
     kubeconfig.write_local(cfg, pki)  #    ... and for the operator
     rbac.apply(cfg, want, facts)  # 4. RBAC, once the VIP answers

@@ -194,29 +194,62 @@ def unit_running(unit: str, facts: HostFacts):
     + unit: e.g. ``haproxy.service``
     """
     active, enabled = facts.units.get(unit, ("unknown", "unknown"))
+    q = shlex.quote(unit)
     if enabled != "enabled":
-        yield f"systemctl enable {shlex.quote(unit)}"
-    if active != "active":
-        yield f"systemctl start {shlex.quote(unit)}"
-    if enabled == "enabled" and active == "active":
+        yield f"systemctl enable {'--now ' if active != 'active' else ''}{q}"
+    elif active != "active":
+        yield f"systemctl start {q}"
+    else:
         host.noop(f"{unit} is enabled and running")
+
+
+PACKAGES_UNIT = "hakube-packages"  # the transient unit that installs them in the background
+
+
+def _install_command(names) -> str:
+    q = " ".join(shlex.quote(n) for n in names)
+    return (
+        "if command -v apt-get >/dev/null; then apt-get -o Acquire::Languages=none update -qq && "
+        f"DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends {q}; "
+        f"elif command -v dnf >/dev/null; then dnf install -y -q {q}; "
+        f"elif command -v yum >/dev/null; then yum install -y -q {q}; "
+        "else echo 'no supported package manager (apt-get, dnf, yum)' >&2; exit 1; fi"
+    )
 
 
 @operation(is_idempotent=False)
 def packages(names: tuple[str, ...]):
     """
-    Install distribution packages in one remote command, with the host's own package manager
-    (apt, dnf or yum). Plan it only when something is missing (``tasks/packages.py``).
+    Start installing distribution packages in the background (a transient systemd unit), with the
+    host's own package manager (apt, dnf or yum): one remote command, and the later steps' file
+    uploads go on meanwhile. ``packages_ready`` waits for it before anything runs them. Plan it
+    only when something is missing (``tasks/packages.py``).
 
     + names: package names
     """
-    q = " ".join(shlex.quote(n) for n in names)
     yield (
-        "if command -v apt-get >/dev/null; then apt-get update -qq && "
-        f"DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends {q}; "
-        f"elif command -v dnf >/dev/null; then dnf install -y -q {q}; "
-        f"elif command -v yum >/dev/null; then yum install -y -q {q}; "
-        "else echo 'no supported package manager (apt-get, dnf, yum)' >&2; exit 1; fi"
+        f"systemctl reset-failed {PACKAGES_UNIT} 2>/dev/null; "
+        f"systemd-run --quiet --unit={PACKAGES_UNIT} --description='hakube: install packages' "
+        f"sh -c {shlex.quote(_install_command(names))}"
+    )
+
+
+@operation(is_idempotent=False)
+def packages_ready(commands: tuple[str, ...]):
+    """
+    Wait for the background install of ``packages``; fail with its journal if it failed, or if
+    one of ``commands`` is still missing.
+
+    + commands: what the packages provide
+    """
+    unit = PACKAGES_UNIT
+    yield (
+        f"while case $(systemctl show -p ActiveState --value {unit}) in active|activating|deactivating) true;; "
+        "*) false;; esac; do sleep 0.5; done; "
+        f"if systemctl is-failed -q {unit}; then echo 'installing the packages failed:' >&2; "
+        f"journalctl -u {unit} -n 30 --no-pager -o cat >&2; systemctl reset-failed {unit}; exit 1; fi; "
+        f"for c in {' '.join(shlex.quote(c) for c in commands)}; do command -v \"$c\" >/dev/null || "
+        "{ echo \"$c is still missing after the package install\" >&2; exit 1; }; done"
     )
 
 
@@ -284,7 +317,8 @@ def roll(service: str, script: str, on_stop: str, guard: bool = True):
         yield FunctionCommand(_roll_done, (service,), {})
 
 
-def reload_roll(service: str, files, facts: HostFacts, host_name: str, timeout: int = 10):
+def reload_roll(service: str, files, facts: HostFacts, host_name: str, timeout: int = 10,
+                one_at_a_time: bool = True):
     """Reload ``service`` (one master at a time) when one of ``files`` changed content; if the
     daemon is not running afterwards, put its previous files back, restart it and stop the run."""
     if not roll_owed(service, files, facts):
@@ -294,8 +328,8 @@ def reload_roll(service: str, files, facts: HostFacts, host_name: str, timeout: 
         service, host_name, (), apply=f"systemctl reload-or-restart {unit} && sleep 1",
         ready=f"systemctl is-active -q {unit}", timeout=timeout,
     )
-    return roll(name=f"Reload {service} (config changed)", service=service,
-                script=script, on_stop=rollsh.stopped_elsewhere(service), _serial=True)
+    return roll(name=f"Reload {service} (config changed)", service=service, script=script,
+                on_stop=rollsh.stopped_elsewhere(service), guard=one_at_a_time, _serial=one_at_a_time)
 
 
 def roll_owed(service: str, files, facts: HostFacts, binary_changes: bool = False) -> bool:

@@ -50,7 +50,8 @@ def desired_files(cfg, pki) -> dict[str, DesiredFile]:
 
 
 def serving(masters_facts: dict) -> bool:
-    """Is an apiserver running on any master (then a roll has something to protect)?"""
+    """Is an apiserver running on any master? Then every roll has something to protect and takes
+    one master at a time; on a first install nothing serves yet and the masters need not wait."""
     return any(f.units.get("kube-apiserver.service", ("", ""))[0] == "active" for f in masters_facts.values())
 
 
@@ -83,14 +84,15 @@ def _roll_script(cfg, inputs, drain: bool = True) -> str:
 
 
 @deploy(NAME)
-def apply(cfg, want, facts, anything_serving: bool = True):
+def apply(cfg, want, facts):
+    """Stage what the apiserver runs: /etc/kubernetes/config (every host), the binary, its flags and
+    unit, and the haproxy agent (live at once: the apiserver does not read it)."""
     files = want[NAME]
     install([files["config"]], facts)
     if not cfg.is_master:
         return
     c = cfg.cluster
-    new_binary = binary_differs(PATHS.apiserver_binary, facts, c.kube_apiserver_binary, c.kube_apiserver_sha256)
-    if new_binary:
+    if binary_differs(PATHS.apiserver_binary, facts, c.kube_apiserver_binary, c.kube_apiserver_sha256):
         binary(name=f"Install kube-apiserver {c.kube_version}", dest=PATHS.apiserver_binary,
                local_path=c.kube_apiserver_binary, url=None if c.kube_apiserver_binary else c.download_url,
                sha256=c.kube_apiserver_sha256, facts=facts, notify=(SERVICE,))
@@ -100,10 +102,18 @@ def apply(cfg, want, facts, anything_serving: bool = True):
     handler("kube-apiserver-agent", "systemctl restart kube-apiserver-agent.socket", agent, facts,
             name="Restart the haproxy agent socket (changed)")
     ensure_running("kube-apiserver-agent.socket", facts, name="haproxy agent socket enabled and listening")
-    inputs = [f for step in want.values() for f in step.values() if SERVICE in f.notify]  # every step's
+
+
+@deploy(NAME)
+def roll_out(cfg, want, facts, one_at_a_time: bool = True):
+    """The roll: every staged input of the apiserver (every step's files that notify it) goes live,
+    one master at a time — or all at once while nothing serves (``one_at_a_time=False``)."""
+    c = cfg.cluster
+    inputs = [f for step in want.values() for f in step.values() if SERVICE in f.notify]
+    new_binary = binary_differs(PATHS.apiserver_binary, facts, c.kube_apiserver_binary, c.kube_apiserver_sha256)
     if roll_owed(SERVICE, inputs, facts, binary_changes=new_binary == "content"):
         paths = [PATHS.apiserver_binary, *(f.path for f in inputs)]
         roll(name="Restart kube-apiserver, one master at a time, waiting for /readyz",
-             service=SERVICE, script=_roll_script(cfg, paths, drain=anything_serving),
-             on_stop=rollsh.stopped_elsewhere(SERVICE, paths), guard=anything_serving, _serial=anything_serving)
+             service=SERVICE, script=_roll_script(cfg, paths, drain=one_at_a_time),
+             on_stop=rollsh.stopped_elsewhere(SERVICE, paths), guard=one_at_a_time, _serial=one_at_a_time)
     ensure_running("kube-apiserver.service", facts, name="kube-apiserver enabled and running")

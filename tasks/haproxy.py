@@ -37,12 +37,12 @@ def desired_files(cfg, p) -> dict[str, DesiredFile]:
 
 
 @deploy(NAME)
-def apply(cfg, want, facts):
+def apply(cfg, want, facts, one_at_a_time: bool = True):
     files = want[NAME]
     install([files["sysctl"]], facts, verb="Persist")
     if facts.sysctls.get(NONLOCAL_BIND) != "1":
         server.sysctl(name=f"{NONLOCAL_BIND} = 1", key=NONLOCAL_BIND, value=1)
     served = [files["ca"], files["check-cert"], files["cfg"]]
     install(served, facts)
-    reload_roll("haproxy", served, facts, cfg.short_name)
+    reload_roll("haproxy", served, facts, cfg.short_name, one_at_a_time=one_at_a_time)
     ensure_running("haproxy.service", facts, name="haproxy enabled and running")

@@ -29,11 +29,11 @@ def desired_files(cfg, pki) -> dict[str, DesiredFile]:
 
 
 @deploy(NAME)
-def apply(cfg, want, facts):
+def apply(cfg, want, facts, one_at_a_time: bool = True):
     files = want[NAME]
     if SCRIPT_USER not in facts.users:
         server.user(name="User for keepalived's health scripts", user=SCRIPT_USER, system=True,
                     shell="/usr/sbin/nologin", home="/nonexistent", create_home=False)
     install([files["conf"]], facts)
-    reload_roll("keepalived", files.values(), facts, cfg.short_name)
+    reload_roll("keepalived", files.values(), facts, cfg.short_name, one_at_a_time=one_at_a_time)
     ensure_running("keepalived.service", facts, name="keepalived enabled and running")

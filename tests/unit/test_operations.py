@@ -54,8 +54,9 @@ def _kwargs(raw: dict) -> dict:
         f["content"] = f["content"].encode()
         f["notify"] = tuple(f.get("notify", ()))
         out["file"] = DesiredFile(**f)
-    if "names" in out:
-        out["names"] = tuple(out["names"])
+    for key in ("names", "commands"):
+        if key in out:
+            out[key] = tuple(out[key])
     if "notify" in out:
         out["notify"] = tuple(out["notify"])
     return out
@@ -89,7 +90,7 @@ def test_operation(path: Path, monkeypatch) -> None:
 
 def test_every_custom_operation_has_cases() -> None:
     tested = {p.parent.name for p in CASES}
-    assert tested == {"managed_file", "binary", "unit_running", "roll", "packages"}
+    assert tested == {"managed_file", "binary", "unit_running", "roll", "packages", "packages_ready"}
     for name in tested:
         assert hasattr(getattr(ops, name), "__wrapped__"), f"{name} is not a pyinfra operation"
 

@@ -33,11 +33,14 @@ FAKE = {
 
 M1, M2, N1 = "@fake/m1", "@fake/m2", "@fake/n1"
 
-# The tutorial's steps, in the order the deploy must run them on a master.
+# The tutorial's steps, in the order the deploy must run them on a master. The packages install
+# in the background while the apiserver's inputs are staged; the roll waits for them.
 STEPS = [
     "Packages",
     "Certificates (/etc/kubernetes/ssl)",
     "Audit policy",
+    "kube-apiserver",
+    "Packages",
     "kube-apiserver",
     "keepalived",
     "haproxy",
