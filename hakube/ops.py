@@ -227,10 +227,10 @@ def packages(names: tuple[str, ...]):
 
     + names: package names
     """
-    yield (
-        f"systemctl reset-failed {PACKAGES_UNIT} 2>/dev/null; "
+    yield (  # an install an interrupted run started may still be going: then wait for that one
+        f"systemctl is-active -q {PACKAGES_UNIT} || {{ systemctl reset-failed {PACKAGES_UNIT} 2>/dev/null; "
         f"systemd-run --quiet --unit={PACKAGES_UNIT} --description='hakube: install packages' "
-        f"sh -c {shlex.quote(_install_command(names))}"
+        f"sh -c {shlex.quote(_install_command(names))}; }}"
     )
 
 
