@@ -282,7 +282,7 @@ def _roll_guard(state, host, service: str, on_stop: str):
     last = rolls.get(service)
     if last and not last["done"]:
         host.log_styled(
-            f"{service} not touched here: the roll stopped at {last['host']}, which was rolled back",
+            f"{service} not touched here: the roll stopped at {last['host']}, where it failed",
             fg="red", log_func=logger.error,
         )
         args = state.get_op_data_for_host(host, host.executing_op_hash).global_arguments
