@@ -9,7 +9,6 @@ master at a time and stops at the first that fails; ``handler`` runs a plain rel
 
 from __future__ import annotations
 
-import hashlib
 import io
 import posixpath
 import shlex
@@ -33,10 +32,6 @@ ROLLED = ("kube-apiserver", "haproxy", "keepalived")
 STAGED = ("kube-apiserver",)
 
 
-def _sha(content: bytes) -> str:
-    return hashlib.sha256(content).hexdigest()
-
-
 def _show_diff(path: str, content: bytes, secret: bool, exists: bool) -> None:
     """The diff of one file on this host as ONE log record, headed by host and path: hosts are
     planned concurrently, so line-by-line logging would interleave them."""
@@ -55,7 +50,7 @@ def _show_diff(path: str, content: bytes, secret: bool, exists: bool) -> None:
 def content_changes(file: DesiredFile, facts: HostFacts) -> bool:
     """True when the host's copy of ``file`` is missing or has other bytes (a mode is no change)."""
     state = facts.files.get(file.path)
-    return state is None or state.sha256 != _sha(file.content)
+    return state is None or state.sha256 != file.sha256
 
 
 def differs(file: DesiredFile, facts: HostFacts) -> bool:
@@ -144,7 +139,7 @@ def binary(dest: str, facts: HostFacts, local_path: str | None = None, url: str 
     + local_path: file on the deploy machine (uploaded)
     + url: download URL (with ``sha256``)
     """
-    want = _local_sha256(local_path) if local_path else sha256
+    want = binary_sha256(local_path, sha256)
     state = facts.files.get(dest)
     if state and state.sha256 == want:
         if state.mode == 0o755 and state.owner == "root:root":
@@ -165,10 +160,15 @@ def binary(dest: str, facts: HostFacts, local_path: str | None = None, url: str 
     yield " && ".join([f"chmod 0755 {q_staged} && chown root:root {q_staged}", *_mark_pending(notify)])
 
 
+def binary_sha256(local_path: str | None, sha256: str | None) -> str:
+    """The sha256 the binary must have: the local file's, or the one given for a download."""
+    return _local_sha256(local_path) if local_path else sha256
+
+
 def binary_differs(dest: str, facts: HostFacts, local_path: str | None, sha256: str | None) -> str | None:
     """"content" when the host lacks this binary, "mode" when only its mode or owner is wrong, else None."""
     state = facts.files.get(dest)
-    if state is None or state.sha256 != (_local_sha256(local_path) if local_path else sha256):
+    if state is None or state.sha256 != binary_sha256(local_path, sha256):
         return "content"
     return "mode" if (state.mode, state.owner) != (0o755, "root:root") else None
 

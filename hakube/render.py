@@ -7,6 +7,7 @@ unit-tested without pyinfra.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.resources
 import json
 from dataclasses import dataclass, field
@@ -48,6 +49,10 @@ class DesiredFile:
     secret: bool = False  # never shown in a diff
     validate: str | None = None  # command run on the staged copy ({path}); must pass to go live
     notify: tuple[str, ...] = ()  # handlers to run once this file's content changed
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.content).hexdigest()
 
 
 @lru_cache(maxsize=1)

@@ -54,12 +54,20 @@ def _keep(service: str, words: str) -> str:
     )
 
 
-def switch_staged(service: str, paths) -> str:
-    """Back up, then move every staged ``<path>.new`` into place (atomic per file)."""
+def switch_staged(service: str, staged) -> str:
+    """Back up, then move every staged ``<path>.new`` into place (atomic per file).
+
+    ``staged`` maps each input's path to the sha256 this run wants there. Only a staged copy with
+    exactly those bytes goes live: one left behind by a run that died before this master's turn,
+    for data that has changed since, is deleted instead.
+    """
+    checks = " ".join(f"_pick {shlex.quote(path)} {sha};" for path, sha in staged.items())
     return (
-        f'set --; for f in {_q(paths)}; do [ -e "$f.new" ] && set -- "$@" "$f"; done; '
-        f'if [ $# -gt 0 ]; then {_keep(service, chr(34) + "$@" + chr(34))}; '
-        'for f in "$@"; do mv -f "$f.new" "$f" || exit 1; done; fi'
+        'ok=""; _pick() { [ -e "$1.new" ] || return 0; '
+        'if [ "$(sha256sum < "$1.new" | cut -c1-64)" = "$2" ]; then ok="$ok $1"; else rm -f "$1.new"; fi; }; '
+        f"{checks} "
+        f'if [ -n "$ok" ]; then {_keep(service, "$ok")}; '
+        'for f in $ok; do mv -f "$f.new" "$f" || exit 1; done; fi'
     )
 
 
@@ -86,7 +94,7 @@ def stopped_elsewhere(service: str, staged_paths=()) -> str:
     return f"{restore(service)}; {discard_staged(staged_paths)}; {forget(service)}"
 
 
-def rolled_restart(service: str, host: str, staged_paths=(), *, apply: str, ready: str, timeout: int,
+def rolled_restart(service: str, host: str, staged=None, *, apply: str, ready: str, timeout: int,
                    before: str = ":", after: str = ":", functions: str = "", journal_lines: int = 15) -> str:
     """Switch inputs, ``apply`` (restart or reload), wait up to ``timeout`` s for ``ready``; roll back on failure.
 
@@ -104,7 +112,7 @@ def rolled_restart(service: str, host: str, staged_paths=(), *, apply: str, read
         f"until {ready}; do [ $(date +%s) -lt $end ] || return 1; sleep 0.5; done; }}; "
         f"_after() {{ {after}; }}; trap _after EXIT; "
         f"{before}; "
-        f"{switch_staged(service, staged_paths)}; "
+        f"{switch_staged(service, staged or {})}; "
         "since=$(date '+%Y-%m-%d %H:%M:%S'); "
         f"if {{ {apply}; }} && _ready; then {forget(service)}; exit 0; fi; "
         f'echo "{host}: {service} did not become ready (waited up to {int(timeout)}s); its last journal lines:" >&2; '

@@ -19,7 +19,7 @@ from pyinfra.api import deploy
 from hakube import roll as rollsh
 from hakube.apiserver_args import apiserver_env, config_env
 from hakube.facts import Needs
-from hakube.ops import binary, binary_differs, ensure_running, handler, install, roll, roll_owed
+from hakube.ops import binary, binary_differs, binary_sha256, ensure_running, handler, install, roll, roll_owed
 from hakube.paths import PATHS
 from hakube.render import DesiredFile, render
 
@@ -55,7 +55,7 @@ def serving(masters_facts: dict) -> bool:
     return any(f.units.get("kube-apiserver.service", ("", ""))[0] == "active" for f in masters_facts.values())
 
 
-def _roll_script(cfg, inputs, drain: bool = True) -> str:
+def _roll_script(cfg, staged: dict, drain: bool = True) -> str:
     c = cfg.cluster
     url = f"https://{cfg.bind_address}:{c.apiserver_port}/readyz"
     curl = " ".join(
@@ -72,7 +72,7 @@ def _roll_script(cfg, inputs, drain: bool = True) -> str:
         f"_serving() {{ {curl} && rm -f {state} && _up; }}; "
     )
     return rollsh.rolled_restart(
-        SERVICE, cfg.short_name, inputs,
+        SERVICE, cfg.short_name, staged,
         functions=functions,
         # agent-inter is 0.5 s: after 1.5 s every haproxy has seen it. Nothing serving: nothing to drain.
         before=f"echo drain > {state} && sleep 1.5" if drain else ":",
@@ -112,8 +112,10 @@ def roll_out(cfg, want, facts, one_at_a_time: bool = True):
     inputs = [f for step in want.values() for f in step.values() if SERVICE in f.notify]
     new_binary = binary_differs(PATHS.apiserver_binary, facts, c.kube_apiserver_binary, c.kube_apiserver_sha256)
     if roll_owed(SERVICE, inputs, facts, binary_changes=new_binary == "content"):
-        paths = [PATHS.apiserver_binary, *(f.path for f in inputs)]
+        # Each input with the sha256 it must have: only such a staged copy goes live.
+        staged = {PATHS.apiserver_binary: binary_sha256(c.kube_apiserver_binary, c.kube_apiserver_sha256),
+                  **{f.path: f.sha256 for f in inputs}}
         roll(name="Restart kube-apiserver, one master at a time, waiting for /readyz",
-             service=SERVICE, script=_roll_script(cfg, paths, drain=one_at_a_time),
-             on_stop=rollsh.stopped_elsewhere(SERVICE, paths), guard=one_at_a_time, _serial=one_at_a_time)
+             service=SERVICE, script=_roll_script(cfg, staged, drain=one_at_a_time),
+             on_stop=rollsh.stopped_elsewhere(SERVICE, list(staged)), guard=one_at_a_time, _serial=one_at_a_time)
     ensure_running("kube-apiserver.service", facts, name="kube-apiserver enabled and running")

@@ -224,7 +224,7 @@ def _render_all(s: dict) -> dict[str, str]:
                 dest=PATHS.apiserver_binary, facts=SimpleNamespace(files={}), url=c.download_url, sha256=c.kube_apiserver_sha256
             )
             out[f"{host}:$ install kube-apiserver"] = "\n".join(install)
-            out[f"{host}:$ restart kube-apiserver"] = _roll_script(cfg, [PATHS.apiserver_binary])
+            out[f"{host}:$ restart kube-apiserver"] = _roll_script(cfg, {PATHS.apiserver_binary: c.kube_apiserver_sha256 or "0" * 64})
     return out
 
 

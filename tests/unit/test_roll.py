@@ -5,6 +5,7 @@ The service name is one no machine has, so the rollback's `systemctl restart` fa
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 import subprocess
@@ -33,11 +34,16 @@ def sh(script: str) -> subprocess.CompletedProcess:
     return subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=60)
 
 
-def stage(box: Path) -> list[str]:
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def stage(box: Path) -> dict[str, str]:
+    """Two staged inputs; returns {path: the sha256 this run wants there}."""
     (box / "etc" / "live.pem.new").write_text("new\n")
     (box / "etc" / "born.conf.new").write_text("born\n")
     (box / "pending" / SERVICE).touch()
-    return [str(box / "etc" / "live.pem"), str(box / "etc" / "born.conf")]
+    return {str(box / "etc" / "live.pem"): _sha("new\n"), str(box / "etc" / "born.conf"): _sha("born\n")}
 
 
 def script(paths, ready: str) -> str:
@@ -92,7 +98,18 @@ def test_stopped_elsewhere_discards_staged_and_restores_kept(box):
     live = box / "etc" / "live.pem"
     assert sh(roll.backup(SERVICE, [str(live)])).returncode == 0
     live.write_text("went live early\n")
-    assert sh(roll.stopped_elsewhere(SERVICE, paths)).returncode == 0
+    assert sh(roll.stopped_elsewhere(SERVICE, list(paths))).returncode == 0
     assert live.read_text() == "old\n"
     assert not list((box / "etc").glob("*.new"))
     assert not (box / "pending" / SERVICE).exists()
+
+
+def test_a_stale_staged_copy_never_goes_live(box):
+    """A run died after staging a change on this master; the data went back to what is live. The
+    next roll (owed by the marker) must not switch the abandoned change in: it deletes it."""
+    stage(box)
+    wanted_now = {str(box / "etc" / "live.pem"): _sha("old\n")}  # the data went back
+    proc = sh(f"BOX={box}; " + script(wanted_now, "true"))
+    assert proc.returncode == 0, proc.stderr
+    assert (box / "etc" / "live.pem").read_text() == "old\n"
+    assert not (box / "etc" / "live.pem.new").exists()
