@@ -31,7 +31,6 @@ ANCHORS = (
     Anchor("sa", "service-account public key", PATHS.sa_pub, "replace_sa_sha256"),
     Anchor("etcd-ca", "etcd CA certificate", PATHS.etcd_ca, "replace_ca_sha256"),
 )
-HOST_PATHS = tuple(a.host_path for a in ANCHORS)
 
 
 def _sha(data: bytes | None) -> str | None:
