@@ -110,7 +110,8 @@ def rolled_restart(service: str, host: str, staged=None, *, apply: str, ready: s
         f"{functions}"
         f"_ready() {{ end=$(( $(date +%s) + {int(timeout)} )); "
         f"until {ready}; do [ $(date +%s) -lt $end ] || return 1; sleep 0.5; done; }}; "
-        f"_after() {{ {after}; }}; trap _after EXIT; "
+        # On exit and on a signal (a deploy machine that goes away mid-roll): never left drained.
+        f"_after() {{ {after}; }}; trap _after EXIT; trap 'exit 1' INT TERM HUP; "
         f"{before}; "
         f"{switch_staged(service, staged or {})}; "
         "since=$(date '+%Y-%m-%d %H:%M:%S'); "

@@ -113,3 +113,22 @@ def test_a_stale_staged_copy_never_goes_live(box):
     assert proc.returncode == 0, proc.stderr
     assert (box / "etc" / "live.pem").read_text() == "old\n"
     assert not (box / "etc" / "live.pem.new").exists()
+
+
+def test_a_roll_killed_while_waiting_still_runs_its_after_step(box):
+    """The deploy machine goes away mid-roll (the remote shell gets SIGTERM/SIGHUP): the master is
+    undrained all the same."""
+    import signal
+    import time
+
+    paths = stage(box)
+    proc = subprocess.Popen(["sh", "-c", f"BOX={box}; " + roll.rolled_restart(
+        SERVICE, "m1", paths, apply="true", ready="false", timeout=30,
+        before="echo drained >> $BOX/log", after="echo undrained >> $BOX/log")])
+    deadline = time.monotonic() + 10
+    while not (box / "log").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=10) != 0
+    assert (box / "log").read_text().splitlines()[-1] == "undrained"
