@@ -3,6 +3,8 @@
 
 PY      := .venv/bin/python
 MASTERS ?= 2
+OS      ?= trixie
+NODES   ?= 0
 # apt-get needs root; use sudo when not already root
 SUDO    := $(if $(filter 0,$(shell id -u)),,sudo)
 # stamp: the venv is (re)installed whenever pyproject.toml changes
@@ -19,7 +21,7 @@ help:
 	@echo "make test         unit tests and the lab's integration tests (Docker)"
 	@echo "make .venv        create/refresh the virtualenv (pip install -e '.[test]')"
 	@echo "make host-deps    apt-get install the host tools the lab needs (if missing)"
-	@echo "make lab-up       start the Docker lab (MASTERS=2|3, default 2)"
+	@echo "make lab-up       start the Docker lab (MASTERS=2|3, default 2; OS=bookworm|trixie|mixed, default trixie; NODES=0|1)"
 	@echo "make lab-down     remove the lab's containers and network"
 	@echo "make lab-status   print the lab's state as JSON"
 
@@ -43,8 +45,8 @@ host-deps:
 	$(SUDO) apt-get update && \
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing
 
-lab-up: $(VENV_STAMP)
-	$(PY) -m lab up --masters $(MASTERS)
+lab-up: $(VENV_STAMP) host-deps
+	$(PY) -m lab up --masters $(MASTERS) --os $(OS) --nodes $(NODES)
 
 lab-down:
 	$(PY) -m lab down
@@ -54,7 +56,7 @@ lab-status:
 
 # The main job on a fresh machine: everything is built or reused, then the deploy runs for real.
 lab: $(VENV_STAMP) host-deps
-	$(PY) -m lab up --masters $(MASTERS)
+	$(PY) -m lab up --masters $(MASTERS) --os $(OS) --nodes $(NODES)
 	LAB_MASTERS=$(MASTERS) .venv/bin/pyinfra -y inventory.py deploy.py
 	$(PY) -m lab health
 

@@ -2,7 +2,12 @@
 
 Per-host data (bind address, VRRP priority, interface) sits next to each host; cluster-wide data
 is the masters group's data. For real machines copy examples/inventory_seed.py and edit it.
-Three masters: `python -m lab up --masters 3` (or LAB_MASTERS=3) and this file follows.
+Three masters: `python -m lab up --masters 3` (or LAB_MASTERS=3) and this file follows; a node:
+`python -m lab up --nodes 1` puts vm04 in the `nodes` group.
+
+LAB_CONNECT=ssh reaches the machines as a real site does: over SSH as the lab's non-root admin
+(`hakube`, key in .lab/ssh_key, host keys checked against .lab/known_hosts), root through sudo.
+Otherwise pyinfra's @docker connector runs as root through `docker exec` (faster).
 """
 
 import json
@@ -10,14 +15,32 @@ import os
 from pathlib import Path
 
 _here = Path(__file__).resolve().parent
-_state = _here / ".lab" / "state.json"
-_count = int(os.environ.get("LAB_MASTERS") or (json.loads(_state.read_text())["masters"] if _state.exists() else 2))
+_state_file = _here / ".lab" / "state.json"
+_state = json.loads(_state_file.read_text()) if _state_file.exists() else {}
+_masters_count = int(os.environ.get("LAB_MASTERS") or _state.get("masters", 2))
+_nodes_count = int(os.environ.get("LAB_NODES") or _state.get("nodes", 0))
+_ssh = os.environ.get("LAB_CONNECT", "docker") == "ssh"
+
+
+def _host(name: str, address: str, data: dict) -> tuple:
+    if not _ssh:
+        return (f"@docker/{name}", data)
+    return (name, {
+        "ssh_hostname": address,
+        "ssh_user": "hakube",
+        "ssh_key": str(_here / ".lab" / "ssh_key"),
+        "ssh_known_hosts_file": str(_here / ".lab" / "known_hosts"),
+        "ssh_strict_host_key_checking": "yes",
+        "_sudo": True,
+        **data,
+    })
+
 
 _masters = [
-    ("@docker/vm01", {"bind_address": "10.213.0.11", "vrrp_priority": 120, "vrrp_interface": "eth0"}),
-    ("@docker/vm02", {"bind_address": "10.213.0.12", "vrrp_priority": 110, "vrrp_interface": "eth0"}),
-    ("@docker/vm03", {"bind_address": "10.213.0.13", "vrrp_priority": 100, "vrrp_interface": "eth0"}),
-][:_count]
+    _host("vm01", "10.213.0.11", {"bind_address": "10.213.0.11", "vrrp_priority": 120, "vrrp_interface": "eth0"}),
+    _host("vm02", "10.213.0.12", {"bind_address": "10.213.0.12", "vrrp_priority": 110, "vrrp_interface": "eth0"}),
+    _host("vm03", "10.213.0.13", {"bind_address": "10.213.0.13", "vrrp_priority": 100, "vrrp_interface": "eth0"}),
+][:_masters_count]
 
 _cluster = {
     "vip": "10.213.0.100",
@@ -36,4 +59,4 @@ _cluster = {
 }
 
 masters = (_masters, _cluster)
-nodes = ([], {})
+nodes = ([_host("vm04", "10.213.0.14", {})][:_nodes_count], {})

@@ -1,15 +1,18 @@
 """The Docker lab: systemd containers (vm01..vm03 masters, etcd) on the `hakube-lab` network.
 
-CLI: ``python -m lab up [--masters 2|3] | down | status | health``.
+CLI: ``python -m lab up [--masters 2|3] [--os bookworm|trixie|mixed] [--nodes 0|1] | down | status |
+health | http up|down``.
 Importing this package needs neither Docker nor root.
 """
 from .config import (ADDRESSES, ADMIN_KUBECONFIG, ALLOWED_MASTERS, APISERVER_BIN, ARTIFACTS_DIR,
                      CA_PEM, CACHE_DIR, CONTAINERS, DEFAULT_MASTERS, ETCD_ADDRESS, ETCD_CA_PEM, ETCD_ENDPOINT,
                      ETCD_NAME, ETCD_PKI, GATEWAY, INTERFACE, K8S_VERSION, KUBECTL_BIN, LAB_DIR, LABEL,
-                     MASTER_NAMES, MASTERS, NETWORK, PKI_DIR, REPO, STATE_FILE, SUBNET, VIP, VIP_CIDR,
-                     VIP_PREFIX, VRRP_PASS_FILE)
-from .core import (down, health, kubectl, kubectl_env, master_names, masters_count, read_state, status,
-                   up, vip_holder, vip_holders, vrrp_auth_pass)
+                     HTTP_ADDRESS, HTTP_NAME, KNOWN_HOSTS, MASTER_NAMES, MASTERS, NETWORK, NODE_NAMES, NODES,
+                     PKI_DIR, REPO, SSH_KEY, SSH_USER, STATE_FILE, SUBNET, VIP, VIP_CIDR, VIP_PREFIX,
+                     VRRP_PASS_FILE)
+from .core import (container_os, down, health, host_arch, http_down, http_up, kubectl, kubectl_env,
+                   master_names, masters_count, node_names, nodes_count, read_state, status, up, vip_holder,
+                   vip_holders, vrrp_auth_pass)
 from .etcd import (CA_FILE as ETCD_CA_FILE, CLIENT_CERT_FILE as ETCD_CLIENT_CERT_FILE,
                    CLIENT_KEY_FILE as ETCD_CLIENT_KEY_FILE, etcd_healthy, etcdctl)
 from .tools import apiserver_path, detect_mirror, kubectl_path
@@ -23,9 +26,11 @@ __all__ = [
     "ETCD_ENDPOINT", "ETCD_PKI", "ETCD_CA_FILE", "ETCD_CLIENT_CERT_FILE", "ETCD_CLIENT_KEY_FILE",
     "REPO", "CACHE_DIR", "PKI_DIR", "ARTIFACTS_DIR", "LAB_DIR", "STATE_FILE", "VRRP_PASS_FILE",
     "ADMIN_KUBECONFIG", "CA_PEM", "ETCD_CA_PEM", "APISERVER_BIN", "KUBECTL_BIN",
+    "NODES", "NODE_NAMES", "HTTP_NAME", "HTTP_ADDRESS", "SSH_USER", "SSH_KEY", "KNOWN_HOSTS",
     # functions
     "LabError", "up", "down", "status", "health", "docker_exec", "docker_available",
     "container_state", "vip_holder", "vip_holders", "kubectl_path", "kubectl", "kubectl_env",
     "apiserver_path", "etcdctl", "etcd_healthy", "vrrp_auth_pass", "masters_count", "master_names",
-    "read_state", "detect_mirror", "log",
+    "read_state", "detect_mirror", "log", "node_names", "nodes_count", "container_os", "http_up",
+    "http_down", "host_arch",
 ]

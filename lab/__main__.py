@@ -1,4 +1,4 @@
-"""python -m lab up [--masters 2|3] | down | status | health"""
+"""python -m lab up [--masters 2|3] [--os bookworm|trixie|mixed] [--nodes 0|1] | down | status | health | http up|down"""
 from __future__ import annotations
 
 import argparse
@@ -6,7 +6,7 @@ import json
 import sys
 
 from . import core
-from .config import ALLOWED_MASTERS
+from .config import ALLOWED_MASTERS, ALLOWED_NODES, OS_CHOICES
 from .util import LabError
 
 
@@ -17,19 +17,28 @@ def main(argv: list[str] | None = None) -> int:
     p_up = sub.add_parser("up", help="build what is missing and start the lab (idempotent)")
     p_up.add_argument("--masters", type=int, choices=ALLOWED_MASTERS, default=None,
                       help="number of masters (default: the current lab's, else 2)")
+    p_up.add_argument("--os", choices=OS_CHOICES, default=None,
+                      help="Debian of the masters and nodes; mixed = vm01 bookworm, the rest trixie "
+                           "(default: the current lab's, else trixie)")
+    p_up.add_argument("--nodes", type=int, choices=ALLOWED_NODES, default=None,
+                      help="1 adds the node vm04 (default: the current lab's, else 0)")
     sub.add_parser("down", help="remove the lab's containers and network (images/caches stay)")
     sub.add_parser("status", help="print the lab's state as JSON on stdout")
     sub.add_parser("health", help="GET /readyz through the VIP with the admin kubeconfig")
+    p_http = sub.add_parser("http", help="the on-demand HTTP server of the lab's kube-apiserver")
+    p_http.add_argument("action", choices=("up", "down"))
     args = parser.parse_args(argv)
     try:
         if args.command == "up":
-            core.up(args.masters)
+            core.up(args.masters, args.os, args.nodes)
         elif args.command == "down":
             core.down()
         elif args.command == "status":
             print(json.dumps(core.status(), indent=2))
         elif args.command == "health":
             print(core.health())
+        elif args.command == "http":
+            print(core.http_up()) if args.action == "up" else core.http_down()
     except LabError as exc:
         print(f"lab: error: {exc}", file=sys.stderr)
         return 1

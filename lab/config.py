@@ -17,9 +17,16 @@ LABEL_FILTER = f"label={LABEL}=1"
 # --- Machines ---------------------------------------------------------------------------------------
 MASTERS = {"vm01": "10.213.0.11", "vm02": "10.213.0.12", "vm03": "10.213.0.13"}
 MASTER_NAMES = tuple(MASTERS)
+NODES = {"vm04": "10.213.0.14"}  # `up --nodes 1`: the next free lab address after the masters
+NODE_NAMES = tuple(NODES)
+ALLOWED_NODES = (0, 1)
 ETCD_NAME = "etcd"
 ETCD_ADDRESS = "10.213.0.20"
-ADDRESSES = {**MASTERS, ETCD_NAME: ETCD_ADDRESS}
+# Started on demand (`python -m lab http up`): serves the lab's kube-apiserver over plain HTTP,
+# at the path of the default download URL, for the checked-download tests.
+HTTP_NAME = "http"
+HTTP_ADDRESS = "10.213.0.30"
+ADDRESSES = {**MASTERS, **NODES, ETCD_NAME: ETCD_ADDRESS, HTTP_NAME: HTTP_ADDRESS}
 CONTAINERS = tuple(ADDRESSES)
 
 VIP = "10.213.0.100"
@@ -40,7 +47,20 @@ ETCD_CLIENT_CERT = "lab-etcdctl"
 # --- Software versions --------------------------------------------------------------------------
 K8S_VERSION = "v1.20.2"
 APISERVER_VERSION_LINE = f"Kubernetes {K8S_VERSION}"
-SUITE = "trixie"  # image suite (etcd 3.5.x, systemd)
+SUITE = "trixie"  # the default suite of the masters, and etcd's (etcd 3.5.x)
+SUITES = ("bookworm", "trixie")  # Debian 12 and 13
+OS_CHOICES = (*SUITES, "mixed")  # mixed: vm01 bookworm, every other machine trixie
+DEFAULT_OS = "trixie"
+
+
+def suites_for(os_choice: str, names) -> dict[str, str]:
+    """{machine: Debian suite} for `up --os`."""
+    if os_choice not in OS_CHOICES:
+        raise ValueError(f"--os must be one of {', '.join(OS_CHOICES)}, not {os_choice!r}")
+    if os_choice == "mixed":
+        return {n: ("bookworm" if n == "vm01" else "trixie") for n in names}
+    return {n: os_choice for n in names}
+
 K8S_SUITE = "bookworm"  # source of kube-apiserver and kubectl 1.20.2
 
 # --- Paths ----------------------------------------------------------------------------------------------
@@ -54,6 +74,10 @@ ARTIFACTS_DIR = REPO / "artifacts"
 LAB_DIR = REPO / ".lab"  # git-ignored: secrets and state
 STATE_FILE = LAB_DIR / "state.json"
 VRRP_PASS_FILE = LAB_DIR / "vrrp_auth_pass"
+# SSH: a non-root admin with passwordless sudo, as on a real site (LAB_CONNECT=ssh in inventory.py)
+SSH_USER = "hakube"
+SSH_KEY = LAB_DIR / "ssh_key"  # ed25519, OpenSSH format, 0600; the public half is SSH_KEY.pub
+KNOWN_HOSTS = LAB_DIR / "known_hosts"  # the masters' host keys, read by `up` through Docker
 ADMIN_KUBECONFIG = ARTIFACTS_DIR / "admin.kubeconfig"
 CA_PEM = PKI_DIR / "ca.pem"  # the cluster CA (apiserver clients)
 ETCD_CA_PEM = PKI_DIR / "etcd-ca.pem"  # the etcd CA: the only CA etcd trusts

@@ -13,10 +13,12 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from .config import (ADDRESSES, ADMIN_KUBECONFIG, ALLOWED_MASTERS, BRIDGE, CA_PEM, CACHE_DIR,
-                     DEFAULT_MASTERS, ETCD_NAME, GATEWAY, INTERFACE, LAB_DIR, LABEL, LABEL_FILTER,
-                     MASTER_NAMES, NETWORK, STATE_FILE, SUBNET, VIP, VRRP_PASS_FILE)
-from .images import BUILD_PREFIX, ensure_images
+from . import ssh
+from .config import (ADDRESSES, ADMIN_KUBECONFIG, ALLOWED_MASTERS, ALLOWED_NODES, APISERVER_BIN, BRIDGE, CA_PEM,
+                     CACHE_DIR, DEFAULT_MASTERS, DEFAULT_OS, ETCD_NAME, GATEWAY, HTTP_ADDRESS, HTTP_NAME, INTERFACE,
+                     K8S_VERSION, LAB_DIR, LABEL, LABEL_FILTER, MASTER_NAMES, NETWORK, NODE_NAMES, OS_CHOICES,
+                     STATE_FILE, SUBNET, VIP, VRRP_PASS_FILE, suites_for)
+from .images import BUILD_PREFIX, ensure_images, etcd_tag
 from .tools import detect_mirror, ensure_apiserver, ensure_kubectl, kubectl_ok, kubectl_path
 from .util import (LabError, check_docker, container_info, container_state, docker, docker_exec,
                    has_lab_label, inspect, log, run)
@@ -58,6 +60,16 @@ def masters_count() -> int:
 
 def master_names(count: int | None = None) -> tuple[str, ...]:
     return MASTER_NAMES[: count or masters_count()]
+
+
+def nodes_count() -> int:
+    """Nodes of the current lab (0 unless `up --nodes 1`)."""
+    count = read_state().get("nodes")
+    return count if count in ALLOWED_NODES else 0
+
+
+def node_names(count: int | None = None) -> tuple[str, ...]:
+    return NODE_NAMES[: nodes_count() if count is None else count]
 
 
 def ensure_vrrp_pass() -> Path:
@@ -156,8 +168,20 @@ def _check_names(names: tuple[str, ...]) -> None:
                            f"remove or rename it (`docker rm -f {name}` if it is unused), then retry")
 
 
-def _start_container(name: str, image: str, role: str) -> None:
+OS_LABEL = f"{LABEL}.os"  # the Debian suite a machine runs
+
+
+def container_os(name: str) -> str | None:
     info = container_info(name)
+    return ((info or {}).get("Config") or {}).get("Labels", {}).get(OS_LABEL) if info else None
+
+
+def _start_container(name: str, image: str, role: str, suite: str | None = None) -> None:
+    info = container_info(name)
+    if info is not None and suite and container_os(name) != suite:
+        log(f"recreating {name}: it runs {container_os(name) or 'another image'}, the lab wants {suite}")
+        docker("rm", "-f", "-v", name)
+        info = None
     if info is not None:
         state = container_state(name)
         if info.get("Image") != inspect("image", image).get("Id"):
@@ -172,7 +196,10 @@ def _start_container(name: str, image: str, role: str) -> None:
     log(f"creating {name} ({ADDRESSES[name]})")
     args = ["run", "-d", "--name", name, "--hostname", name,
             "--label", f"{LABEL}=1", "--label", f"{LABEL}.role={role}",
+            *(["--label", f"{OS_LABEL}={suite}"] if suite else []),
             "--network", NETWORK, "--ip", ADDRESSES[name],
+            # private cgroup namespace: bookworm's systemd 252 can't boot on a cgroup v1 host without it
+            "--cgroupns", "private",
             "--tmpfs", "/run", "--tmpfs", "/run/lock", "--stop-signal", "RTMIN+3"]
     for cap in CAPS:
         args += ["--cap-add", cap]
@@ -228,41 +255,52 @@ def wait_booted(name: str, timeout: float = BOOT_TIMEOUT) -> str:
 # --- commands -------------------------------------------------------------------------------------
 
 
-def up(masters: int | None = None) -> dict:
-    """Bring the lab up (idempotent). Returns status()."""
+def up(masters: int | None = None, os_choice: str | None = None, nodes: int | None = None) -> dict:
+    """Bring the lab up (idempotent). Returns status().
+
+    masters: 2 or 3; os_choice: bookworm, trixie or mixed (vm01 bookworm, the rest trixie); nodes:
+    0 or 1 (vm04). Each defaults to the current lab's, else 2 / trixie / 0."""
     started = time.monotonic()
     masters = masters or masters_count()
     if masters not in ALLOWED_MASTERS:
         raise LabError(f"--masters must be one of {ALLOWED_MASTERS}, not {masters}", "pick 2 or 3")
+    os_choice = os_choice or read_state().get("os_choice") or DEFAULT_OS
+    if os_choice not in OS_CHOICES:
+        raise LabError(f"--os must be one of {', '.join(OS_CHOICES)}, not {os_choice}", "pick one of them")
+    nodes = nodes_count() if nodes is None else nodes
+    if nodes not in ALLOWED_NODES:
+        raise LabError(f"--nodes must be one of {ALLOWED_NODES}, not {nodes}", "pick 0 or 1")
     check_docker()
     with _lock():
         mirror = detect_mirror()
         ensure_apiserver(mirror)
         ensure_kubectl(mirror)
-        base, etcd_image = ensure_images(mirror)
-        wanted = master_names(masters)
-        _check_names((*MASTER_NAMES, ETCD_NAME))
+        wanted = master_names(masters) + node_names(nodes)
+        suites = suites_for(os_choice, wanted)
+        bases, etcd_image = ensure_images(mirror, tuple(sorted(set(suites.values()))))
+        _check_names((*MASTER_NAMES, *NODE_NAMES, ETCD_NAME, HTTP_NAME))
         if not STATE_FILE.exists() and any(container_info(n) is not None for n in (*MASTER_NAMES, ETCD_NAME)):
             # Its masters hold another checkout's CA, which this checkout's deploy would refuse to
             # replace (rightly): a lab belongs to the checkout that made it.
             log(f"the running lab was made by another checkout (no {STATE_FILE} here): recreating it")
             _remove_lab()
         ensure_network()
-        for name in MASTER_NAMES[masters:]:  # scale down: drop surplus lab masters
+        for name in (*MASTER_NAMES[masters:], *NODE_NAMES[nodes:]):  # scale down: drop surplus machines
             if container_info(name) is not None:
-                log(f"removing {name} (lab now has {masters} masters)")
+                log(f"removing {name} (lab now has {masters} masters, {nodes} nodes)")
                 docker("rm", "-f", name)
         for name in wanted:
-            _start_container(name, base, "master")
+            _start_container(name, bases[suites[name]], "master" if name in MASTER_NAMES else "node", suites[name])
         _start_container(ETCD_NAME, etcd_image, "etcd")
         for name in (*wanted, ETCD_NAME):
             wait_booted(name)
+        ssh.ensure(wanted)
         ensure_vrrp_pass()
         from .etcd import ensure_etcd
 
         ensure_etcd()
-        _write_state({"masters": masters, "images": {"base": base, "etcd": etcd_image},
-                      "mirror": mirror})
+        _write_state({"masters": masters, "nodes": nodes, "os_choice": os_choice, "os": suites,
+                      "images": {"base": bases, "etcd": etcd_image}, "mirror": mirror})
     log(f"lab up: {', '.join(f'{n}={ADDRESSES[n]}' for n in (*wanted, ETCD_NAME))}, "
         f"VIP {VIP} ({time.monotonic() - started:.1f}s)")
     return status()
@@ -309,10 +347,10 @@ def vip_holder() -> str | None:
 
 def status() -> dict:
     check_docker()
-    names = list(master_names()) + [ETCD_NAME]
-    for extra in MASTER_NAMES:  # report lab masters beyond the recorded count, too
+    names = list(master_names()) + list(node_names()) + [ETCD_NAME]
+    for extra in (*MASTER_NAMES, *NODE_NAMES, HTTP_NAME):  # report lab machines beyond the recorded count, too
         if extra not in names and container_info(extra) is not None:
-            names.insert(MASTER_NAMES.index(extra), extra)
+            names.append(extra)
     containers = {n: {"address": ADDRESSES[n], "state": container_state(n)} for n in names}
     return {
         "containers": containers,
@@ -321,7 +359,39 @@ def status() -> dict:
         "kubeconfig": str(ADMIN_KUBECONFIG) if ADMIN_KUBECONFIG.exists() else None,
         "ca": str(CA_PEM) if CA_PEM.exists() else None,
         "masters": masters_count(),
+        "nodes": nodes_count(),
+        "os": {n: container_os(n) for n in names if n in (*MASTER_NAMES, *NODE_NAMES)},
+        "ssh": {"user": ssh.info()["user"], "key": ssh.info()["key"]},
     }
+
+
+# --- the on-demand HTTP server (checked-download tests) ----------------------------------------------
+
+
+def host_arch() -> str:
+    """This machine's architecture in Kubernetes' download naming (amd64, arm64)."""
+    machine = os.uname().machine
+    return {"x86_64": "amd64", "aarch64": "arm64"}.get(machine, machine)
+
+
+def http_up() -> str:
+    """Start the `http` container (busybox httpd from the etcd image) serving the lab's kube-apiserver
+    at the default download URL's path; returns the URL template for ``kube_apiserver_url``."""
+    check_docker()
+    path = f"/srv/v{K8S_VERSION.lstrip('v')}/bin/linux/{host_arch()}/kube-apiserver"
+    if container_state(HTTP_NAME) != "running":
+        docker("rm", "-f", HTTP_NAME, check=False)
+        image = read_state().get("images", {}).get("etcd") or etcd_tag(detect_mirror())
+        log(f"starting {HTTP_NAME} ({HTTP_ADDRESS}): serves {APISERVER_BIN.name} over HTTP")
+        docker("run", "-d", "--name", HTTP_NAME, "--hostname", HTTP_NAME,
+               "--label", f"{LABEL}=1", "--label", f"{LABEL}.role=http",
+               "--network", NETWORK, "--ip", HTTP_ADDRESS,
+               "-v", f"{APISERVER_BIN}:{path}:ro", image, "busybox", "httpd", "-f", "-p", "80", "-h", "/srv")
+    return f"http://{HTTP_ADDRESS}/v{{version}}/bin/linux/{{arch}}/kube-apiserver"
+
+
+def http_down() -> None:
+    docker("rm", "-f", HTTP_NAME, check=False)
 
 
 def _lab_address(host: str) -> bool:

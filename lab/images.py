@@ -1,7 +1,10 @@
-"""The lab's two images, tagged by a hash of their recipe.
+"""The lab's images, tagged by a hash of their recipe.
 
-hakube-lab:<hash>       debootstrap'ed Debian (systemd as PID 1); used for the masters
-hakube-lab-etcd:<hash>  the same plus etcd-server/etcd-client from the suite (etcd unit disabled)
+hakube-lab:<hash>       debootstrap'ed Debian, one per suite (bookworm, trixie): a minimal OS with
+                        systemd as PID 1, sshd and sudo, nothing else. Every command the deploy
+                        runs on a master (curl, ip, pgrep, ...) is installed by the deploy itself.
+hakube-lab-etcd:<hash>  the trixie image plus etcd-server/etcd-client (etcd unit disabled) and
+                        busybox (the on-demand HTTP server of the download tests runs its httpd)
 """
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .config import CACHE_DIR, PACKAGE_DIR, SUITE
+from .config import CACHE_DIR, PACKAGE_DIR, SUITE, SUITES
 from .tools import IMAGE_TOOLS, require_root, require_tools
 from .util import LabError, docker, log
 
@@ -22,9 +25,8 @@ ETCD_REPO = "hakube-lab-etcd"
 IMAGE_LABEL = "hakube.lab.image"  # images carry this (not `hakube.lab`, which containers inherit)
 BUILD_PREFIX = "hakube-lab-build-"  # temporary build containers (by name: a label would be committed)
 
-BASE_INCLUDE = ("systemd", "systemd-sysv", "dbus", "iproute2", "procps", "openssl",
-                "ca-certificates", "curl", "iputils-ping")
-ETCD_PACKAGES = ("etcd-server", "etcd-client")
+BASE_INCLUDE = ("systemd", "systemd-sysv", "dbus", "openssh-server", "sudo")
+ETCD_PACKAGES = ("etcd-server", "etcd-client", "busybox")
 SETUP_SCRIPT = PACKAGE_DIR / "rootfs-setup.sh"
 IMPORT_CHANGES = ('CMD ["/sbin/init"]', "ENV container=docker")
 
@@ -33,18 +35,18 @@ def _hash(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def base_recipe(mirror: str) -> dict:
+def base_recipe(mirror: str, suite: str = SUITE) -> dict:
     # the mirror is baked into the image's /etc/apt/sources.list, so it is part of the recipe
-    return {"suite": SUITE, "variant": "minbase", "include": list(BASE_INCLUDE),
+    return {"suite": suite, "variant": "minbase", "include": list(BASE_INCLUDE),
             "setup": SETUP_SCRIPT.read_text(), "changes": list(IMPORT_CHANGES), "mirror": mirror}
 
 
-def base_tag(mirror: str) -> str:
-    return f"{BASE_REPO}:{_hash(base_recipe(mirror))}"
+def base_tag(mirror: str, suite: str = SUITE) -> str:
+    return f"{BASE_REPO}:{suite}-{_hash(base_recipe(mirror, suite))}"
 
 
 def etcd_recipe(mirror: str) -> dict:
-    return {"base": base_tag(mirror), "packages": list(ETCD_PACKAGES), "changes": list(IMPORT_CHANGES),
+    return {"base": base_tag(mirror, SUITE), "packages": list(ETCD_PACKAGES), "changes": list(IMPORT_CHANGES),
             "label": f"{IMAGE_LABEL}=etcd"}
 
 
@@ -74,10 +76,10 @@ def _remove_tree(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def build_base(mirror: str, tag: str) -> None:
+def build_base(mirror: str, tag: str, suite: str = SUITE) -> None:
     require_tools(IMAGE_TOOLS, "building the base image")
     require_root("building the base image (debootstrap)")
-    log(f"building base image {tag} (debootstrap {SUITE}, ~1 min)")
+    log(f"building base image {tag} (debootstrap {suite}, ~1 min)")
     started = time.monotonic()
     build_root = CACHE_DIR / "build"
     build_root.mkdir(parents=True, exist_ok=True)
@@ -88,10 +90,10 @@ def build_base(mirror: str, tag: str) -> None:
         with open(logfile, "w") as out:
             proc = subprocess.run(
                 ["debootstrap", "--variant=minbase", "--include=" + ",".join(BASE_INCLUDE),
-                 SUITE, str(rootfs), mirror], stdout=out, stderr=subprocess.STDOUT)
+                 suite, str(rootfs), mirror], stdout=out, stderr=subprocess.STDOUT)
         if proc.returncode != 0:
             tail = "\n".join(logfile.read_text(errors="replace").splitlines()[-20:])
-            raise LabError(f"debootstrap {SUITE} from {mirror} failed:\n{tail}\n",
+            raise LabError(f"debootstrap {suite} from {mirror} failed:\n{tail}\n",
                            "check the mirror and network, then rerun `python -m lab up`")
         with open(SETUP_SCRIPT) as script:
             proc = subprocess.run(["chroot", str(rootfs), "/bin/sh", "-s"], stdin=script,
@@ -149,16 +151,20 @@ def prune_stale(keep: tuple[str, ...]) -> None:
                 log(f"removed stale image {tag}")
 
 
-def ensure_images(mirror: str) -> tuple[str, str]:
-    """Return (base tag, etcd tag), building what is missing."""
-    base, etcd = base_tag(mirror), etcd_tag(mirror)
+def ensure_images(mirror: str, suites=(SUITE,)) -> tuple[dict[str, str], str]:
+    """Return ({suite: base tag}, etcd tag), building what is missing (etcd's suite always)."""
+    bases = {suite: base_tag(mirror, suite) for suite in dict.fromkeys((*suites, SUITE)) if suite in SUITES}
+    etcd = etcd_tag(mirror)
     built = False
-    if not image_exists(base):
-        build_base(mirror, base)
-        built = True
+    for suite, tag in bases.items():
+        if not image_exists(tag):
+            build_base(mirror, tag, suite)
+            built = True
     if not image_exists(etcd):
-        build_etcd(base, etcd)
+        build_etcd(bases[SUITE], etcd)
         built = True
     if built:
-        prune_stale((base, etcd))
-    return base, etcd
+        # keep every suite's current image, not only the ones this `up` asked for
+        keep = {base_tag(mirror, suite) for suite in SUITES if image_exists(base_tag(mirror, suite))}
+        prune_stale((*keep, etcd))
+    return bases, etcd
