@@ -49,6 +49,7 @@ class HostFacts:
     sysctls: dict = field(default_factory=dict)  # key -> value
     commands: frozenset = frozenset()  # of the commands asked for, those on the PATH
     kube_objects: frozenset = frozenset()  # of the objects asked for, those the API reports
+    addresses: frozenset = frozenset()  # the host's IPv4 addresses (without prefix), once `ip` is installed
 
     def owed(self, handler: str) -> bool:
         """A change that needs ``handler`` went live (or was staged) and the handler has not run yet."""
@@ -72,7 +73,8 @@ class HostSnapshot(FactBase):
             f'for c in {q(commands)}; do command -v "$c" >/dev/null && echo "C $c"; done; '
             f"if command -v kubectl >/dev/null && [ -f {shlex.quote(kubeconfig)} ]; then "
             f"for o in {q(kube_objects)}; do kubectl --kubeconfig {shlex.quote(kubeconfig)} --request-timeout=5s "
-            'get "$o" -o name >/dev/null 2>&1 && echo "K $o"; done; fi; true'
+            'get "$o" -o name >/dev/null 2>&1 && echo "K $o"; done; fi; '
+            "if command -v ip >/dev/null; then ip -o -4 addr show | awk '{print \"I\", $4}'; fi; true"
         )
 
     @staticmethod
@@ -80,7 +82,7 @@ class HostSnapshot(FactBase):
         return HostFacts()
 
     def process(self, output: list[str]) -> HostFacts:
-        hashes, metas, units, users, sysctls, commands, objects = {}, {}, {}, set(), {}, set(), set()
+        hashes, metas, units, users, sysctls, commands, objects, addresses = {}, {}, {}, set(), {}, set(), set(), set()
         for line in output:
             kind, _, rest = line.partition(" ")
             if kind == "H":
@@ -101,11 +103,14 @@ class HostSnapshot(FactBase):
                 commands.add(rest)
             elif kind == "K":
                 objects.add(rest)
+            elif kind == "I":
+                addresses.add(rest.split("/")[0])
         files = {}
         for path, sha in hashes.items():
             mode, user, group = metas[path].split(":")
             files[path] = FileState(sha, int(mode, 8), f"{user}:{group}")
-        return HostFacts(files, units, frozenset(users), sysctls, frozenset(commands), frozenset(objects))
+        return HostFacts(files, units, frozenset(users), sysctls, frozenset(commands), frozenset(objects),
+                         frozenset(addresses))
 
 
 def snapshot(host, paths, needs: Needs, kubeconfig: str) -> HostFacts:

@@ -26,6 +26,22 @@ from .facts import HostFacts
 from .render import DesiredFile
 from .roll import PENDING_DIR, pending_marker
 
+# Over SSH with sudo, pyinfra uploads a file as the login user into a temporary file and copies it
+# as root. That temporary file lives here: a directory under root's /var/lib/hakube that only the
+# login user may enter (0700), so no other user can read a secret while it is in flight (in /tmp
+# it would be created with the login user's umask). pyinfra removes the temporary file itself.
+UPLOAD_DIR = "/var/lib/hakube/upload"
+
+
+def upload_dir_ready() -> str:
+    """`sudo` sets SUDO_USER to the login user; through `docker exec` (root, no sudo) it is unset."""
+    return f'install -d -m 0700 -o "${{SUDO_USER:-root}}" {UPLOAD_DIR}'
+
+
+def upload_temp(dest: str) -> str:
+    return host.get_temp_filename(dest, temp_directory=UPLOAD_DIR)
+
+
 # Services whose inputs are kept for a rollback before a change goes live (see hakube.roll).
 ROLLED = ("kube-apiserver", "haproxy", "keepalived")
 # Services whose inputs go live only in their roll, one master at a time (staged until then).
@@ -102,10 +118,9 @@ def managed_file(file: DesiredFile, facts: HostFacts):
     _show_diff(file.path, file.content, file.secret, exists=state is not None)
     staged_path = f"{file.path}.new"
     q_staged = shlex.quote(staged_path)
-    yield f"mkdir -p {shlex.quote(posixpath.dirname(file.path))} && install -m 0600 -o root -g root /dev/null {q_staged}"
-    yield FileUploadCommand(
-        io.BytesIO(file.content), staged_path, remote_temp_filename=host.get_temp_filename(staged_path)
-    )
+    yield (f"mkdir -p {shlex.quote(posixpath.dirname(file.path))} && install -m 0600 -o root -g root /dev/null "
+           f"{q_staged} && {upload_dir_ready()}")
+    yield FileUploadCommand(io.BytesIO(file.content), staged_path, remote_temp_filename=upload_temp(staged_path))
     # One remote command from here on: every step must pass for the next to run.
     steps = [f"chown root:root {q_staged} && chmod {file.mode} {q_staged}"]
     if file.validate:

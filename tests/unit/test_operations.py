@@ -37,8 +37,8 @@ class FakeHost:
     def noop(self, message: str) -> None:
         self.noops.append(message)
 
-    def get_temp_filename(self, name: str) -> str:
-        return f"/tmp/pyinfra-{abs(hash(name))}"
+    def get_temp_filename(self, name: str, temp_directory: str = "/tmp") -> str:
+        return f"{temp_directory}/pyinfra-{abs(hash(name))}"
 
 
 def _facts(raw: dict) -> HostFacts:
@@ -106,6 +106,7 @@ def test_the_staged_file_goes_live_only_after_its_validator(tmp_path, monkeypatc
     for module in (ops, roll):
         monkeypatch.setattr(module, "PENDING_DIR", str(tmp_path / "pending"))
     monkeypatch.setattr(roll, "ROLLBACK_DIR", str(tmp_path / "rollback"))
+    monkeypatch.setattr(ops, "UPLOAD_DIR", str(tmp_path / "upload"))
     live = tmp_path / "etc" / "app.cfg"
     live.parent.mkdir()
     live.write_text("old\n")
@@ -114,6 +115,7 @@ def test_the_staged_file_goes_live_only_after_its_validator(tmp_path, monkeypatc
     assert isinstance(upload, FileUploadCommand)
     assert subprocess.run(["sh", "-c", first]).returncode == 0
     assert stat.S_IMODE(os.stat(f"{live}.new").st_mode) == 0o600  # private before the first byte
+    assert stat.S_IMODE(os.stat(tmp_path / "upload").st_mode) == 0o700  # pyinfra's sudo upload lands here
     Path(f"{live}.new").write_bytes(file.content)  # what the upload does
     proc = subprocess.run(["sh", "-c", last], capture_output=True, text=True)
     assert (proc.returncode == 0) == goes_live, proc.stderr

@@ -43,3 +43,14 @@ def test_a_handler_is_owed_while_its_marker_file_exists():
 def test_no_paths_at_all_is_fine(tmp_path):
     snap = _run(tmp_path)
     assert snap.files == {} and snap.users == frozenset()
+
+
+def test_addresses_are_the_hosts_ipv4_addresses_when_ip_is_there(tmp_path):
+    snap = _run(tmp_path)
+    has_ip = subprocess.run(["sh", "-c", "command -v ip"], capture_output=True).returncode == 0
+    if has_ip:
+        assert "127.0.0.1" in snap.addresses
+    else:
+        assert snap.addresses == frozenset()
+    parsed = HostSnapshot().process(["I 10.213.0.100/24", "I 10.213.0.11/24"])
+    assert parsed.addresses == {"10.213.0.100", "10.213.0.11"}
