@@ -80,6 +80,7 @@ KEYS: tuple[Key, ...] = (
     Key("vip_prefix", 24, "Prefix length of the VIP's subnet; every master's bind_address must be inside it."),
     Key("virtual_router_id", 51, "VRRP virtual_router_id, 1-255, unique on the LAN."),
     Key("vrrp_advert_int", 1, "VRRP advert interval in seconds (failover takes about 3 of them)."),
+    Key("vrrp_unicast", False, "true: VRRP adverts go by unicast from each master's bind_address to every other master's (`unicast_src_ip`, `unicast_peer`) instead of multicast, for networks that drop multicast (clouds, some switches)."),
     Key("vrrp_auth_pass_file", None, f"File holding the VRRP password (at most 8 printable ASCII characters; no spaces, quotes, braces, `#`, `!`, `$`, backslash or backtick). The environment variable {AUTH_PASS_ENV} wins over it. Required one way or the other."),
     Key("keepalived_extra_global_defs", [], "Raw lines added to keepalived's global_defs; each one printable line (no newline, tab or other control character) without `{` or `}`."),
     # Step 6 — haproxy (tasks/haproxy.py).
@@ -134,6 +135,7 @@ class Cluster:
     vip_prefix: int
     virtual_router_id: int
     vrrp_advert_int: int
+    vrrp_unicast: bool
     vrrp_auth_pass: str = field(repr=False)  # a secret: never in a repr or a message
     keepalived_extra_global_defs: tuple[str, ...]
     lb_port: int
@@ -598,6 +600,7 @@ CHECKS: dict[str, Callable[[Any], Any]] = {
     "vip_prefix": _int_in(1, 32),
     "virtual_router_id": _int_in(1, 255),
     "vrrp_advert_int": _int_in(1, 255),
+    "vrrp_unicast": _bool,
     "vrrp_auth_pass_file": _opt_local_path,
     "keepalived_extra_global_defs": _raw_lines(forbidden="{}", what="keepalived"),
     "lb_port": _int_in(1, 65535),

@@ -62,6 +62,7 @@ def test_baseline_defaults(inv: Inv) -> None:
     assert c.admission_plugins[0] == "NamespaceLifecycle" and "NodeRestriction" in c.admission_plugins
     assert c.authorization_mode == "Node,RBAC"
     assert c.allow_privileged is True
+    assert c.vrrp_unicast is False
     assert c.shutdown_delay_seconds == 5
     assert c.service_account_issuer == "https://kubernetes.default.svc.cluster.local"
     assert c.audit_policy_rules == ({"level": "Metadata"},)
@@ -306,6 +307,7 @@ BAD = {
     "subject-unknown-field": (_set("cert_subject", {"CN": "x"}), ENV, [("m1", "cert_subject")], "unknown subject fields"),
     "san-bad": (_set("cert_extra_sans", ["not a name"]), ENV, [("m1", "cert_extra_sans")], "neither an IP"),
     "allow-privileged-string": (_set("allow_privileged", "yes"), ENV, [("m1", "allow_privileged")], "true or false"),
+    "vrrp-unicast-string": (_set("vrrp_unicast", "true"), ENV, [("m1", "vrrp_unicast")], "true or false"),
 }
 
 
