@@ -59,8 +59,8 @@ KEYS: tuple[Key, ...] = (
     # Step 3 — kube-apiserver (tasks/apiserver.py).
     Key("kube_version", flagmod.DEFAULT_KUBE_VERSION, "Kubernetes version; flags are rendered for it. Supported: 1.20 and 1.35-1.37."),
     Key("kube_apiserver_binary", None, "Local path of a kube-apiserver binary to upload (air-gapped installs, the lab's build)."),
-    Key("kube_apiserver_url", "https://dl.k8s.io/release/v{version}/bin/linux/amd64/kube-apiserver", "Download URL (http or https) when no local binary is given ({version} is filled in); no spaces, quotes, `$`, `&` or `;`."),
-    Key("kube_apiserver_sha256", None, "sha256 of the downloaded binary; required when downloading, checked before it replaces the live one."),
+    Key("kube_apiserver_url", "https://dl.k8s.io/release/v{version}/bin/linux/{arch}/kube-apiserver", "Download URL (http or https) when no local binary is given. `{version}` is filled in with kube_version, `{arch}` per host with its architecture (amd64, arm64, ...); no other placeholder, no spaces, quotes, `$`, `&` or `;`."),
+    Key("kube_apiserver_sha256", None, "sha256 of the downloaded binary (for every master: one architecture per cluster); required when downloading. The download is checked on the host before it is staged; a mismatch is refused and the live binary stays."),
     Key("apiserver_port", 6443, "Port each apiserver listens on at its bind_address."),
     Key("etcd_servers", REQUIRED, "List of https://HOST:PORT etcd client URLs (HOST an IPv4 address or a DNS name)."),
     Key("service_cluster_ip_range", "10.254.0.0/16", "IPv4 Service CIDR; its first address goes into the serving certificate. Must not contain the VIP or a bind_address."),
@@ -192,9 +192,9 @@ class Cluster:
     def server_url(self) -> str:
         return f"https://{self.vip}:{self.lb_port}"
 
-    @property
-    def download_url(self) -> str:
-        return self.kube_apiserver_url.format(version=self.kube_version)
+    def download_url(self, arch: str) -> str:
+        """kube_apiserver_url for a host of architecture ``arch`` (Kubernetes' name: amd64, arm64, ...)."""
+        return self.kube_apiserver_url.format(version=self.kube_version, arch=arch)
 
 
 @dataclass(frozen=True)
@@ -413,12 +413,12 @@ _URL_TAIL = re.compile(r"[A-Za-z0-9._~:/?#@!*+,=%-]*")
 
 def _url(schemes: tuple[str, ...], placeholder: bool = False, query: bool = True) -> Callable[[Any], str]:
     """An http(s) URL of safe characters only: no whitespace, quotes, $, backtick, ;, &, |, <, >,
-    parentheses or braces (with ``placeholder``, the literal ``{version}`` is allowed)."""
+    parentheses or braces (with ``placeholder``, the literals ``{version}`` and ``{arch}`` are allowed)."""
 
     def check(v: Any) -> str:
         if not isinstance(v, str):
             raise ValueError(f"{v!r} is not a URL")
-        probe = v.replace("{version}", "0") if placeholder else v
+        probe = v.replace("{version}", "0").replace("{arch}", "amd64") if placeholder else v
         m = re.fullmatch(r"([a-z]+)://([^/?#]*)(.*)", probe, flags=re.S)
         if not m or m.group(1) not in schemes:
             raise ValueError(f"{v!r} is not a {' or '.join(s + '://' for s in schemes)} URL")

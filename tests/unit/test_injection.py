@@ -222,7 +222,7 @@ def _render_all(s: dict) -> dict[str, str]:
         if cfg.is_master:
             c = cfg.cluster
             install = ops.binary.__wrapped__(  # the operation's command generator, without pyinfra
-                dest=PATHS.apiserver_binary, facts=SimpleNamespace(files={}), url=c.download_url, sha256=c.kube_apiserver_sha256
+                dest=PATHS.apiserver_binary, facts=SimpleNamespace(files={}), url=c.download_url("amd64"), sha256=c.kube_apiserver_sha256
             )
             out[f"{host}:$ install kube-apiserver"] = "\n".join(install)
             out[f"{host}:$ restart kube-apiserver"] = _roll_script(cfg, {PATHS.apiserver_binary: c.kube_apiserver_sha256 or "0" * 64})
