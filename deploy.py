@@ -21,11 +21,12 @@ want = desired_state(cfg, pki)  # every file this host should have, rendered loc
 serving = apiserver.serving(peers)  # anything to protect? then one master at a time
 
 if cfg.is_master:
-    packages.apply(cfg, want, facts)  # 0. keepalived, haproxy, kubectl, curl (installed in the background)
+    packages.apply(cfg, want, facts)  # 0. keepalived, haproxy, kubectl, curl, ... (installed in the background)
     certs.apply(cfg, want, facts)  # 1. Kubernetes certificates and keys (staged)
     audit.apply(cfg, want, facts)  # 2. audit policy (staged)
-    apiserver.apply(cfg, want, facts)  # 3. config, flags, unit, binary (staged)
+    apiserver.apply(cfg, want, facts)  # 3. config, flags, unit, a local binary (staged)
     packages.wait(cfg, want, facts)  # 0. ... installed before anything runs them
+    apiserver.download(cfg, want, facts)  # 3. ... or the binary downloaded with that curl, checked (staged)
     apiserver.roll_out(cfg, want, facts, one_at_a_time=serving)  # 3. the roll: start or restart, /readyz
     keepalived.apply(cfg, want, facts, one_at_a_time=serving)  # 5. keepalived: the VIP
     haproxy.apply(cfg, want, facts, one_at_a_time=serving)  # 6. haproxy in front of every apiserver

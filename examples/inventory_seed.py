@@ -21,6 +21,7 @@ masters = (
         "etcd_servers": ["https://172.16.16.81:2379", "https://172.16.16.82:2379", "https://172.16.16.83:2379"],
         "service_cluster_ip_range": "10.254.0.0/16",
         "kube_version": "1.36.0",
+        # "vrrp_unicast": True,  # where multicast is dropped (clouds, some switches): see the README
         # sha256 of https://dl.k8s.io/release/v1.36.0/bin/linux/amd64/kube-apiserver (published
         # next to it as kube-apiserver.sha256). Or set kube_apiserver_binary to a local file.
         "kube_apiserver_sha256": "<fill in from dl.k8s.io>",

@@ -8,12 +8,34 @@ sysctls, commands, Kubernetes objects); ``deploy.py`` joins them.
 
 from __future__ import annotations
 
+import re
 import shlex
 from dataclasses import dataclass, field, fields
 
 from pyinfra.api import FactBase
 
 from .roll import pending_marker
+
+
+#: What ``dpkg --print-architecture`` or ``uname -m`` say -> Kubernetes' name of the architecture
+#: (the ``{arch}`` of https://dl.k8s.io/release/v{version}/bin/linux/{arch}/kube-apiserver).
+K8S_ARCH = {
+    "x86_64": "amd64", "amd64": "amd64",
+    "aarch64": "arm64", "arm64": "arm64",
+    "armv7l": "arm", "armhf": "arm",
+    "ppc64le": "ppc64le", "ppc64el": "ppc64le",
+    "s390x": "s390x",
+    "riscv64": "riscv64",
+}
+
+
+def k8s_arch(raw: str) -> str:
+    """Kubernetes' name for a host's architecture; another plain name as it is (a download of it
+    then fails naming the URL); "" when unknown or not a plain name (never reaches a URL)."""
+    raw = raw.strip()
+    if raw in K8S_ARCH:
+        return K8S_ARCH[raw]
+    return raw if re.fullmatch(r"[a-z0-9_]{1,32}", raw) else ""
 
 
 @dataclass(frozen=True)
@@ -50,6 +72,7 @@ class HostFacts:
     commands: frozenset = frozenset()  # of the commands asked for, those on the PATH
     kube_objects: frozenset = frozenset()  # of the objects asked for, those the API reports
     addresses: frozenset = frozenset()  # the host's IPv4 addresses (without prefix), once `ip` is installed
+    arch: str = ""  # Kubernetes' name of the host's architecture (amd64, arm64, ...); "" unknown
 
     def owed(self, handler: str) -> bool:
         """A change that needs ``handler`` went live (or was staged) and the handler has not run yet."""
@@ -57,7 +80,8 @@ class HostFacts:
 
 
 class HostSnapshot(FactBase):
-    """sha256/mode/owner of the given files, state of units, users, sysctls, commands, kube objects."""
+    """sha256/mode/owner of the given files, state of units, users, sysctls, commands, kube objects,
+    and the architecture (for the download URL)."""
 
     def command(self, paths: tuple[str, ...], units: tuple[str, ...], users: tuple[str, ...],
                 sysctls: tuple[str, ...], commands: tuple[str, ...], kube_objects: tuple[str, ...],
@@ -71,6 +95,7 @@ class HostSnapshot(FactBase):
             f'for u in {q(users)}; do getent passwd "$u" >/dev/null && echo "P $u"; done; '
             f'for k in {q(sysctls)}; do echo "S $k $(sysctl -n "$k" 2>/dev/null)"; done; '
             f'for c in {q(commands)}; do command -v "$c" >/dev/null && echo "C $c"; done; '
+            'echo "A $(dpkg --print-architecture 2>/dev/null || uname -m)"; '
             f"if command -v kubectl >/dev/null && [ -f {shlex.quote(kubeconfig)} ]; then "
             f"for o in {q(kube_objects)}; do kubectl --kubeconfig {shlex.quote(kubeconfig)} --request-timeout=5s "
             'get "$o" -o name >/dev/null 2>&1 && echo "K $o"; done; fi; '
@@ -83,6 +108,7 @@ class HostSnapshot(FactBase):
 
     def process(self, output: list[str]) -> HostFacts:
         hashes, metas, units, users, sysctls, commands, objects, addresses = {}, {}, {}, set(), {}, set(), set(), set()
+        arch = ""
         for line in output:
             kind, _, rest = line.partition(" ")
             if kind == "H":
@@ -105,12 +131,14 @@ class HostSnapshot(FactBase):
                 objects.add(rest)
             elif kind == "I":
                 addresses.add(rest.split("/")[0])
+            elif kind == "A":
+                arch = k8s_arch(rest)
         files = {}
         for path, sha in hashes.items():
             mode, user, group = metas[path].split(":")
             files[path] = FileState(sha, int(mode, 8), f"{user}:{group}")
         return HostFacts(files, units, frozenset(users), sysctls, frozenset(commands), frozenset(objects),
-                         frozenset(addresses))
+                         frozenset(addresses), arch)
 
 
 def snapshot(host, paths, needs: Needs, kubeconfig: str) -> HostFacts:

@@ -152,7 +152,19 @@ def binary(dest: str, facts: HostFacts, local_path: str | None = None, url: str 
 
     + dest: path on the host
     + local_path: file on the deploy machine (uploaded)
-    + url: download URL (with ``sha256``)
+    + url: download URL (with ``sha256``); needs curl on the host (plan it after the packages)
+
+    The bytes land in ``<dest>.download`` (a download: created 0600 root before its first byte;
+    ``curl -f``: an HTTP error fails, nothing half-written goes on). Only when its sha256 is the
+    wanted one does it get mode 0755 and move to ``<dest>.new``; otherwise it is deleted, the
+    error names the source, the expected and the actual sha256, and the run stops on this host.
+
+    **Example:**
+
+    .. code:: python
+
+        binary(name="Install kube-apiserver", dest="/usr/local/bin/kube-apiserver", facts=facts,
+               url="https://dl.k8s.io/release/v1.36.0/bin/linux/amd64/kube-apiserver", sha256="...")
     """
     want = binary_sha256(local_path, sha256)
     state = facts.files.get(dest)
@@ -162,17 +174,28 @@ def binary(dest: str, facts: HostFacts, local_path: str | None = None, url: str 
             return
         yield f"chown root:root {shlex.quote(dest)} && chmod 0755 {shlex.quote(dest)}"
         return
-    staged = f"{dest}.new"
-    q_staged = shlex.quote(staged)
+    temp, staged = f"{dest}.download", f"{dest}.new"
+    q_temp, q_staged = shlex.quote(temp), shlex.quote(staged)
+    left = f"{dest} left unchanged"
     if local_path:
-        yield FileUploadCommand(local_path, staged, remote_temp_filename=host.get_temp_filename(staged))
+        source = local_path
+        yield FileUploadCommand(local_path, temp, remote_temp_filename=host.get_temp_filename(temp))
     else:
-        yield f"curl -fsSL --retry 3 -o {q_staged} {shlex.quote(url)}"
+        source = url
+        q_url = shlex.quote(url)
+        yield (f"mkdir -p {shlex.quote(posixpath.dirname(dest))} && "
+               f"install -m 0600 -o root -g root /dev/null {q_temp}")
+        yield (
+            f"curl -fsSL --proto =http,https --retry 3 -o {q_temp} {q_url} || "
+            f"{{ rm -f {q_temp}; echo {shlex.quote(f'download of {url} failed: {left}')} >&2; exit 1; }}"
+        )
+    mismatch = shlex.quote(f"checksum mismatch for {source}: expected sha256 {want}, got ")
     yield (
-        f'echo "{want}  {staged}" | sha256sum -c --quiet - >&2 '
-        f"|| {{ rm -f {q_staged}; echo 'checksum mismatch: {dest} left unchanged' >&2; exit 1; }}"
+        f"actual=$(sha256sum < {q_temp} | cut -c1-64) && if [ \"$actual\" != {shlex.quote(want)} ]; then rm -f {q_temp}; "
+        f"echo {mismatch}\"$actual\"{shlex.quote(f'; {left}')} >&2; exit 1; fi"
     )
-    yield " && ".join([f"chmod 0755 {q_staged} && chown root:root {q_staged}", *_mark_pending(notify)])
+    yield " && ".join([f"chmod 0755 {q_temp} && chown root:root {q_temp} && mv -f {q_temp} {q_staged}",
+                       *_mark_pending(notify)])
 
 
 def binary_sha256(local_path: str | None, sha256: str | None) -> str:
@@ -221,31 +244,33 @@ def unit_running(unit: str, facts: HostFacts):
 PACKAGES_UNIT = "hakube-packages"  # the transient unit that installs them in the background
 
 
-def _install_command(names) -> str:
+def _install_command(names, rpm_names: dict | None = None) -> str:
     q = " ".join(shlex.quote(n) for n in names)
+    rpm = " ".join(shlex.quote((rpm_names or {}).get(n, n)) for n in names)
     return (
         "if command -v apt-get >/dev/null; then apt-get -o Acquire::Languages=none update -qq && "
         f"DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends {q}; "
-        f"elif command -v dnf >/dev/null; then dnf install -y -q {q}; "
-        f"elif command -v yum >/dev/null; then yum install -y -q {q}; "
+        f"elif command -v dnf >/dev/null; then dnf install -y -q {rpm}; "
+        f"elif command -v yum >/dev/null; then yum install -y -q {rpm}; "
         "else echo 'no supported package manager (apt-get, dnf, yum)' >&2; exit 1; fi"
     )
 
 
 @operation(is_idempotent=False)
-def packages(names: tuple[str, ...]):
+def packages(names: tuple[str, ...], rpm_names: dict | None = None):
     """
     Start installing distribution packages in the background (a transient systemd unit), with the
     host's own package manager (apt, dnf or yum): one remote command, and the later steps' file
     uploads go on meanwhile. ``packages_ready`` waits for it before anything runs them. Plan it
     only when something is missing (``tasks/packages.py``).
 
-    + names: package names
+    + names: package names (Debian's)
+    + rpm_names: {Debian name: name on dnf/yum hosts} where they differ
     """
     yield (  # an install an interrupted run started may still be going: then wait for that one
         f"systemctl is-active -q {PACKAGES_UNIT} || {{ systemctl reset-failed {PACKAGES_UNIT} 2>/dev/null; "
         f"systemd-run --quiet --unit={PACKAGES_UNIT} --description='hakube: install packages' "
-        f"sh -c {shlex.quote(_install_command(names))}; }}"
+        f"sh -c {shlex.quote(_install_command(names, rpm_names))}; }}"
     )
 
 

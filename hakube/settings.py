@@ -59,8 +59,8 @@ KEYS: tuple[Key, ...] = (
     # Step 3 — kube-apiserver (tasks/apiserver.py).
     Key("kube_version", flagmod.DEFAULT_KUBE_VERSION, "Kubernetes version; flags are rendered for it. Supported: 1.20 and 1.35-1.37."),
     Key("kube_apiserver_binary", None, "Local path of a kube-apiserver binary to upload (air-gapped installs, the lab's build)."),
-    Key("kube_apiserver_url", "https://dl.k8s.io/release/v{version}/bin/linux/amd64/kube-apiserver", "Download URL (http or https) when no local binary is given ({version} is filled in); no spaces, quotes, `$`, `&` or `;`."),
-    Key("kube_apiserver_sha256", None, "sha256 of the downloaded binary; required when downloading, checked before it replaces the live one."),
+    Key("kube_apiserver_url", "https://dl.k8s.io/release/v{version}/bin/linux/{arch}/kube-apiserver", "Download URL (http or https) when no local binary is given. `{version}` is filled in with kube_version, `{arch}` per host with its architecture (amd64, arm64, ...); no other placeholder, no spaces, quotes, `$`, `&` or `;`."),
+    Key("kube_apiserver_sha256", None, "sha256 of the downloaded binary (for every master: one architecture per cluster); required when downloading. The download is checked on the host before it is staged; a mismatch is refused and the live binary stays."),
     Key("apiserver_port", 6443, "Port each apiserver listens on at its bind_address."),
     Key("etcd_servers", REQUIRED, "List of https://HOST:PORT etcd client URLs (HOST an IPv4 address or a DNS name)."),
     Key("service_cluster_ip_range", "10.254.0.0/16", "IPv4 Service CIDR; its first address goes into the serving certificate. Must not contain the VIP or a bind_address."),
@@ -80,6 +80,7 @@ KEYS: tuple[Key, ...] = (
     Key("vip_prefix", 24, "Prefix length of the VIP's subnet; every master's bind_address must be inside it."),
     Key("virtual_router_id", 51, "VRRP virtual_router_id, 1-255, unique on the LAN."),
     Key("vrrp_advert_int", 1, "VRRP advert interval in seconds (failover takes about 3 of them)."),
+    Key("vrrp_unicast", False, "true: VRRP adverts go by unicast from each master's bind_address to every other master's (`unicast_src_ip`, `unicast_peer`) instead of multicast, for networks that drop multicast (clouds, some switches)."),
     Key("vrrp_auth_pass_file", None, f"File holding the VRRP password (at most 8 printable ASCII characters; no spaces, quotes, braces, `#`, `!`, `$`, backslash or backtick). The environment variable {AUTH_PASS_ENV} wins over it. Required one way or the other."),
     Key("keepalived_extra_global_defs", [], "Raw lines added to keepalived's global_defs; each one printable line (no newline, tab or other control character) without `{` or `}`."),
     # Step 6 — haproxy (tasks/haproxy.py).
@@ -134,6 +135,7 @@ class Cluster:
     vip_prefix: int
     virtual_router_id: int
     vrrp_advert_int: int
+    vrrp_unicast: bool
     vrrp_auth_pass: str = field(repr=False)  # a secret: never in a repr or a message
     keepalived_extra_global_defs: tuple[str, ...]
     lb_port: int
@@ -190,9 +192,9 @@ class Cluster:
     def server_url(self) -> str:
         return f"https://{self.vip}:{self.lb_port}"
 
-    @property
-    def download_url(self) -> str:
-        return self.kube_apiserver_url.format(version=self.kube_version)
+    def download_url(self, arch: str) -> str:
+        """kube_apiserver_url for a host of architecture ``arch`` (Kubernetes' name: amd64, arm64, ...)."""
+        return self.kube_apiserver_url.format(version=self.kube_version, arch=arch)
 
 
 @dataclass(frozen=True)
@@ -411,12 +413,12 @@ _URL_TAIL = re.compile(r"[A-Za-z0-9._~:/?#@!*+,=%-]*")
 
 def _url(schemes: tuple[str, ...], placeholder: bool = False, query: bool = True) -> Callable[[Any], str]:
     """An http(s) URL of safe characters only: no whitespace, quotes, $, backtick, ;, &, |, <, >,
-    parentheses or braces (with ``placeholder``, the literal ``{version}`` is allowed)."""
+    parentheses or braces (with ``placeholder``, the literals ``{version}`` and ``{arch}`` are allowed)."""
 
     def check(v: Any) -> str:
         if not isinstance(v, str):
             raise ValueError(f"{v!r} is not a URL")
-        probe = v.replace("{version}", "0") if placeholder else v
+        probe = v.replace("{version}", "0").replace("{arch}", "amd64") if placeholder else v
         m = re.fullmatch(r"([a-z]+)://([^/?#]*)(.*)", probe, flags=re.S)
         if not m or m.group(1) not in schemes:
             raise ValueError(f"{v!r} is not a {' or '.join(s + '://' for s in schemes)} URL")
@@ -598,6 +600,7 @@ CHECKS: dict[str, Callable[[Any], Any]] = {
     "vip_prefix": _int_in(1, 32),
     "virtual_router_id": _int_in(1, 255),
     "vrrp_advert_int": _int_in(1, 255),
+    "vrrp_unicast": _bool,
     "vrrp_auth_pass_file": _opt_local_path,
     "keepalived_extra_global_defs": _raw_lines(forbidden="{}", what="keepalived"),
     "lb_port": _int_in(1, 65535),

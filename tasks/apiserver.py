@@ -15,6 +15,7 @@ rolls at once.
 import shlex
 
 from pyinfra.api import deploy
+from pyinfra.api.exceptions import PyinfraError
 
 from hakube import roll as rollsh
 from hakube.apiserver_args import apiserver_env, config_env
@@ -85,23 +86,50 @@ def _roll_script(cfg, staged: dict, drain: bool = True) -> str:
 
 @deploy(NAME)
 def apply(cfg, want, facts):
-    """Stage what the apiserver runs: /etc/kubernetes/config (every host), the binary, its flags and
-    unit, and the haproxy agent (live at once: the apiserver does not read it)."""
+    """Stage what the apiserver runs: /etc/kubernetes/config (every host), a local binary (uploaded
+    while the packages install; a downloaded one comes in ``download``), its flags and unit, and
+    the haproxy agent (live at once: the apiserver does not read it)."""
     files = want[NAME]
     install([files["config"]], facts)
     if not cfg.is_master:
         return
-    c = cfg.cluster
-    if binary_differs(PATHS.apiserver_binary, facts, c.kube_apiserver_binary, c.kube_apiserver_sha256):
-        binary(name=f"Install kube-apiserver {c.kube_version}", dest=PATHS.apiserver_binary,
-               local_path=c.kube_apiserver_binary, url=None if c.kube_apiserver_binary else c.download_url,
-               sha256=c.kube_apiserver_sha256, facts=facts, notify=(SERVICE,))
+    if cfg.cluster.kube_apiserver_binary:  # uploaded now, while the packages install
+        _stage_binary(cfg, facts)
     install([files[role] for role in ("flags", "unit", "agent-socket", "agent-service")], facts)
     agent = [files["agent-socket"], files["agent-service"]]
     handler("daemon-reload", "systemctl daemon-reload", agent, facts, name="systemctl daemon-reload (units changed)")
     handler("kube-apiserver-agent", "systemctl restart kube-apiserver-agent.socket", agent, facts,
             name="Restart the haproxy agent socket (changed)")
     ensure_running("kube-apiserver-agent.socket", facts, name="haproxy agent socket enabled and listening")
+
+
+@deploy(NAME)
+def download(cfg, want, facts):
+    """The binary from ``kube_apiserver_url``, when no local one is given: downloaded with the
+    packages step's curl (so after ``packages.wait``), checked, staged."""
+    if not cfg.cluster.kube_apiserver_binary:
+        _stage_binary(cfg, facts)
+
+
+def download_url(cfg, facts) -> str:
+    """``kube_apiserver_url`` for this host: ``{arch}`` from its snapshot (refused when unknown)."""
+    c = cfg.cluster
+    if "{arch}" in c.kube_apiserver_url and not facts.arch:
+        raise PyinfraError(
+            f"{cfg.host}: kube_apiserver_url: cannot fill in {{arch}}: the host's architecture is unknown "
+            "(neither `dpkg --print-architecture` nor `uname -m` gave a plain name); put the architecture "
+            "in the URL, or set kube_apiserver_binary"
+        )
+    return c.download_url(facts.arch)
+
+
+def _stage_binary(cfg, facts):
+    c = cfg.cluster
+    if binary_differs(PATHS.apiserver_binary, facts, c.kube_apiserver_binary, c.kube_apiserver_sha256):
+        local = c.kube_apiserver_binary
+        binary(name=f"Install kube-apiserver {c.kube_version}", dest=PATHS.apiserver_binary, local_path=local,
+               url=None if local else download_url(cfg, facts), sha256=c.kube_apiserver_sha256, facts=facts,
+               notify=(SERVICE,))
 
 
 @deploy(NAME)

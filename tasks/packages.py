@@ -1,4 +1,4 @@
-"""Step 0 — distribution packages for the later steps: keepalived, haproxy, kubectl, curl.
+"""Step 0 — distribution packages for the later steps: keepalived, haproxy, kubectl, curl, ip, pgrep.
 
 The tutorial installs each with yum at its own step; here they are one remote command per host,
 planned only when one of the commands they provide is missing (the package manager — apt, dnf or
@@ -14,8 +14,22 @@ from hakube.facts import Needs
 from hakube.ops import packages, packages_ready
 
 NAME = "Packages"
-PACKAGES = ("keepalived", "haproxy", "kubernetes-client", "curl")
-PROVIDES = ("keepalived", "haproxy", "kubectl", "curl")  # the commands the other steps run
+# Everything the deploy runs on a master beyond a minimal image (systemd + sshd; Debian's
+# "required" packages give sh, coreutils' sha256sum/install/stat, awk, grep, getent, useradd):
+PACKAGES = (
+    "keepalived",  # step 5
+    "haproxy",  # step 6
+    "kubernetes-client",  # kubectl: the snapshot's RBAC check, step 4
+    "curl",  # the binary's download, the roll's /readyz and haproxy-stats checks
+    "ca-certificates",  # curl's trust for https downloads (curl only recommends it)
+    "iproute2",  # ip: where the VIP is (keepalived itself talks netlink)
+    "procps",  # pgrep in keepalived's check script, sysctl for ip_nonlocal_bind
+)
+# Names on dnf/yum hosts where they differ from Debian's.
+RPM_NAMES = {"iproute2": "iproute", "procps": "procps-ng"}
+# The commands they provide that the other steps run: one missing = install them all. (ca-certificates
+# has no command common to Debian and RHEL: it comes with the others, as on a minimal image.)
+PROVIDES = ("keepalived", "haproxy", "kubectl", "curl", "ip", "pgrep", "sysctl")
 NEEDS = Needs(commands=PROVIDES)
 
 
@@ -32,7 +46,7 @@ def apply(cfg, want, facts):
     if _installed(facts):
         host.noop(f"{', '.join(PROVIDES)} are installed")
         return None
-    return packages(name=f"Install {', '.join(PACKAGES)}", names=PACKAGES)
+    return packages(name=f"Install {', '.join(PACKAGES)}", names=PACKAGES, rpm_names=RPM_NAMES)
 
 
 @deploy(NAME)

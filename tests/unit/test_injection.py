@@ -135,6 +135,7 @@ def _sites() -> dict[str, Site]:
         ("haproxy_agent_port", 6444), ("haproxy_check_interval_ms", 1000), ("haproxy_check_fall", 2),
         ("haproxy_check_rise", 2), ("apiserver_port", 6443), ("log_level", 0), ("shutdown_delay_seconds", 5),
         ("audit_log_maxage", 30), ("audit_log_maxbackup", 3), ("audit_log_maxsize", 100), ("allow_privileged", "true"),
+        ("vrrp_unicast", "true"),
         ("haproxy_stats_port", 8404), ("apiserver_ready_timeout", 120),
     ):
         add(key, key, lambda p, d=default: f"{d}{p}")
@@ -221,7 +222,7 @@ def _render_all(s: dict) -> dict[str, str]:
         if cfg.is_master:
             c = cfg.cluster
             install = ops.binary.__wrapped__(  # the operation's command generator, without pyinfra
-                dest=PATHS.apiserver_binary, facts=SimpleNamespace(files={}), url=c.download_url, sha256=c.kube_apiserver_sha256
+                dest=PATHS.apiserver_binary, facts=SimpleNamespace(files={}), url=c.download_url("amd64"), sha256=c.kube_apiserver_sha256
             )
             out[f"{host}:$ install kube-apiserver"] = "\n".join(install)
             out[f"{host}:$ restart kube-apiserver"] = _roll_script(cfg, {PATHS.apiserver_binary: c.kube_apiserver_sha256 or "0" * 64})

@@ -28,6 +28,8 @@ FAKE = {
         "command -v apt-get": "/usr/bin/apt-get",
         "uname -s": "Linux",
         "command -v useradd": "/usr/sbin/useradd",
+        # The host snapshot (hakube.facts): nothing installed yet, an amd64 machine.
+        "dpkg --print-architecture": "A amd64",
     },
 }
 
@@ -49,7 +51,7 @@ STEPS = [
 ]
 
 
-def _write_inventory(base: Path, m2_priority: int = 110) -> Path:
+def _write_inventory(base: Path, m2_priority: int = 110, **extra) -> Path:
     (base / "vrrp_pass").write_text("fAkep4ss\n")
     masters = [
         (M1, {"bind_address": "10.9.0.11", "vrrp_priority": 120, "vrrp_interface": "eth0"}),
@@ -64,6 +66,7 @@ def _write_inventory(base: Path, m2_priority: int = 110) -> Path:
         "pki_dir": str(base / "pki"),
         "artifacts_dir": str(base / "artifacts"),
         **FAKE,
+        **extra,
     }
     inv = base / "inventory.py"
     inv.write_text(
@@ -172,6 +175,26 @@ def test_apiserver_restart_comes_after_everything_it_reads(run) -> None:
         assert names.index(before) < restart, before
 
 
+def test_the_download_waits_for_the_packages(run) -> None:
+    """curl comes with the packages step: the binary is downloaded only after their install is
+    waited for (a local binary is uploaded early instead, see below)."""
+    _, plan = run
+    names = [op["name"] for op in _ops_for(plan, M1)]
+    wait = next(i for i, n in enumerate(names) if n.startswith("Packages | Wait for"))
+    assert "curl" in names[wait]
+    assert wait < names.index("kube-apiserver | Install kube-apiserver 1.36.0")
+
+
+def test_a_local_binary_is_uploaded_while_the_packages_install(tmp_path: Path) -> None:
+    binary = tmp_path / "kube-apiserver"
+    binary.write_bytes(b"#!/bin/sh\n")
+    result = _pyinfra(_write_inventory(tmp_path, kube_apiserver_binary=str(binary)))
+    assert result.returncode == 0, result.stdout + result.stderr
+    names = [op["name"] for op in _ops_for(json.loads(result.stdout)["plan"], M1)]
+    wait = next(i for i, n in enumerate(names) if n.startswith("Packages | Wait for"))
+    assert names.index("kube-apiserver | Install kube-apiserver 1.36.0") < wait
+
+
 def test_rbac_runs_once(run) -> None:
     _, plan = run
     (op,) = [op for op in plan if _step(op) == STEPS[-1]]
@@ -198,7 +221,7 @@ def test_diff_prints_each_hosts_file_as_one_block(tmp_path) -> None:
     inv = _write_inventory(tmp_path)
     text = inv.read_text()
     snapshot = {"set --; for p in": ["H " + "0" * 64 + "  /etc/haproxy/haproxy.cfg",
-                                     "M 644:root:root /etc/haproxy/haproxy.cfg"],
+                                     "M 644:root:root /etc/haproxy/haproxy.cfg", "A amd64"],
                 "cat /etc/haproxy/haproxy.cfg": ["global", "    maxconn 1"]}
     inv.write_text(text.replace("'fake_responses': {", f"'fake_responses': {{**{snapshot!r}, ", 1)
                    .replace("'fake_delay': 0,", "'fake_delay': 0.05,", 1))

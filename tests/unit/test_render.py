@@ -160,6 +160,47 @@ def test_keepalived_extra_global_defs(tmp_path: Path) -> None:
     assert "vrrp_garp_master_refresh 60" in _lines(_block(text, "global_defs"))
 
 
+def _unicast_conf(tmp_path: Path, masters: int, host: str, unicast: bool = True) -> str:
+    inv = make_inventory(tmp_path, masters=masters)
+    inv.cluster["vrrp_unicast"] = unicast
+    return keepalived.desired_files(inv.load()[host], None)["conf"].content.decode()
+
+
+@pytest.mark.parametrize("host, src, peers", [("m1", "10.9.0.11", ["10.9.0.12"]), ("m2", "10.9.0.12", ["10.9.0.11"])])
+def test_keepalived_unicast_two_masters(tmp_path: Path, host: str, src: str, peers: list[str]) -> None:
+    text = _unicast_conf(tmp_path, 2, host)
+    instance = _lines(_block(text, "vrrp_instance kube_api"))
+    assert f"unicast_src_ip {src}" in instance
+    assert _lines(_block(text, "unicast_peer")) == peers
+    assert text.count("{") == text.count("}")
+
+
+@pytest.mark.parametrize("host, src, peers", [
+    ("m1", "10.9.0.11", ["10.9.0.12", "10.9.0.13"]),
+    ("m2", "10.9.0.12", ["10.9.0.11", "10.9.0.13"]),
+    ("m3", "10.9.0.13", ["10.9.0.11", "10.9.0.12"]),
+])
+def test_keepalived_unicast_three_masters(tmp_path: Path, host: str, src: str, peers: list[str]) -> None:
+    text = _unicast_conf(tmp_path, 3, host)
+    assert f"unicast_src_ip {src}" in _lines(_block(text, "vrrp_instance kube_api"))
+    # Every other master, never this one.
+    assert _lines(_block(text, "unicast_peer")) == peers
+
+
+def test_keepalived_unicast_single_master_has_no_empty_peer_block(tmp_path: Path) -> None:
+    text = _unicast_conf(tmp_path, 1, "m1")
+    assert "unicast_src_ip 10.9.0.11" in _lines(_block(text, "vrrp_instance kube_api"))
+    assert "unicast_peer" not in text
+
+
+def test_keepalived_multicast_by_default(plans, tmp_path: Path) -> None:
+    """vrrp_unicast false (the default): no unicast line at all, the file the default renders."""
+    off = _unicast_conf(tmp_path, 2, "m1", unicast=False)
+    assert "unicast" not in off
+    assert off == _text(plans["m1"], keepalived.CONF)
+    assert not any("unicast" in f.content.decode() for pl in plans.values() for f in pl.keepalived)
+
+
 # ------------------------------------------------------------------ haproxy
 
 

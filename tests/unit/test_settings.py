@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from hakube import flags
-from hakube.settings import AUTH_PASS_ENV, KEYS, InventoryError, Settings, load_inventory
+from hakube.settings import AUTH_PASS_ENV, KEY_BY_NAME, KEYS, InventoryError, Settings, load_inventory
 
 from .conftest import AUTH_PASS, ENV, SHA, VIP, Inv, make_inventory, problem_for
 
@@ -43,7 +43,8 @@ def test_baseline_loads(inv: Inv) -> None:
     assert c.kube_version == "1.36.0"
     assert c.kube_apiserver_sha256 == SHA
     assert c.server_url == f"https://{VIP}:6443"
-    assert c.download_url == "https://dl.k8s.io/release/v1.36.0/bin/linux/amd64/kube-apiserver"
+    assert c.download_url("amd64") == "https://dl.k8s.io/release/v1.36.0/bin/linux/amd64/kube-apiserver"
+    assert c.download_url("arm64") == "https://dl.k8s.io/release/v1.36.0/bin/linux/arm64/kube-apiserver"
 
 
 def test_baseline_defaults(inv: Inv) -> None:
@@ -62,6 +63,7 @@ def test_baseline_defaults(inv: Inv) -> None:
     assert c.admission_plugins[0] == "NamespaceLifecycle" and "NodeRestriction" in c.admission_plugins
     assert c.authorization_mode == "Node,RBAC"
     assert c.allow_privileged is True
+    assert c.vrrp_unicast is False
     assert c.shutdown_delay_seconds == 5
     assert c.service_account_issuer == "https://kubernetes.default.svc.cluster.local"
     assert c.audit_policy_rules == ({"level": "Metadata"},)
@@ -306,6 +308,7 @@ BAD = {
     "subject-unknown-field": (_set("cert_subject", {"CN": "x"}), ENV, [("m1", "cert_subject")], "unknown subject fields"),
     "san-bad": (_set("cert_extra_sans", ["not a name"]), ENV, [("m1", "cert_extra_sans")], "neither an IP"),
     "allow-privileged-string": (_set("allow_privileged", "yes"), ENV, [("m1", "allow_privileged")], "true or false"),
+    "vrrp-unicast-string": (_set("vrrp_unicast", "true"), ENV, [("m1", "vrrp_unicast")], "true or false"),
 }
 
 
@@ -363,7 +366,9 @@ BAD.update({
     "url-ftp": (_set("kube_apiserver_url", "ftp://mirror.example.com/kube-apiserver"), ENV, _one("kube_apiserver_url"), "http:// or https://"),
     "url-backtick": (_set("kube_apiserver_url", "https://mirror.example.com/`reboot`"), ENV, _one("kube_apiserver_url"), "after the host"),
     "url-semicolon": (_set("kube_apiserver_url", "https://mirror.example.com/x;reboot"), ENV, _one("kube_apiserver_url"), "after the host"),
-    "url-other-placeholder": (_set("kube_apiserver_url", "https://mirror.example.com/{arch}/kube-apiserver"), ENV, _one("kube_apiserver_url"), "after the host"),
+    "url-other-placeholder": (_set("kube_apiserver_url", "https://mirror.example.com/{os}/{arch}/kube-apiserver"), ENV, _one("kube_apiserver_url"), "after the host"),
+    "url-format-field": (_set("kube_apiserver_url", "https://mirror.example.com/{version.real}/kube-apiserver"), ENV, _one("kube_apiserver_url"), "after the host"),
+    "url-nested-placeholder": (_set("kube_apiserver_url", "https://mirror.example.com/{ar{version}ch}/kube-apiserver"), ENV, _one("kube_apiserver_url"), "after the host"),
     "url-newline": (_set("kube_apiserver_url", "https://mirror.example.com/kube-apiserver\nreboot"), ENV, _one("kube_apiserver_url"), "after the host"),
     "url-bad-port": (_set("kube_apiserver_url", "https://mirror.example.com:99999/x"), ENV, _one("kube_apiserver_url"), "invalid port"),
     # --audit-log-path.
@@ -601,7 +606,18 @@ def test_old_admission_plugin_accepted_by_old_version(tmp_path: Path) -> None:
 
 def test_download_url_fills_in_the_version(inv: Inv) -> None:
     inv.cluster["kube_apiserver_url"] = "https://mirror.example.com/k8s/v{version}/kube-apiserver"
-    assert inv.load()["m1"].cluster.download_url == "https://mirror.example.com/k8s/v1.36.0/kube-apiserver"
+    assert inv.load()["m1"].cluster.download_url("arm64") == "https://mirror.example.com/k8s/v1.36.0/kube-apiserver"
+
+
+def test_download_url_fills_in_version_and_arch(inv: Inv) -> None:
+    inv.cluster["kube_apiserver_url"] = "http://10.0.0.5:8080/{arch}/k8s-{version}-{arch}/kube-apiserver"
+    c = inv.load()["m1"].cluster
+    assert c.download_url("amd64") == "http://10.0.0.5:8080/amd64/k8s-1.36.0-amd64/kube-apiserver"
+    assert c.download_url("s390x") == "http://10.0.0.5:8080/s390x/k8s-1.36.0-s390x/kube-apiserver"
+
+
+def test_default_download_url_has_both_placeholders() -> None:
+    assert KEY_BY_NAME["kube_apiserver_url"].default == "https://dl.k8s.io/release/v{version}/bin/linux/{arch}/kube-apiserver"
 
 
 # ------------------------------------------------------------------ etcd's CA: importing an existing one
