@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from pyinfra.api import deploy
+from pyinfra.api.exceptions import PyinfraError
 
 from hakube import pki
 from hakube.facts import Needs
@@ -41,15 +42,21 @@ class ClusterPKI:
 
 
 def ensure_pki(cfg) -> ClusterPKI:
-    """Create or reuse the cluster PKI on the deploy machine (idempotent, once per process)."""
+    """Create or reuse the cluster PKI on the deploy machine (idempotent, once per process).
+
+    A PKI that cannot be made right (a CA near its end, an import that does not fit) stops the run
+    before any host is touched, as a refusal naming the host, not a traceback."""
     c = cfg.cluster
     sans = pki.apiserver_sans(c.bind_addresses, c.vip, c.service_cluster_ip_range, c.cluster_domain, c.cert_extra_sans)
     ca_import = (c.ca_cert_file, c.ca_key_file) if c.ca_cert_file else None
     etcd_ca_import = (c.etcd_ca_cert_file, c.etcd_ca_key_file) if c.etcd_ca_cert_file else None
     etcd_client = (c.etcd_client_cert_file, c.etcd_client_key_file) if c.etcd_client_cert_file else None
     lifetimes = (c.cert_validity_days, c.cert_renewal_days, c.ca_validity_days)
-    return _ensure_pki(c.pki_dir, sans, pki.Subject(**c.cert_subject), ca_import, etcd_ca_import, etcd_client,
-                       c.sa_key_file, lifetimes)
+    try:
+        return _ensure_pki(c.pki_dir, sans, pki.Subject(**c.cert_subject), ca_import, etcd_ca_import, etcd_client,
+                           c.sa_key_file, lifetimes)
+    except pki.PKIError as e:
+        raise PyinfraError(f"refusing to run: {cfg.host}: {e}") from None
 
 
 DEFAULT_LIFETIMES = (pki.LEAF_VALIDITY.days, pki.RENEW_BEFORE.days, pki.CA_VALIDITY.days)

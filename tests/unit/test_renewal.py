@@ -18,6 +18,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
 import tasks
+from pyinfra.api.exceptions import PyinfraError
+
 from hakube import pki
 from hakube.facts import FileState, HostFacts
 from hakube.ops import roll_owed
@@ -309,6 +311,24 @@ def test_lab_sequence_reissues_every_certificate_once_and_rolls(tmp_path: Path, 
     settled = HostFacts(files={path: FileState(f.sha256, int(f.mode, 8), "root:root") for path, f in want.items()})
     assert _desired(cfg, after) == want
     assert not roll_owed("kube-apiserver", apiserver_inputs, settled) and not roll_owed("haproxy", haproxy_files, settled)
+
+
+def test_a_ca_near_its_end_stops_the_deploy_naming_host_and_ca(tmp_path: Path) -> None:
+    inv = make_inventory(tmp_path)
+    # A PKI whose CA was made 20 days ago for 40 days: 20 days left, inside the default window.
+    pki.ensure_cluster_pki(tmp_path / "pki", SPECS, now=dt.datetime.now(dt.timezone.utc) - 20 * DAY,
+                           ca_validity=40 * DAY, validity=35 * DAY, renew_before=5 * DAY)
+    before = _files(tmp_path / "pki")
+    with pytest.raises(PyinfraError) as exc:
+        _pki_run(inv)
+    message = str(exc.value)
+    assert message.startswith(f"refusing to run: m1: the CA {tmp_path / 'pki' / 'ca.pem'} (CN=kubernetes-ca) expires on ")
+    assert "(19 days left), within the renewal window of 30 days (cert_renewal_days)" in message
+    assert _files(tmp_path / "pki") == before
+    # A narrower window lets the run go on; what it issues ends with the CA.
+    _, p = _pki_run(inv, cert_renewal_days=10)
+    ca_end = _not_after(p.ca_pem)
+    assert _issued(p.certs) and all(_not_after(p.certs[n].cert_pem) == ca_end for n in _issued(p.certs))
 
 
 def test_shortening_the_validity_on_a_converged_pki_reissues_it(tmp_path: Path) -> None:
