@@ -52,10 +52,12 @@ __all__ = [
     "CAKind",
     "CertSpec",
     "ETCD_CLIENT",
+    "Expiry",
     "IssuedCert",
     "PKIError",
     "PKIFileError",
     "adopt_cert",
+    "check_ca_life",
     "Subject",
     "apiserver_sans",
     "check_imported_cert",
@@ -65,8 +67,10 @@ __all__ = [
     "ensure_cert",
     "ensure_cluster_pki",
     "ensure_sa_keypair",
+    "expiry",
     "first_service_ip",
     "load_ca",
+    "pki_expiries",
 ]
 
 StrPath = Union[str, "os.PathLike[str]"]
@@ -74,9 +78,14 @@ StrPath = Union[str, "os.PathLike[str]"]
 RSA_KEY_SIZE = 2048
 CA_COMMON_NAME = "kubernetes-ca"
 ETCD_CA_COMMON_NAME = "etcd-ca"
-CA_VALIDITY = dt.timedelta(days=3650)
-LEAF_VALIDITY = dt.timedelta(days=365)
-RENEW_BEFORE = dt.timedelta(days=30)
+# Defaults of the data keys ca_validity_days, cert_validity_days and cert_renewal_days.
+CA_VALIDITY = dt.timedelta(days=3650)  # a CA the deploy creates
+LEAF_VALIDITY = dt.timedelta(days=365)  # the longest a leaf lives (never past its CA)
+RENEW_BEFORE = dt.timedelta(days=30)  # a leaf that expires within this is reissued
+CA_WARN_BEFORE = dt.timedelta(days=365)  # a CA this close to its expiry needs a plan (health check)
+# A leaf valid for longer than the configured validity (plus this, for clock skew between runs)
+# was issued under a longer validity: it is reissued, so lowering cert_validity_days takes effect.
+VALIDITY_SLACK = dt.timedelta(days=1)
 BACKDATE = dt.timedelta(minutes=5)  # tolerate small clock skew between hosts
 
 CA_CERT_FILE = "ca.pem"
@@ -514,8 +523,10 @@ def load_ca(cert_path: StrPath, key_path: StrPath | None = None) -> CA:
     return _load_ca_files(Path(cert_path), None if key_path is None else Path(key_path))
 
 
-def _create_ca(subject: Subject, now: dt.datetime, common_name: str = CA_COMMON_NAME) -> CA:
-    """Generate a self-signed RSA 2048 CA valid for 10 years."""
+def _create_ca(
+    subject: Subject, now: dt.datetime, common_name: str = CA_COMMON_NAME, validity: dt.timedelta = CA_VALIDITY
+) -> CA:
+    """Generate a self-signed RSA 2048 CA valid for ``validity`` (default 10 years)."""
     key = _new_rsa_key()
     name = _build_name(common_name, subject)
     ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
@@ -526,7 +537,7 @@ def _create_ca(subject: Subject, now: dt.datetime, common_name: str = CA_COMMON_
         .public_key(key.public_key())
         .serial_number(_serial())
         .not_valid_before(now - BACKDATE)
-        .not_valid_after(now + CA_VALIDITY)
+        .not_valid_after(now + validity)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(
@@ -567,6 +578,8 @@ def ensure_ca(
     *,
     kind: str = "cluster",
     cert_only: bool = False,
+    validity: dt.timedelta = CA_VALIDITY,
+    now: dt.datetime | None = None,
 ) -> CA:
     """Return one of the deploy's CAs in ``pki_dir``, creating or importing it once.
 
@@ -574,7 +587,7 @@ def ensure_ca(
     or ``"etcd"`` (``etcd-ca.pem``, CN ``etcd-ca``). The rules are the same for both:
 
     * No CA in ``pki_dir`` and no import: create one (RSA 2048, the kind's CN plus
-      ``subject``, 10 years).
+      ``subject``, valid for ``validity`` from ``now``: default 10 years).
     * No CA in ``pki_dir`` and an import: validate and copy the files in.
     * CA present: load and validate it. An import of the same certificate is
       accepted; a different one raises :class:`PKIError` - a CA is never
@@ -618,7 +631,7 @@ def ensure_ca(
                 return imported
         return existing
 
-    ca = imported if imported is not None else _create_ca(subject, _utcnow(None), files.common_name)
+    ca = imported if imported is not None else _create_ca(subject, _utcnow(now), files.common_name, validity)
     _write_ca(pki, ca, files)
     return ca
 
@@ -633,8 +646,9 @@ def _serial() -> int:
     return secrets.randbits(159) | 1
 
 
-def _issue(spec: CertSpec, ca: CA, now: dt.datetime) -> tuple[bytes, bytes]:
-    """Sign a fresh leaf for ``spec``; returns ``(cert_pem, key_pem)``."""
+def _issue(spec: CertSpec, ca: CA, now: dt.datetime, validity: dt.timedelta = LEAF_VALIDITY) -> tuple[bytes, bytes]:
+    """Sign a fresh leaf for ``spec``, valid for ``validity`` but never past the CA's own expiry;
+    returns ``(cert_pem, key_pem)``."""
     key = _new_rsa_key()
     builder = (
         x509.CertificateBuilder()
@@ -643,7 +657,7 @@ def _issue(spec: CertSpec, ca: CA, now: dt.datetime) -> tuple[bytes, bytes]:
         .public_key(key.public_key())
         .serial_number(_serial())
         .not_valid_before(now - BACKDATE)
-        .not_valid_after(now + LEAF_VALIDITY)
+        .not_valid_after(min(now + validity, ca.cert.not_valid_after_utc))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(
@@ -682,9 +696,21 @@ def _san_diff(wanted: set[str], have: set[str]) -> str:
 
 
 def _reissue_reason(
-    spec: CertSpec, ca: CA, cert_pem: bytes | None, key_pem: bytes | None, now: dt.datetime
+    spec: CertSpec,
+    ca: CA,
+    cert_pem: bytes | None,
+    key_pem: bytes | None,
+    now: dt.datetime,
+    validity: dt.timedelta = LEAF_VALIDITY,
+    renew_before: dt.timedelta = RENEW_BEFORE,
 ) -> str | None:
-    """Why the on-disk leaf cannot be reused, or ``None`` if it can."""
+    """Why the on-disk leaf cannot be reused, or ``None`` if it can.
+
+    A leaf this module issues is never reissued for its lifetime alone on the next run: it ends at
+    ``now + validity`` (more than ``renew_before`` away, see :func:`_check_renewal_args`) or at its
+    CA's expiry, which :func:`ensure_cert` refuses to issue under when that is less than
+    ``renew_before`` away.
+    """
     if cert_pem is None:
         return "new"
     if key_pem is None:
@@ -708,29 +734,83 @@ def _reissue_reason(
         return f"SANs changed: {_san_diff(wanted_sans, have_sans)}"
     if set(_wanted_ekus(spec)) != _cert_ekus(cert):
         return "extended key usages changed"
-    if cert.not_valid_after_utc - now < RENEW_BEFORE:
-        return f"expires within {RENEW_BEFORE.days} days"
+    not_after = cert.not_valid_after_utc
+    if not_after > ca.cert.not_valid_after_utc:
+        return f"outlives its CA (expires {not_after:%Y-%m-%d}, the CA {ca.cert.not_valid_after_utc:%Y-%m-%d})"
+    if not_after - now < renew_before:
+        return f"expires within {_days(renew_before)} days"
+    if not_after - now > validity + VALIDITY_SLACK:
+        return f"valid until {not_after:%Y-%m-%d}, longer than the validity of {_days(validity)} days"
     return None
 
 
+def _days(delta: dt.timedelta) -> str:
+    """``30`` for 30 days, ``0.5`` for 12 hours: a window or validity in days, for messages."""
+    return f"{delta / dt.timedelta(days=1):g}"
+
+
+def _check_renewal_args(validity: dt.timedelta, renew_before: dt.timedelta) -> None:
+    """A fresh leaf must lie outside the renewal window, or every run would reissue it."""
+    if renew_before <= dt.timedelta(0) or validity <= renew_before:
+        raise PKIError(
+            f"the renewal window ({_days(renew_before)} days) must be positive and shorter than the "
+            f"validity ({_days(validity)} days): otherwise every run reissues every certificate"
+        )
+
+
+def check_ca_life(ca: CA, ca_path: StrPath, renew_before: dt.timedelta = RENEW_BEFORE,
+                  now: dt.datetime | None = None) -> None:
+    """Refuse to issue from a CA with less than ``renew_before`` left (:class:`PKIError`).
+
+    Every leaf it signs would end with it, inside the renewal window: each run would reissue
+    every certificate and roll every apiserver, and within ``renew_before`` the cluster stops
+    working anyway. The only fix is a new CA.
+    """
+    when = _utcnow(now)
+    ends = ca.cert.not_valid_after_utc
+    if ends - when >= renew_before:
+        return
+    left = "expired" if ends <= when else f"{(ends - when) // dt.timedelta(days=1)} days left"
+    raise PKIError(
+        f"the CA {ca_path} ({ca.subject.rfc4514_string()}) expires on {ends:%Y-%m-%d %H:%M} UTC ({left}), "
+        f"within the renewal window of {_days(renew_before)} days (cert_renewal_days): no certificate it "
+        "issues can be renewed past that, so every run would reissue them all. Replace the CA: import a "
+        "new one (ca_cert_file + ca_key_file; for the etcd CA etcd_ca_cert_file + etcd_ca_key_file, which "
+        f"etcd must trust first) or move {ca_path} and its key out of the PKI directory to have one "
+        "created, and set replace_ca_sha256 to the masters' current sha256 (the refusal prints it); every "
+        "certificate is then reissued and rolled out."
+    )
+
+
 def ensure_cert(
-    pki_dir: StrPath, spec: CertSpec, ca: CA, now: dt.datetime | None = None
+    pki_dir: StrPath,
+    spec: CertSpec,
+    ca: CA,
+    now: dt.datetime | None = None,
+    *,
+    validity: dt.timedelta = LEAF_VALIDITY,
+    renew_before: dt.timedelta = RENEW_BEFORE,
 ) -> IssuedCert:
     """Return ``<name>.pem`` / ``<name>-key.pem`` from ``pki_dir``, (re)issuing when needed.
 
     The existing pair is reused when it is signed by ``ca``, the key matches,
-    subject, SAN set and EKUs equal the spec, and it does not expire within
-    30 days of ``now`` (default: current UTC time). Otherwise a fresh key and
-    a 1-year certificate are written atomically.
+    subject, SAN set and EKUs equal the spec, it does not outlive the CA, does not
+    expire within ``renew_before`` (default 30 days) of ``now`` (default: current UTC time)
+    and is not valid for longer than ``validity`` (plus a day). Otherwise a fresh key and a
+    certificate valid for ``validity`` (default 1 year; never past the CA's expiry) are written
+    atomically. A CA with less than ``renew_before`` left raises :class:`PKIError`
+    (see :func:`check_ca_life`).
     """
-    pki = _ensure_dir(pki_dir)
+    _check_renewal_args(validity, renew_before)
     when = _utcnow(now)
+    check_ca_life(ca, Path(pki_dir) / _ca_kind(spec.ca).cert_file, renew_before, when)
+    pki = _ensure_dir(pki_dir)
     cert_path, key_path = pki / f"{spec.name}.pem", pki / f"{spec.name}-key.pem"
     cert_pem, key_pem = _read(cert_path), _read(key_path)
-    reason = _reissue_reason(spec, ca, cert_pem, key_pem, when)
+    reason = _reissue_reason(spec, ca, cert_pem, key_pem, when, validity, renew_before)
     if reason is None and cert_pem is not None and key_pem is not None:
         return IssuedCert(spec.name, cert_pem, key_pem, issued=False, reason=None)
-    cert_pem, key_pem = _issue(spec, ca, when)
+    cert_pem, key_pem = _issue(spec, ca, when, validity)
     _atomic_write(key_path, key_pem, KEY_MODE)
     _atomic_write(cert_path, cert_pem, CERT_MODE)
     return IssuedCert(spec.name, cert_pem, key_pem, issued=True, reason=reason)
@@ -863,6 +943,9 @@ def ensure_cluster_pki(
     cert_imports: Mapping[str, tuple[str, str]] | None = None,
     sa_import: StrPath | None = None,
     now: dt.datetime | None = None,
+    validity: dt.timedelta = LEAF_VALIDITY,
+    renew_before: dt.timedelta = RENEW_BEFORE,
+    ca_validity: dt.timedelta = CA_VALIDITY,
 ) -> tuple[dict[str, CA], dict[str, IssuedCert], tuple[bytes, bytes]]:
     """Ensure both CAs, every leaf in ``specs`` and the SA keypair; report reissues on stdout.
 
@@ -873,7 +956,17 @@ def ensure_cluster_pki(
     its ``ca`` field names. Returns ``(cas_by_kind, certs_by_name, (sa_public_pem,
     sa_private_key_pem))``. Idempotent: a repeated call with the same input issues nothing and
     returns byte-identical PEMs.
+
+    Lifetimes (the data keys cert_validity_days, cert_renewal_days, ca_validity_days): a leaf is
+    issued for ``validity`` but never past its CA, and reissued once it expires within
+    ``renew_before``; a CA created here lives ``ca_validity``. A CA that must issue a leaf and has
+    less than ``renew_before`` left raises :class:`PKIError` (see :func:`check_ca_life`).
     """
+    _check_renewal_args(validity, renew_before)
+    if ca_validity < validity:
+        raise PKIError(f"the CA validity ({_days(ca_validity)} days) is shorter than the certificates' "
+                       f"({_days(validity)} days)")
+    when = _utcnow(now)
     specs = list(specs)
     cert_imports = dict(cert_imports or {})
     names = [s.name for s in specs]
@@ -901,14 +994,19 @@ def ensure_cluster_pki(
             f"or give etcd certificates from a new CA first and then move {', '.join(map(str, older))} away."
         )
     cas = {
-        "cluster": ensure_ca(pki_dir, import_cert, import_key, subject=ca_subject),
-        "etcd": ensure_ca(pki_dir, etcd_cert, etcd_key, subject=ca_subject, kind="etcd", cert_only=True),
+        "cluster": ensure_ca(pki_dir, import_cert, import_key, subject=ca_subject, validity=ca_validity, now=when),
+        "etcd": ensure_ca(pki_dir, etcd_cert, etcd_key, subject=ca_subject, kind="etcd", cert_only=True,
+                          validity=ca_validity, now=when),
     }
+    # Before any leaf is written: a CA near its end stops the run with every leaf as it was.
+    for kind in sorted({s.ca for s in specs if s.name not in cert_imports}):
+        if cas[kind].key_pem is not None:
+            check_ca_life(cas[kind], pki / CA_KINDS[kind].cert_file, renew_before, when)
     certs: dict[str, IssuedCert] = {}
     for spec in specs:
         ca = cas[spec.ca]
         if spec.name in cert_imports:
-            result = adopt_cert(pki_dir, spec, ca, *cert_imports[spec.name], now=now)
+            result = adopt_cert(pki_dir, spec, ca, *cert_imports[spec.name], now=when)
             if result.issued:
                 print(f"[pki] {spec.name} {result.reason}")
         else:
@@ -917,7 +1015,7 @@ def ensure_cluster_pki(
                     f"cannot issue {spec.name}: the key of its CA ({spec.ca}) is not on this machine; "
                     "import that CA's key or a certificate it issued"
                 )
-            result = ensure_cert(pki_dir, spec, ca, now=now)
+            result = ensure_cert(pki_dir, spec, ca, now=when, validity=validity, renew_before=renew_before)
             if result.issued:
                 print(f"[pki] issued {spec.name} ({result.reason})")
         certs[spec.name] = result
@@ -928,3 +1026,80 @@ def combined_pem(cert: IssuedCert) -> bytes:
     """Certificate followed by its private key, as haproxy's ``crt`` expects."""
     cert_pem = cert.cert_pem if cert.cert_pem.endswith(b"\n") else cert.cert_pem + b"\n"
     return cert_pem + cert.key_pem
+
+
+# --------------------------------------------------------------------------
+# Expiry, read-only (for health checks): nothing is created or written
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Expiry:
+    """How long one certificate of the PKI has left (see :func:`pki_expiries`).
+
+    ``within_window``: it expires within the renewal window (a leaf: the next run reissues it; a
+    CA: the next run refuses to issue from it). ``ca_warning``: a CA within ``CA_WARN_BEFORE``
+    (a year) of its expiry, time to plan its replacement. ``problem``: why there is no date
+    (missing or unreadable file); the other fields are then ``None``/``False``.
+    """
+
+    name: str
+    path: str
+    is_ca: bool
+    not_after: dt.datetime | None
+    days_left: int | None
+    within_window: bool
+    ca_warning: bool = False
+    problem: str | None = None
+
+
+def expiry(cert_pem: bytes, now: dt.datetime | None = None) -> tuple[dt.datetime, int]:
+    """``(not_after, days_left)`` of the first certificate in ``cert_pem``.
+
+    ``days_left`` is whole days, rounded down (negative once expired). A PEM holding a key as well
+    (haproxy's combined file) works. :class:`PKIError` when there is no readable certificate.
+    """
+    try:
+        cert = x509.load_pem_x509_certificate(cert_pem)
+    except ValueError as exc:
+        raise PKIError(f"not a PEM certificate: {exc}") from exc
+    not_after = cert.not_valid_after_utc
+    return not_after, (not_after - _utcnow(now)) // dt.timedelta(days=1)
+
+
+def pki_expiries(
+    pki_dir: StrPath,
+    renew_before: dt.timedelta = RENEW_BEFORE,
+    now: dt.datetime | None = None,
+    names: Iterable[str] | None = None,
+    ca_warn_before: dt.timedelta = CA_WARN_BEFORE,
+) -> list[Expiry]:
+    """Both CAs, then every leaf of the certificate table (or ``names``), as found in ``pki_dir``.
+
+    Read-only: a missing directory or file is reported (``problem``), never created. The
+    service-account keypair has no expiry and is not listed.
+    """
+    when = _utcnow(now)
+    pki = Path(pki_dir)
+    if names is None:
+        names = [s.name for s in cluster_cert_specs((), Subject())]
+    wanted = [(k.cert_file.removesuffix(".pem"), k.cert_file, True) for k in CA_KINDS.values()]
+    wanted += [(n, f"{n}.pem", False) for n in names]
+    out = []
+    for name, file, is_ca in wanted:
+        path = pki / file
+        try:
+            pem = path.read_bytes()
+        except OSError as exc:
+            problem = "missing" if isinstance(exc, FileNotFoundError) else f"unreadable: {exc.strerror}"
+            out.append(Expiry(name, str(path), is_ca, None, None, False, problem=problem))
+            continue
+        try:
+            not_after, days_left = expiry(pem, when)
+        except PKIError as exc:
+            out.append(Expiry(name, str(path), is_ca, None, None, False, problem=str(exc)))
+            continue
+        left = not_after - when
+        out.append(Expiry(name, str(path), is_ca, not_after, days_left, within_window=left < renew_before,
+                          ca_warning=is_ca and left < ca_warn_before))
+    return out

@@ -40,6 +40,9 @@ KEYS: tuple[Key, ...] = (
     # Step 1 — certificates (tasks/certs.py).
     Key("cert_subject", {"C": "CN", "ST": "Fuzhou", "L": "Fujian", "O": "k8s", "OU": "System"}, "Subject fields (C, ST, L, O, OU) of the serving certificate: printable, at most 64 characters, no quotes or backslash."),
     Key("cert_extra_sans", [], "Extra SANs for the serving certificate: IP addresses or DNS names (a wildcard only as a whole first label, `*.example.com`)."),
+    Key("cert_validity_days", 365, "Days a certificate the deploy issues is valid; never past its CA's expiry. Lowering it reissues the certificates that live longer at the next run. At most ca_validity_days."),
+    Key("cert_renewal_days", 30, "A run reissues (and rolls out) every certificate that expires within this many days; less than cert_validity_days. A CA with less than this left stops the run: replace it."),
+    Key("ca_validity_days", 3650, "Days a CA the deploy creates is valid (an imported or existing CA keeps its own dates)."),
     Key("ca_cert_file", None, "Import this CA certificate instead of creating one (with ca_key_file)."),
     Key("ca_key_file", None, "Private key of the imported CA; stays on the deploy machine."),
     Key("sa_key_file", None, "Import this service-account signing key (PEM) instead of creating one; stays on the deploy machine."),
@@ -171,6 +174,9 @@ class Cluster:
     apiserver_extra_flags: dict
     cert_subject: dict
     cert_extra_sans: tuple[str, ...] = ()
+    cert_validity_days: int = 365
+    cert_renewal_days: int = 30
+    ca_validity_days: int = 3650
     ca_cert_file: str | None = None
     ca_key_file: str | None = None
     sa_key_file: str | None = None
@@ -636,6 +642,9 @@ CHECKS: dict[str, Callable[[Any], Any]] = {
     "apiserver_extra_flags": _flag_map,
     "cert_subject": _subject,
     "cert_extra_sans": _sans,
+    "cert_validity_days": _int_in(1, 36500),
+    "cert_renewal_days": _int_in(1, 36500),
+    "ca_validity_days": _int_in(1, 36500),
     "ca_cert_file": _opt_path,
     "ca_key_file": _opt_path,
     "etcd_ca_cert_file": _opt_path,
@@ -696,6 +705,17 @@ def _auth_pass(col: _Collector, host: str, path: str | None, env: Mapping[str, s
     else:
         return secret
     return None
+
+
+def _lifetimes(col: _Collector, host: str, values: Mapping[str, Any]) -> None:
+    """A fresh certificate must lie outside the renewal window (or every run would reissue it),
+    and a CA the deploy creates must outlive the certificates it issues."""
+    validity, renewal, ca_validity = (values[k] for k in ("cert_validity_days", "cert_renewal_days", "ca_validity_days"))
+    if validity and renewal and renewal >= validity:
+        col.add(host, "cert_renewal_days", f"{renewal} must be less than cert_validity_days ({validity}): "
+                                           "otherwise every run reissues every certificate")
+    if validity and ca_validity and validity > ca_validity:
+        col.add(host, "cert_validity_days", f"{validity} is more than ca_validity_days ({ca_validity})")
 
 
 _ETCD_IMPORT_KEYS = ("etcd_ca_cert_file", "etcd_ca_key_file", "etcd_client_cert_file", "etcd_client_key_file")
@@ -807,6 +827,7 @@ def load_inventory(
         p.startswith(f"{first}: ca_") for p in col.problems
     ):
         col.add(first, "ca_cert_file", "importing a CA needs both ca_cert_file and ca_key_file")
+    _lifetimes(col, first, values)
     _etcd_import(col, first, first_data, values)  # etcd's CA: imported with its key or with a client cert
     # Raw values: an explicit `kube_apiserver_binary: None` still downloads, and a bad binary path
     # or malformed sha256 is already reported under its own key.

@@ -1,7 +1,8 @@
 """Step 1 — Kubernetes certificates and keys (tutorial: 创建kubernetes证书和密钥).
 
 The PKI lives on the deploy machine (``ensure_pki``: the certificate table of ``hakube.pki``,
-created once, reissued when SANs, subject, CA or expiry ask for it); this step uploads both CA
+created once, reissued when SANs, subject, CA or expiry ask for it: within cert_renewal_days of
+its end, issued for cert_validity_days, never past its CA); this step uploads both CA
 certificates, the apiserver's certificates and keys and the service-account keypair to
 /etc/kubernetes/ssl. Keys are 0600. No CA key ever leaves the deploy machine. Every file here is
 an input of the apiserver: it is staged, and goes live in the apiserver's roll.
@@ -10,11 +11,13 @@ an input of the apiserver: it is staged, and goes live in the apiserver's roll.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import sys
 from dataclasses import dataclass, field
 from functools import lru_cache
 
 from pyinfra.api import deploy
+from pyinfra.api.exceptions import PyinfraError
 
 from hakube import pki
 from hakube.facts import Needs
@@ -39,25 +42,38 @@ class ClusterPKI:
 
 
 def ensure_pki(cfg) -> ClusterPKI:
-    """Create or reuse the cluster PKI on the deploy machine (idempotent, once per process)."""
+    """Create or reuse the cluster PKI on the deploy machine (idempotent, once per process).
+
+    A PKI that cannot be made right (a CA near its end, an import that does not fit) stops the run
+    before any host is touched, as a refusal naming the host, not a traceback."""
     c = cfg.cluster
     sans = pki.apiserver_sans(c.bind_addresses, c.vip, c.service_cluster_ip_range, c.cluster_domain, c.cert_extra_sans)
     ca_import = (c.ca_cert_file, c.ca_key_file) if c.ca_cert_file else None
     etcd_ca_import = (c.etcd_ca_cert_file, c.etcd_ca_key_file) if c.etcd_ca_cert_file else None
     etcd_client = (c.etcd_client_cert_file, c.etcd_client_key_file) if c.etcd_client_cert_file else None
-    return _ensure_pki(c.pki_dir, sans, pki.Subject(**c.cert_subject), ca_import, etcd_ca_import, etcd_client,
-                       c.sa_key_file)
+    lifetimes = (c.cert_validity_days, c.cert_renewal_days, c.ca_validity_days)
+    try:
+        return _ensure_pki(c.pki_dir, sans, pki.Subject(**c.cert_subject), ca_import, etcd_ca_import, etcd_client,
+                           c.sa_key_file, lifetimes)
+    except pki.PKIError as e:
+        raise PyinfraError(f"refusing to run: {cfg.host}: {e}") from None
+
+
+DEFAULT_LIFETIMES = (pki.LEAF_VALIDITY.days, pki.RENEW_BEFORE.days, pki.CA_VALIDITY.days)
 
 
 @lru_cache(maxsize=4)
 def _ensure_pki(pki_dir: str, sans: tuple, subject: pki.Subject, ca_import, etcd_ca_import=None,
-                etcd_client=None, sa_import=None) -> ClusterPKI:
+                etcd_client=None, sa_import=None, lifetimes: tuple = DEFAULT_LIFETIMES) -> ClusterPKI:
+    """``lifetimes``: (cert_validity_days, cert_renewal_days, ca_validity_days)."""
+    validity, renewal, ca_validity = (dt.timedelta(days=d) for d in lifetimes)
     cert_imports = {pki.ETCD_CLIENT.name: etcd_client} if etcd_client else None
     # ensure_cluster_pki reports reissues with print(); keep stdout clean for `pyinfra --json`.
     with contextlib.redirect_stdout(sys.stderr):
         cas, certs, (sa_pub, sa_key) = pki.ensure_cluster_pki(
             pki_dir, pki.cluster_cert_specs(sans, subject), ca_import=ca_import, ca_subject=subject,
             etcd_ca_import=etcd_ca_import, cert_imports=cert_imports, sa_import=sa_import,
+            validity=validity, renew_before=renewal, ca_validity=ca_validity,
         )
     return ClusterPKI(ca_pem=cas["cluster"].cert_pem, etcd_ca_pem=cas["etcd"].cert_pem, certs=certs,
                       sa_pub=sa_pub, sa_key=sa_key)

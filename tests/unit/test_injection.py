@@ -137,6 +137,7 @@ def _sites() -> dict[str, Site]:
         ("audit_log_maxage", 30), ("audit_log_maxbackup", 3), ("audit_log_maxsize", 100), ("allow_privileged", "true"),
         ("vrrp_unicast", "true"),
         ("haproxy_stats_port", 8404), ("apiserver_ready_timeout", 120),
+        ("cert_validity_days", 365), ("cert_renewal_days", 30), ("ca_validity_days", 3650),
     ):
         add(key, key, lambda p, d=default: f"{d}{p}")
     add("vrrp_auth_pass(env)", "vrrp_auth_pass_file", lambda p: "ab" + p, env=True)

@@ -143,6 +143,17 @@ def test_ca_import_accepted_when_both_files_exist(inv: Inv, tmp_path: Path) -> N
     assert (c.ca_cert_file, c.ca_key_file) == (str(tmp_path / "ca.crt"), str(tmp_path / "ca.key"))
 
 
+def test_certificate_lifetimes(inv: Inv) -> None:
+    c = inv.load()["m1"].cluster
+    assert (c.cert_validity_days, c.cert_renewal_days, c.ca_validity_days) == (365, 30, 3650)
+    inv.cluster.update(cert_validity_days=20, cert_renewal_days=10, ca_validity_days=20)
+    c = inv.load()["m1"].cluster
+    assert (c.cert_validity_days, c.cert_renewal_days, c.ca_validity_days) == (20, 10, 20)
+    # The lab's second step: the default validity with a renewal window past the 20-day certificates.
+    inv.cluster.update(cert_validity_days=365, cert_renewal_days=25, ca_validity_days=3650)
+    assert inv.load()["m1"].cluster.cert_renewal_days == 25
+
+
 def test_node_data_is_not_validated(inv: Inv) -> None:
     # Nodes only receive /etc/kubernetes/config rendered from the masters' values.
     inv.nodes = [("n1", {"ssh_user": "root", "vip": "garbage"})]
@@ -448,6 +459,28 @@ BAD.update({
         "contains the VIP",
     ),
     "audit-rule-object": (_set("audit_policy_rules", [{"level": "Metadata", "users": [object()]}]), ENV, _one("audit_policy_rules"), "not a string"),
+    # Certificate lifetimes: positive whole days; a fresh certificate outside the renewal window;
+    # a created CA outliving what it issues.
+    "cert-validity-zero": (_set("cert_validity_days", 0), ENV, _one("cert_validity_days"), "outside 1-36500"),
+    "cert-validity-float": (_set("cert_validity_days", 365.5), ENV, _one("cert_validity_days"), "not an integer"),
+    "cert-renewal-negative": (_set("cert_renewal_days", -1), ENV, _one("cert_renewal_days"), "outside 1-36500"),
+    "cert-renewal-string": (_set("cert_renewal_days", "30"), ENV, _one("cert_renewal_days"), "not an integer"),
+    "ca-validity-bool": (_set("ca_validity_days", True), ENV, _one("ca_validity_days"), "not an integer"),
+    "ca-validity-zero": (_set("ca_validity_days", 0), ENV, _one("ca_validity_days"), "outside 1-36500"),
+    "cert-renewal-equals-validity": (
+        _both(_set("cert_validity_days", 20), _set("cert_renewal_days", 20)), ENV, _one("cert_renewal_days"),
+        "20 must be less than cert_validity_days (20): otherwise every run reissues every certificate",
+    ),
+    # A short validity with the default renewal window (30 days) would reissue on every run.
+    "cert-validity-below-default-renewal": (
+        _set("cert_validity_days", 20), ENV, _one("cert_renewal_days"), "30 must be less than cert_validity_days (20)",
+    ),
+    "cert-validity-above-ca-validity": (
+        _set("cert_validity_days", 4000), ENV, _one("cert_validity_days"), "4000 is more than ca_validity_days (3650)",
+    ),
+    "ca-validity-below-default-cert-validity": (
+        _set("ca_validity_days", 100), ENV, _one("cert_validity_days"), "365 is more than ca_validity_days (100)",
+    ),
 })
 
 
