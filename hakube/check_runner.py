@@ -29,14 +29,12 @@ from dataclasses import replace
 from pathlib import Path
 
 import gevent
-import pyinfra_cli  # noqa: F401  (pyinfra's CLI setup: gevent's monkey patching, as `pyinfra` has it)
 from pyinfra import logger
 from pyinfra.api import Config, State
 from pyinfra.api.exceptions import ConnectError, PyinfraError
 from pyinfra.api.facts import get_fact
 from pyinfra.connectors.docker import DockerConnector
 from pyinfra.context import ctx_config, ctx_host, ctx_inventory, ctx_state
-from pyinfra_cli.inventory import make_inventory
 
 from . import check
 from .context import inventory_settings
@@ -60,7 +58,12 @@ def _log(message: str) -> None:
 
 
 def load(inventory_path: str) -> tuple[State, object]:
-    """pyinfra's State and the inventory, loaded as ``pyinfra INVENTORY ...`` loads it."""
+    """pyinfra's State and the inventory, loaded as ``pyinfra INVENTORY ...`` loads it.
+
+    Importing ``pyinfra_cli`` applies gevent's monkey patching, as the ``pyinfra`` command has it
+    (hosts are then asked in parallel); it is imported here, not when this module is imported.
+    """
+    from pyinfra_cli.inventory import make_inventory
     os.environ.setdefault("PYINFRA_PROGRESS", "off")
     if not logger.handlers:
         handler = logging.StreamHandler(sys.stderr)

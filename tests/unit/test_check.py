@@ -553,3 +553,30 @@ def test_the_cli_refuses_invalid_data_as_broken(tmp_path):
     assert proc.returncode == 2
     doc = json.loads(proc.stdout)
     assert doc["status"] == "broken" and "vrrp_priority" in doc["problems"][0]["message"]
+
+
+def test_a_docker_host_is_never_started_by_the_check(monkeypatch):
+    """pyinfra's DockerConnector.connect starts a stopped container (and commits and removes it at the
+    end): the check never calls it, and a container that does not run is not reachable."""
+    from pyinfra.api import Config, Inventory, State
+    from pyinfra.connectors.docker import DockerConnector
+
+    from hakube import check_runner
+
+    state = State(Inventory((["@docker/vm09"], {})), Config())
+    host = next(iter(state.inventory))
+    monkeypatch.setattr(DockerConnector, "connect", lambda self: pytest.fail("DockerConnector.connect was called"))
+    monkeypatch.setattr(check_runner, "docker_problem", lambda cmd, ident: f"container {ident} is not running")
+    assert check_runner.connect(host) == "container vm09 is not running" and not host.connected
+    monkeypatch.setattr(check_runner, "docker_problem", lambda cmd, ident: None)
+    assert check_runner.connect(host) is None
+    assert host.connected and host.connector.container_id == "vm09" and host.connector.no_stop
+
+
+def test_the_check_never_plans_an_operation():
+    """Only facts: no pyinfra operation module, no add_op, no @operation in the check's code."""
+    for module in ("check.py", "check_runner.py"):
+        source = (ROOT / "hakube" / module).read_text()
+        for word in ("pyinfra.operations", "add_op", "@operation", "from .ops import install", "ensure_pki",
+                     "run_ops"):
+            assert word not in source, (module, word)
