@@ -5,6 +5,9 @@ PY      := .venv/bin/python
 MASTERS ?= 2
 OS      ?= trixie
 NODES   ?= 0
+# `make check`: the inventory to check, and extra arguments (ARGS=--json prints one JSON document)
+INVENTORY ?= inventory.py
+ARGS    ?=
 # apt-get needs root; use sudo when not already root
 SUDO    := $(if $(filter 0,$(shell id -u)),,sudo)
 # stamp: the venv is (re)installed whenever pyproject.toml changes
@@ -14,7 +17,7 @@ VENV_STAMP := .venv/.hakube-installed
 MAKEFLAGS += --no-print-directory
 
 .DEFAULT_GOAL := help
-.PHONY: help .venv host-deps lab lab-up lab-down lab-status test test-unit test-lab bench
+.PHONY: help .venv host-deps lab lab-up lab-down lab-status check test test-unit test-lab bench
 
 help:
 	@echo "make lab          the main job: venv, images, apiserver build, lab up, deploy, health through the VIP"
@@ -24,6 +27,7 @@ help:
 	@echo "make lab-up       start the Docker lab (MASTERS=2|3, default 2; OS=bookworm|trixie|mixed, default trixie; NODES=0|1)"
 	@echo "make lab-down     remove the lab's containers and network"
 	@echo "make lab-status   print the lab's state as JSON"
+	@echo "make check        read-only health and drift of INVENTORY (default inventory.py); ARGS=--json; exit 0/1/2"
 
 .venv: $(VENV_STAMP)
 
@@ -59,6 +63,11 @@ lab: $(VENV_STAMP) host-deps
 	$(PY) -m lab up --masters $(MASTERS) --os $(OS) --nodes $(NODES)
 	LAB_MASTERS=$(MASTERS) .venv/bin/pyinfra -y inventory.py deploy.py
 	$(PY) -m lab health
+
+# Day two: is the cluster what the deploy left, and does it serve? Changes nothing anywhere.
+# Exit 0 healthy, 1 degraded, 2 broken. `make check ARGS=--json` prints one JSON document on stdout.
+check: $(VENV_STAMP)
+	@$(PY) -m hakube.check $(ARGS) $(INVENTORY)
 
 # Unit tests (fast, no Docker), then the integration tests on the real lab (they bring it up).
 test: $(VENV_STAMP) host-deps

@@ -25,6 +25,12 @@ def settings_for(host, inventory) -> Settings:
     Any problem anywhere stops the whole run here, while pyinfra is still planning: no operation
     has been executed on any host yet. Warnings (e.g. a deprecated extra flag) are logged once.
     """
+    return inventory_settings(inventory)[host.name]
+
+
+def inventory_settings(inventory) -> dict[str, Settings]:
+    """``{host name: Settings}`` of a pyinfra inventory, validated once (``PyinfraError`` listing
+    every problem); ``settings_for`` and ``make check`` (``hakube.check``) read it."""
     key = id(inventory)
     if key not in _loaded:
         try:
@@ -33,7 +39,7 @@ def settings_for(host, inventory) -> Settings:
             raise PyinfraError(str(e)) from None
         for warning in inventory_warnings(_loaded[key]):
             logger.warning(warning)
-    return _loaded[key][host.name]
+    return _loaded[key]
 
 
 def masters_facts(cfg: Settings, host, inventory, facts) -> dict:

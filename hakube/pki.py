@@ -1103,3 +1103,68 @@ def pki_expiries(
         out.append(Expiry(name, str(path), is_ca, not_after, days_left, within_window=left < renew_before,
                           ca_warning=is_ca and left < ca_warn_before))
     return out
+
+
+# --------------------------------------------------------------------------
+# Read-only view (``make check``): never creates, writes or chmods anything
+# --------------------------------------------------------------------------
+
+
+class PKIMissing(PKIError):
+    """``pki_dir`` lacks files a deploy has put there: ``missing`` names them."""
+
+    def __init__(self, pki_dir: StrPath, missing: Sequence[str]):
+        self.pki_dir, self.missing = str(pki_dir), tuple(missing)
+        super().__init__(
+            f"the PKI in {pki_dir} is missing {', '.join(self.missing)}: bring the PKI directory over from "
+            "the checkout that made it (or run the deploy from here to create it)"
+        )
+
+
+def read_cluster_pki(
+    pki_dir: StrPath, specs: Iterable[CertSpec]
+) -> tuple[dict[str, CA], dict[str, IssuedCert], tuple[bytes, bytes]]:
+    """What :func:`ensure_cluster_pki` would return, read from ``pki_dir`` as it is.
+
+    Nothing is created, issued, rewritten or re-moded, and no CA key is read: the CAs come back
+    with ``key_pem=None``. ``sa.pub`` is derived in memory from ``sa-key.pem`` (as the deploy
+    derives it). Any file missing raises :class:`PKIMissing` naming every one of them.
+    """
+    pki = Path(pki_dir)
+    specs = list(specs)
+    wanted = [k.cert_file for k in CA_KINDS.values()]
+    wanted += [f for s in specs for f in (f"{s.name}.pem", f"{s.name}-key.pem")]
+    wanted.append(SA_KEY_FILE)
+    data = {name: _read(pki / name) for name in wanted}
+    missing = [name for name, content in data.items() if content is None]
+    if missing:
+        raise PKIMissing(pki, missing)
+    cas = {kind: CA(cert_pem=data[k.cert_file], key_pem=None) for kind, k in CA_KINDS.items()}
+    certs = {s.name: IssuedCert(s.name, data[f"{s.name}.pem"], data[f"{s.name}-key.pem"], issued=False, reason=None)
+             for s in specs}
+    sa_key = data[SA_KEY_FILE]
+    try:
+        sa_pub = public_pem(sa_key)
+    except (ValueError, TypeError) as exc:
+        raise PKIError(f"service-account key {pki / SA_KEY_FILE} is unreadable: {exc}") from exc
+    return cas, certs, (sa_pub, sa_key)
+
+
+def reissue_reasons(
+    cas: Mapping[str, CA], certs: Mapping[str, IssuedCert], specs: Iterable[CertSpec],
+    now: dt.datetime | None = None, skip: Iterable[str] = (),
+    validity: dt.timedelta = LEAF_VALIDITY, renew_before: dt.timedelta = RENEW_BEFORE,
+) -> dict[str, str]:
+    """``{name: reason}`` of every leaf the next deploy would reissue (SANs, subject, issuer, key,
+    expiry), judged read-only like :func:`ensure_cert` does. ``skip`` names imported leaves (their
+    subject and SANs are their issuer's business)."""
+    when, skip = _utcnow(now), set(skip)
+    out = {}
+    for spec in specs:
+        if spec.name in skip or spec.name not in certs:
+            continue
+        cert = certs[spec.name]
+        reason = _reissue_reason(spec, cas[spec.ca], cert.cert_pem, cert.key_pem, when, validity, renew_before)
+        if reason is not None:
+            out[spec.name] = reason
+    return out

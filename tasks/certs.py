@@ -86,6 +86,29 @@ def placeholder() -> ClusterPKI:
     return ClusterPKI(ca_pem=b"", etcd_ca_pem=b"", certs={n: blank for n in names}, sa_pub=b"", sa_key=b"")
 
 
+@dataclass(frozen=True)
+class ReadPKI:
+    """The PKI as it is in pki_dir (``load_pki``): what the deploy would upload, and what it would reissue."""
+
+    pki: ClusterPKI
+    reissue: dict  # name -> why the next deploy reissues it
+
+
+def load_pki(cfg, now=None) -> ReadPKI:
+    """Read-only counterpart of ``ensure_pki`` (``make check``): the PKI already in pki_dir, nothing
+    created or rewritten, no CA key read. ``pki.PKIMissing`` names what is not there."""
+    c = cfg.cluster
+    sans = pki.apiserver_sans(c.bind_addresses, c.vip, c.service_cluster_ip_range, c.cluster_domain, c.cert_extra_sans)
+    specs = pki.cluster_cert_specs(sans, pki.Subject(**c.cert_subject))
+    cas, certs, (sa_pub, sa_key) = pki.read_cluster_pki(c.pki_dir, specs)
+    imported = [pki.ETCD_CLIENT.name] if c.etcd_client_cert_file else []
+    reissue = pki.reissue_reasons(cas, certs, specs, now=now, skip=imported,
+                                  validity=dt.timedelta(days=c.cert_validity_days),
+                                  renew_before=dt.timedelta(days=c.cert_renewal_days))
+    return ReadPKI(ClusterPKI(ca_pem=cas["cluster"].cert_pem, etcd_ca_pem=cas["etcd"].cert_pem, certs=certs,
+                              sa_pub=sa_pub, sa_key=sa_key), reissue)
+
+
 def desired_files(cfg, p: ClusterPKI | None) -> dict[str, DesiredFile]:
     """/etc/kubernetes/ssl on a master: both CA certs, the apiserver's certs and keys, SA keypair."""
     if not cfg.is_master:
