@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, fields
 
 from pyinfra.api import FactBase
 
+from .encryption import AWK_KEYS
 from .roll import pending_marker
 
 
@@ -33,6 +34,8 @@ class Needs:
     sysctls: tuple[str, ...] = ()
     commands: tuple[str, ...] = ()
     kube_objects: tuple[str, ...] = ()  # asked through the admin kubeconfig (via the VIP)
+    #: EncryptionConfiguration files: each key's name and the sha256 of its secret (never the secret)
+    secret_digests: tuple[str, ...] = ()
 
     def __or__(self, other: "Needs") -> "Needs":
         return Needs(**{f.name: tuple(dict.fromkeys(getattr(self, f.name) + getattr(other, f.name)))
@@ -49,6 +52,8 @@ class HostFacts:
     sysctls: dict = field(default_factory=dict)  # key -> value
     commands: frozenset = frozenset()  # of the commands asked for, those on the PATH
     kube_objects: frozenset = frozenset()  # of the objects asked for, those the API reports
+    #: of the secret_digests files asked for, those present: path -> ((key name, sha256 of secret), ...)
+    secret_digests: dict = field(default_factory=dict)
 
     def owed(self, handler: str) -> bool:
         """A change that needs ``handler`` went live (or was staged) and the handler has not run yet."""
@@ -60,7 +65,7 @@ class HostSnapshot(FactBase):
 
     def command(self, paths: tuple[str, ...], units: tuple[str, ...], users: tuple[str, ...],
                 sysctls: tuple[str, ...], commands: tuple[str, ...], kube_objects: tuple[str, ...],
-                kubeconfig: str) -> str:
+                kubeconfig: str, secret_digests: tuple[str, ...] = ()) -> str:
         q = lambda items: " ".join(shlex.quote(i) for i in items)  # noqa: E731
         return (
             f'set --; for p in {q(paths)}; do [ -f "$p" ] && set -- "$@" "$p"; done; '
@@ -70,6 +75,10 @@ class HostSnapshot(FactBase):
             f'for u in {q(users)}; do getent passwd "$u" >/dev/null && echo "P $u"; done; '
             f'for k in {q(sysctls)}; do echo "S $k $(sysctl -n "$k" 2>/dev/null)"; done; '
             f'for c in {q(commands)}; do command -v "$c" >/dev/null && echo "C $c"; done; '
+            # Each key's secret is decoded and hashed on the host: only its sha256 is printed.
+            f'for f in {q(secret_digests)}; do [ -f "$f" ] || continue; echo "X $f"; '
+            f'awk {shlex.quote(AWK_KEYS)} "$f" | while read -r n s; do '
+            'd=$(printf %s "$s" | base64 -d 2>/dev/null | sha256sum); echo "E ${d%% *} $n $f"; done; done; '
             f"if command -v kubectl >/dev/null && [ -f {shlex.quote(kubeconfig)} ]; then "
             f"for o in {q(kube_objects)}; do kubectl --kubeconfig {shlex.quote(kubeconfig)} --request-timeout=5s "
             'get "$o" -o name >/dev/null 2>&1 && echo "K $o"; done; fi; true'
@@ -81,6 +90,7 @@ class HostSnapshot(FactBase):
 
     def process(self, output: list[str]) -> HostFacts:
         hashes, metas, units, users, sysctls, commands, objects = {}, {}, {}, set(), {}, set(), set()
+        digests: dict[str, list] = {}
         for line in output:
             kind, _, rest = line.partition(" ")
             if kind == "H":
@@ -101,15 +111,21 @@ class HostSnapshot(FactBase):
                 commands.add(rest)
             elif kind == "K":
                 objects.add(rest)
+            elif kind == "X":
+                digests.setdefault(rest, [])
+            elif kind == "E":
+                sha, name, path = rest.split(" ", 2)
+                digests.setdefault(path, []).append((name, sha))
         files = {}
         for path, sha in hashes.items():
             mode, user, group = metas[path].split(":")
             files[path] = FileState(sha, int(mode, 8), f"{user}:{group}")
-        return HostFacts(files, units, frozenset(users), sysctls, frozenset(commands), frozenset(objects))
+        return HostFacts(files, units, frozenset(users), sysctls, frozenset(commands), frozenset(objects),
+                         {path: tuple(keys) for path, keys in digests.items()})
 
 
 def snapshot(host, paths, needs: Needs, kubeconfig: str) -> HostFacts:
     """``host``'s facts: one remote command."""
     return host.get_fact(HostSnapshot, paths=tuple(sorted(set(paths) | set(needs.paths))), units=needs.units,
                          users=needs.users, sysctls=needs.sysctls, commands=needs.commands,
-                         kube_objects=needs.kube_objects, kubeconfig=kubeconfig)
+                         kube_objects=needs.kube_objects, kubeconfig=kubeconfig, secret_digests=needs.secret_digests)

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from dataclasses import dataclass, field
+from collections import defaultdict
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 from pyinfra.api import deploy
 
-from hakube import pki
+from hakube import encryption, pki
 from hakube.facts import Needs
 from hakube.ops import install
 from hakube.paths import PATHS
@@ -36,6 +37,8 @@ class ClusterPKI:
     certs: dict  # name -> pki.IssuedCert
     sa_pub: bytes
     sa_key: bytes = field(repr=False)
+    #: Secrets-at-rest keys (``hakube.encryption``): name -> 32 raw bytes, those the data names.
+    encryption_keys: dict = field(default_factory=dict, repr=False)
 
 
 def ensure_pki(cfg) -> ClusterPKI:
@@ -45,8 +48,15 @@ def ensure_pki(cfg) -> ClusterPKI:
     ca_import = (c.ca_cert_file, c.ca_key_file) if c.ca_cert_file else None
     etcd_ca_import = (c.etcd_ca_cert_file, c.etcd_ca_key_file) if c.etcd_ca_cert_file else None
     etcd_client = (c.etcd_client_cert_file, c.etcd_client_key_file) if c.etcd_client_cert_file else None
-    return _ensure_pki(c.pki_dir, sans, pki.Subject(**c.cert_subject), ca_import, etcd_ca_import, etcd_client,
-                       c.sa_key_file)
+    p = _ensure_pki(c.pki_dir, sans, pki.Subject(**c.cert_subject), ca_import, etcd_ca_import, etcd_client,
+                    c.sa_key_file)
+    if not c.secrets_encryption:
+        return p
+    try:
+        keys = encryption.ensure_keys(c.pki_dir, c.secrets_encryption_keys)  # once per process, like the PKI
+    except encryption.EncryptionKeyError as e:
+        raise pki.PKIError(f"{cfg.host}: {e}") from None
+    return replace(p, encryption_keys=dict(keys))
 
 
 @lru_cache(maxsize=4)
@@ -67,7 +77,8 @@ def placeholder() -> ClusterPKI:
     """A PKI with blank contents: which paths the steps manage is known before any PKI exists."""
     blank = pki.IssuedCert("", b"", b"", issued=False, reason=None)
     names = [spec.name for spec in pki.cluster_cert_specs((), pki.Subject())]
-    return ClusterPKI(ca_pem=b"", etcd_ca_pem=b"", certs={n: blank for n in names}, sa_pub=b"", sa_key=b"")
+    return ClusterPKI(ca_pem=b"", etcd_ca_pem=b"", certs={n: blank for n in names}, sa_pub=b"", sa_key=b"",
+                      encryption_keys=defaultdict(bytes))  # any key name: blank
 
 
 def desired_files(cfg, p: ClusterPKI | None) -> dict[str, DesiredFile]:

@@ -39,6 +39,7 @@ STEPS = [
     "Packages",
     "Certificates (/etc/kubernetes/ssl)",
     "Audit policy",
+    "Secrets encryption at rest",
     "kube-apiserver",
     "Packages",
     "kube-apiserver",
