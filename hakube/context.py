@@ -72,13 +72,13 @@ def masters_facts(cfg: Settings, host, inventory, facts) -> dict:
     if lines:
         raise PyinfraError(trust.refusal(lines, c.pki_dir))
     # Secrets at rest: every key of a master's live config must be one this checkout has (by the
-    # sha256 of its secret; read before this run makes any key). Turning encryption off over a
-    # live config is refused too: the apiservers would no longer read what those keys stored.
+    # sha256 of its secret; read before this run makes any key), under the same provider. Turning
+    # encryption off over a live config is refused too: the apiservers would no longer read it.
     if id(inventory) not in _local_keys:
         _local_keys[id(inventory)] = encryption.local_digests(c.pki_dir)
     live = {m: f.secret_digests.get(PATHS.encryption_config) for m, f in peers.items()}
-    lines = encryption.check_problems(c.secrets_encryption, _local_keys[id(inventory)], live,
-                                      PATHS.encryption_config, c.pki_dir)
+    lines = encryption.check_problems(c.secrets_encryption, c.secrets_encryption_provider, _local_keys[id(inventory)],
+                                      live, PATHS.encryption_config, c.pki_dir)
     if lines:
         raise PyinfraError(encryption.refusal(lines, c.pki_dir))
     if c.secrets_encryption and id(inventory) not in _warned:

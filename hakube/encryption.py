@@ -22,7 +22,7 @@ import secrets
 import tempfile
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, NamedTuple
 
 from .render import render
 
@@ -125,33 +125,47 @@ def render_config(provider: str, keys: Iterable[tuple[str, bytes]]) -> bytes:
 
 # --- a master's live config, as the host snapshot reports it (names and digests only) -----------
 
-#: awk over an EncryptionConfiguration: one "NAME SECRET" line per key, in file order. It runs on
-#: the host; only the sha256 of each decoded secret leaves it (``hakube.facts.HostSnapshot``).
+#: awk over an EncryptionConfiguration: one "PROVIDER NAME SECRET" line per key, in file order.
+#: It runs on the host; only the sha256 of each decoded secret leaves it (``hakube.facts``).
 AWK_KEYS = (
+    r'/^[ \t-]*(secretbox|aescbc|aesgcm|kms|identity):/ { v = $0; sub(/^[ \t-]*/, "", v); sub(/:.*/, "", v); p = v } '
     r'/^[ \t-]*name:/ { v = $0; sub(/^[^:]*:/, "", v); gsub(/[ \t\r"' "'" r']/, "", v); n = v } '
     r'/^[ \t-]*secret:/ { v = $0; sub(/^[^:]*:/, "", v); gsub(/[ \t\r"' "'" r']/, "", v); '
-    r'print (n == "" ? "-" : n), v; n = "" }'
+    r'print (p == "" ? "-" : p), (n == "" ? "-" : n), v; n = "" }'
 )
 
 
-def check_problems(enabled: bool, local: Mapping[str, str], hosts: Mapping[str, tuple | None],
+class LiveKey(NamedTuple):
+    """A key of a master's live config, as the snapshot reports it: never the secret itself."""
+
+    name: str
+    digest: str  # sha256 of the decoded secret
+    provider: str = "secretbox"
+
+
+def check_problems(enabled: bool, provider: str, local: Mapping[str, str], hosts: Mapping[str, tuple | None],
                    host_path: str, pki_dir: str) -> list[str]:
-    """One line per key on a master's live config that this checkout does not have, and per master
-    whose live config turning encryption off would abandon. ``local``: ``local_digests``; ``hosts``:
-    master -> ((name, digest), ...) of its live config, None without one."""
+    """One line per key on a master's live config that this run would no longer read: a key this
+    checkout does not have, a key under another provider than ``provider`` (the new config would
+    not read what it stored), every key when encryption is turned off. ``local``: ``local_digests``;
+    ``hosts``: master -> its live config's ``LiveKey``s, None without one."""
     out = []
     for name in sorted(hosts):
         live = hosts[name]
         if live is None:
             continue
         if not enabled:
-            names = ", ".join(k for k, _ in live) or "none"
+            names = ", ".join(k.name for k in live) or "none"
             out.append(f"{name}: {host_path} is live (keys: {names}) but secrets_encryption is false: the apiservers "
                        "would no longer read the Secrets stored with those keys")
-        for key, d in live:
-            if d not in local:
-                out.append(f"{name}: {host_path} key {key!r} (sha256 of its secret {d}): "
+            continue
+        for k in live:
+            if k.digest not in local:
+                out.append(f"{name}: {host_path} key {k.name!r} (sha256 of its secret {k.digest}): "
                            f"no key in {key_dir(pki_dir)} has it")
+            elif k.provider != provider:
+                out.append(f"{name}: {host_path} key {k.name!r} is a {k.provider} key; secrets_encryption_provider "
+                           f"{provider} would no longer read what it stored (changing the provider is not supported)")
     return out
 
 
@@ -168,7 +182,7 @@ def refusal(lines: list[str], pki_dir: str) -> str:
 def rotation_warnings(first_master: str, names: tuple[str, ...], hosts: Mapping[str, tuple | None],
                       serving: bool) -> list[str]:
     """Warnings (not refusals) when this run skips a step of the documented key rotation."""
-    live = {m: [k for k, _ in keys] for m, keys in hosts.items() if keys is not None}
+    live = {m: [k.name for k in keys] for m, keys in hosts.items() if keys is not None}
     out = []
     if not names or not serving or len(hosts) < 2:
         return out

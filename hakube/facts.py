@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields
 
 from pyinfra.api import FactBase
 
-from .encryption import AWK_KEYS
+from .encryption import AWK_KEYS, LiveKey
 from .roll import pending_marker
 
 
@@ -52,7 +52,7 @@ class HostFacts:
     sysctls: dict = field(default_factory=dict)  # key -> value
     commands: frozenset = frozenset()  # of the commands asked for, those on the PATH
     kube_objects: frozenset = frozenset()  # of the objects asked for, those the API reports
-    #: of the secret_digests files asked for, those present: path -> ((key name, sha256 of secret), ...)
+    #: of the secret_digests files asked for, those present: path -> (LiveKey(name, sha256 of secret, provider), ...)
     secret_digests: dict = field(default_factory=dict)
 
     def owed(self, handler: str) -> bool:
@@ -77,8 +77,8 @@ class HostSnapshot(FactBase):
             f'for c in {q(commands)}; do command -v "$c" >/dev/null && echo "C $c"; done; '
             # Each key's secret is decoded and hashed on the host: only its sha256 is printed.
             f'for f in {q(secret_digests)}; do [ -f "$f" ] || continue; echo "X $f"; '
-            f'awk {shlex.quote(AWK_KEYS)} "$f" | while read -r n s; do '
-            'd=$(printf %s "$s" | base64 -d 2>/dev/null | sha256sum); echo "E ${d%% *} $n $f"; done; done; '
+            f'awk {shlex.quote(AWK_KEYS)} "$f" | while read -r v n s; do '
+            'd=$(printf %s "$s" | base64 -d 2>/dev/null | sha256sum); echo "E ${d%% *} $v $n $f"; done; done; '
             f"if command -v kubectl >/dev/null && [ -f {shlex.quote(kubeconfig)} ]; then "
             f"for o in {q(kube_objects)}; do kubectl --kubeconfig {shlex.quote(kubeconfig)} --request-timeout=5s "
             'get "$o" -o name >/dev/null 2>&1 && echo "K $o"; done; fi; true'
@@ -114,8 +114,8 @@ class HostSnapshot(FactBase):
             elif kind == "X":
                 digests.setdefault(rest, [])
             elif kind == "E":
-                sha, name, path = rest.split(" ", 2)
-                digests.setdefault(path, []).append((name, sha))
+                sha, provider, name, path = rest.split(" ", 3)
+                digests.setdefault(path, []).append(LiveKey(name, sha, provider))
         files = {}
         for path, sha in hashes.items():
             mode, user, group = metas[path].split(":")

@@ -15,6 +15,7 @@ import pytest
 from pyinfra.api.exceptions import PyinfraError
 
 from hakube import apiserver_args, context, encryption
+from hakube.encryption import LiveKey
 from hakube.facts import HostFacts, HostSnapshot
 from hakube.paths import PATHS
 from tasks import certs, desired_state
@@ -210,8 +211,9 @@ def test_the_snapshot_reports_names_and_digests_never_a_secret(tmp_path) -> None
     for secret in (K1, K2, K3):
         assert base64.b64encode(secret).decode() not in out + cmd
     got = fact.process(out.splitlines()).secret_digests
-    assert got == {str(live): (("key2", encryption.digest(K2)), ("key1", encryption.digest(K1))),
-                   str(hand): (("a", encryption.digest(K3)),)}
+    assert got == {str(live): (LiveKey("key2", encryption.digest(K2), "secretbox"),
+                               LiveKey("key1", encryption.digest(K1), "secretbox")),
+                   str(hand): (LiveKey("a", encryption.digest(K3), "aescbc"),)}
 
 
 # ------------------------------------------------------------------ never make it worse
@@ -221,13 +223,13 @@ LOCAL = {encryption.digest(K1): "key1", encryption.digest(K2): "key2"}
 
 
 def test_live_keys_this_checkout_has_are_fine() -> None:
-    hosts = {"m1": (("key2", encryption.digest(K2)), ("key1", encryption.digest(K1))), "m2": None}
-    assert encryption.check_problems(True, LOCAL, hosts, PATHS.encryption_config, "pki") == []
+    hosts = {"m1": (LiveKey("key2", encryption.digest(K2)), LiveKey("key1", encryption.digest(K1))), "m2": None}
+    assert encryption.check_problems(True, "secretbox", LOCAL, hosts, PATHS.encryption_config, "pki") == []
 
 
 def test_a_live_key_this_checkout_lacks_is_refused_by_hash() -> None:
-    hosts = {"m1": (("key1", encryption.digest(K3)),), "m2": (("key1", encryption.digest(K1)),)}
-    lines = encryption.check_problems(True, LOCAL, hosts, PATHS.encryption_config, "pki")
+    hosts = {"m1": (LiveKey("key1", encryption.digest(K3)),), "m2": (LiveKey("key1", encryption.digest(K1)),)}
+    lines = encryption.check_problems(True, "secretbox", LOCAL, hosts, PATHS.encryption_config, "pki")
     assert lines == [f"m1: {PATHS.encryption_config} key 'key1' (sha256 of its secret {encryption.digest(K3)}): "
                      "no key in pki/encryption has it"]
     text = encryption.refusal(lines, "pki")
@@ -236,10 +238,16 @@ def test_a_live_key_this_checkout_lacks_is_refused_by_hash() -> None:
 
 
 def test_turning_encryption_off_over_a_live_config_is_refused() -> None:
-    hosts = {"m1": (("key1", encryption.digest(K1)),), "m2": None}
-    lines = encryption.check_problems(False, LOCAL, hosts, PATHS.encryption_config, "pki")
+    hosts = {"m1": (LiveKey("key1", encryption.digest(K1)),), "m2": None}
+    lines = encryption.check_problems(False, "secretbox", LOCAL, hosts, PATHS.encryption_config, "pki")
     assert len(lines) == 1 and lines[0].startswith("m1: ") and "secrets_encryption is false" in lines[0]
-    assert encryption.check_problems(False, LOCAL, {"m1": None}, PATHS.encryption_config, "pki") == []
+    assert encryption.check_problems(False, "secretbox", LOCAL, {"m1": None}, PATHS.encryption_config, "pki") == []
+
+
+def test_changing_the_provider_over_a_live_config_is_refused() -> None:
+    hosts = {"m1": (LiveKey("key1", encryption.digest(K1), "secretbox"),)}
+    (line,) = encryption.check_problems(True, "aescbc", LOCAL, hosts, PATHS.encryption_config, "pki")
+    assert line.startswith("m1: ") and "secretbox key" in line and "secrets_encryption_provider aescbc" in line
 
 
 def _plan_masters(s, facts_by_master: dict) -> list:
@@ -257,7 +265,7 @@ def _plan_masters(s, facts_by_master: dict) -> list:
 
 
 def _live(*keys) -> HostFacts:
-    return HostFacts(secret_digests={PATHS.encryption_config: tuple((n, encryption.digest(k)) for n, k in keys)})
+    return HostFacts(secret_digests={PATHS.encryption_config: tuple(LiveKey(n, encryption.digest(k)) for n, k in keys)})
 
 
 def test_a_fresh_checkout_is_refused_before_it_makes_a_key(inv: Inv) -> None:
@@ -285,15 +293,15 @@ D = encryption.digest
 
 def test_no_warning_along_the_documented_rotation() -> None:
     for names, live in (
-        (("key1", "key2"), (("key1", D(K1)),)),  # (a) key2 added second
-        (("key2", "key1"), (("key1", D(K1)), ("key2", D(K2)))),  # (b) key2 first
-        (("key2",), (("key2", D(K2)), ("key1", D(K1)))),  # (d) key1 removed
+        (("key1", "key2"), (LiveKey("key1", D(K1)),)),  # (a) key2 added second
+        (("key2", "key1"), (LiveKey("key1", D(K1)), LiveKey("key2", D(K2)))),  # (b) key2 first
+        (("key2",), (LiveKey("key2", D(K2)), LiveKey("key1", D(K1)))),  # (d) key1 removed
     ):
         assert encryption.rotation_warnings("m1", names, {"m1": live, "m2": live}, serving=True) == []
 
 
 def test_warns_when_the_write_key_is_new_to_a_serving_master() -> None:
-    live = (("key1", D(K1)),)
+    live = (LiveKey("key1", D(K1)),)
     warnings = encryption.rotation_warnings("m1", ("key2", "key1"), {"m1": live, "m2": live}, serving=True)
     assert len(warnings) == 1 and warnings[0].startswith("m1: secrets_encryption_keys: key2 ")
     assert "m1, m2 cannot read it yet" in warnings[0]
@@ -305,6 +313,6 @@ def test_warns_when_the_write_key_is_new_to_a_serving_master() -> None:
 
 
 def test_warns_when_a_key_goes_while_the_write_key_changes() -> None:
-    live = (("key1", D(K1)), ("key2", D(K2)))
+    live = (LiveKey("key1", D(K1)), LiveKey("key2", D(K2)))
     warnings = encryption.rotation_warnings("m1", ("key2",), {"m1": live, "m2": live}, serving=True)
     assert len(warnings) == 1 and "key1 removed in the same run" in warnings[0]
