@@ -59,7 +59,7 @@ KEYS: tuple[Key, ...] = (
     Key("audit_log_maxsize", 100, "--audit-log-maxsize (MB)."),
     # Step 2b — Secrets encrypted at rest (tasks/encryption.py).
     Key("secrets_encryption", True, "Encrypt Secrets in etcd (--encryption-provider-config; identity stays last, so Secrets written before stay readable). On by default: the keys live in pki_dir, which must be kept safe anyway; turning it off while a master's config is live is refused."),
-    Key("secrets_encryption_provider", "secretbox", "Provider of the keys: secretbox or aescbc."),
+    Key("secrets_encryption_provider", "secretbox", "Provider of the keys: secretbox or aescbc. Cannot change while a master's config is live (refused)."),
     Key("secrets_encryption_keys", ["key1"], "Key names, each [a-z0-9-]{1,32}, unique; the first encrypts new writes, every one decrypts. Each is 32 random bytes made once in pki_dir/encryption/<name>.key (0600). Rotation: README, Day two."),
     # Step 3 — kube-apiserver (tasks/apiserver.py).
     Key("kube_version", flagmod.DEFAULT_KUBE_VERSION, "Kubernetes version; flags are rendered for it. Supported: 1.20 and 1.35-1.37."),
