@@ -4,14 +4,15 @@
     pyinfra inventory.py deploy.py --dry --diff   show what would change, touch nothing
 
 All inventory data is validated first (every problem, each naming host and key), then every
-master's CA and service-account key are checked against this checkout's; nothing runs on any
-host if one is wrong.
+master's CA and service-account key are checked against this checkout's, and every key of its
+Secrets encryption config must be one this checkout has; nothing runs on any host if one is wrong.
 """
 
 from pyinfra import host, inventory
 
 from hakube.context import masters_facts, settings_for
-from tasks import apiserver, audit, certs, desired_state, haproxy, host_facts, keepalived, kubeconfig, packages, rbac
+from tasks import (apiserver, audit, certs, desired_state, encryption, haproxy, host_facts, keepalived, kubeconfig,
+                   packages, rbac)
 
 cfg = settings_for(host, inventory)  # raises before any host is touched
 facts = host_facts(host, cfg)  # what the host has: one remote command, asked for by the steps
@@ -24,6 +25,7 @@ if cfg.is_master:
     packages.apply(cfg, want, facts)  # 0. keepalived, haproxy, kubectl, curl, ... (installed in the background)
     certs.apply(cfg, want, facts)  # 1. Kubernetes certificates and keys (staged)
     audit.apply(cfg, want, facts)  # 2. audit policy (staged)
+    encryption.apply(cfg, want, facts)  # 2b. Secrets encrypted at rest: the keys' config (staged)
     apiserver.apply(cfg, want, facts)  # 3. config, flags, unit, a local binary (staged)
     packages.wait(cfg, want, facts)  # 0. ... installed before anything runs them
     apiserver.download(cfg, want, facts)  # 3. ... or the binary downloaded with that curl, checked (staged)

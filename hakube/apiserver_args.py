@@ -76,6 +76,8 @@ def apiserver_flags(s: "Settings") -> dict[str, dict[str, object]]:
             "shutdown-delay-duration": f"{c.shutdown_delay_seconds}s",
         },
     }
+    if c.secrets_encryption:
+        groups["KUBE_API_ARGS"]["encryption-provider-config"] = p.encryption_config
     groups["KUBE_API_ARGS"].update(c.apiserver_extra_flags)  # validated: never a RESERVED flag
     return groups
 

@@ -9,12 +9,15 @@ import gevent
 from pyinfra import logger
 from pyinfra.api.exceptions import PyinfraError
 
-from . import trust
+from . import encryption, trust
+from .paths import PATHS
 from .settings import InventoryError, Settings, inventory_warnings, load_inventory
 
 _loaded: dict[int, dict[str, Settings]] = {}
 _facts: dict[int, dict] = {}  # id(inventory) -> master name -> HostFacts
 _local: dict[int, dict] = {}  # id(inventory) -> this checkout's trust anchors
+_local_keys: dict[int, dict] = {}  # id(inventory) -> digests of this checkout's Secrets encryption keys
+_warned: set[int] = set()  # id(inventory) of runs whose rotation warnings were logged
 
 BARRIER_TIMEOUT = 300  # seconds a master's planning waits for the other masters' snapshots
 
@@ -44,7 +47,8 @@ def inventory_settings(inventory) -> dict[str, Settings]:
 
 def masters_facts(cfg: Settings, host, inventory, facts) -> dict:
     """Every reachable master's facts, once each has its snapshot; refuse the run unless every
-    master's CA, etcd CA and service-account key are this checkout's (``hakube.trust``).
+    master's CA, etcd CA and service-account key are this checkout's (``hakube.trust``) and every
+    key of its live Secrets encryption config is one this checkout has (``hakube.encryption``).
 
     pyinfra plans the hosts concurrently (one greenlet each); every master records its facts and
     waits until every reachable master has, so the refusal names them all and every master's
@@ -73,4 +77,19 @@ def masters_facts(cfg: Settings, host, inventory, facts) -> dict:
     lines = trust.problems(local, anchors, allow, c.pki_dir)
     if lines:
         raise PyinfraError(trust.refusal(lines, c.pki_dir))
+    # Secrets at rest: every key of a master's live config must be one this checkout has (by the
+    # sha256 of its secret; read before this run makes any key), under the same provider. Turning
+    # encryption off over a live config is refused too: the apiservers would no longer read it.
+    if id(inventory) not in _local_keys:
+        _local_keys[id(inventory)] = encryption.local_digests(c.pki_dir)
+    live = {m: f.secret_digests.get(PATHS.encryption_config) for m, f in peers.items()}
+    lines = encryption.check_problems(c.secrets_encryption, c.secrets_encryption_provider, _local_keys[id(inventory)],
+                                      live, PATHS.encryption_config, c.pki_dir)
+    if lines:
+        raise PyinfraError(encryption.refusal(lines, c.pki_dir))
+    if c.secrets_encryption and id(inventory) not in _warned:
+        _warned.add(id(inventory))
+        serving = any(f.units.get("kube-apiserver.service", ("", ""))[0] == "active" for f in peers.values())
+        for warning in encryption.rotation_warnings(c.masters[0].name, c.secrets_encryption_keys, live, serving):
+            logger.warning(warning)
     return peers

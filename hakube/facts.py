@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, fields
 
 from pyinfra.api import FactBase
 
+from .encryption import AWK_KEYS, LiveKey
 from .roll import pending_marker
 
 
@@ -55,6 +56,8 @@ class Needs:
     sysctls: tuple[str, ...] = ()
     commands: tuple[str, ...] = ()
     kube_objects: tuple[str, ...] = ()  # asked through the admin kubeconfig (via the VIP)
+    #: EncryptionConfiguration files: each key's name and the sha256 of its secret (never the secret)
+    secret_digests: tuple[str, ...] = ()
 
     def __or__(self, other: "Needs") -> "Needs":
         return Needs(**{f.name: tuple(dict.fromkeys(getattr(self, f.name) + getattr(other, f.name)))
@@ -73,6 +76,8 @@ class HostFacts:
     kube_objects: frozenset = frozenset()  # of the objects asked for, those the API reports
     addresses: frozenset = frozenset()  # the host's IPv4 addresses (without prefix), once `ip` is installed
     arch: str = ""  # Kubernetes' name of the host's architecture (amd64, arm64, ...); "" unknown
+    #: of the secret_digests files asked for, those present: path -> (LiveKey(name, sha256 of secret, provider), ...)
+    secret_digests: dict = field(default_factory=dict)
 
     def owed(self, handler: str) -> bool:
         """A change that needs ``handler`` went live (or was staged) and the handler has not run yet."""
@@ -85,7 +90,7 @@ class HostSnapshot(FactBase):
 
     def command(self, paths: tuple[str, ...], units: tuple[str, ...], users: tuple[str, ...],
                 sysctls: tuple[str, ...], commands: tuple[str, ...], kube_objects: tuple[str, ...],
-                kubeconfig: str) -> str:
+                kubeconfig: str, secret_digests: tuple[str, ...] = ()) -> str:
         q = lambda items: " ".join(shlex.quote(i) for i in items)  # noqa: E731
         return (
             f'set --; for p in {q(paths)}; do [ -f "$p" ] && set -- "$@" "$p"; done; '
@@ -96,6 +101,10 @@ class HostSnapshot(FactBase):
             f'for k in {q(sysctls)}; do echo "S $k $(sysctl -n "$k" 2>/dev/null)"; done; '
             f'for c in {q(commands)}; do command -v "$c" >/dev/null && echo "C $c"; done; '
             'echo "A $(dpkg --print-architecture 2>/dev/null || uname -m)"; '
+            # Each key's secret is decoded and hashed on the host: only its sha256 is printed.
+            f'for f in {q(secret_digests)}; do [ -f "$f" ] || continue; echo "X $f"; '
+            f'awk {shlex.quote(AWK_KEYS)} "$f" | while read -r v n s; do '
+            'd=$(printf %s "$s" | base64 -d 2>/dev/null | sha256sum); echo "E ${d%% *} $v $n $f"; done; done; '
             f"if command -v kubectl >/dev/null && [ -f {shlex.quote(kubeconfig)} ]; then "
             f"for o in {q(kube_objects)}; do kubectl --kubeconfig {shlex.quote(kubeconfig)} --request-timeout=5s "
             'get "$o" -o name >/dev/null 2>&1 && echo "K $o"; done; fi; '
@@ -109,6 +118,7 @@ class HostSnapshot(FactBase):
     def process(self, output: list[str]) -> HostFacts:
         hashes, metas, units, users, sysctls, commands, objects, addresses = {}, {}, {}, set(), {}, set(), set(), set()
         arch = ""
+        digests: dict[str, list] = {}
         for line in output:
             kind, _, rest = line.partition(" ")
             if kind == "H":
@@ -133,16 +143,21 @@ class HostSnapshot(FactBase):
                 addresses.add(rest.split("/")[0])
             elif kind == "A":
                 arch = k8s_arch(rest)
+            elif kind == "X":
+                digests.setdefault(rest, [])
+            elif kind == "E":
+                sha, provider, name, path = rest.split(" ", 3)
+                digests.setdefault(path, []).append(LiveKey(name, sha, provider))
         files = {}
         for path, sha in hashes.items():
             mode, user, group = metas[path].split(":")
             files[path] = FileState(sha, int(mode, 8), f"{user}:{group}")
         return HostFacts(files, units, frozenset(users), sysctls, frozenset(commands), frozenset(objects),
-                         frozenset(addresses), arch)
+                         frozenset(addresses), arch, {path: tuple(keys) for path, keys in digests.items()})
 
 
 def snapshot(host, paths, needs: Needs, kubeconfig: str) -> HostFacts:
     """``host``'s facts: one remote command."""
     return host.get_fact(HostSnapshot, paths=tuple(sorted(set(paths) | set(needs.paths))), units=needs.units,
                          users=needs.users, sysctls=needs.sysctls, commands=needs.commands,
-                         kube_objects=needs.kube_objects, kubeconfig=kubeconfig)
+                         kube_objects=needs.kube_objects, kubeconfig=kubeconfig, secret_digests=needs.secret_digests)

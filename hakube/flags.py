@@ -125,6 +125,14 @@ FLAGS: dict[str, Flag] = {
         "mutually exclusive with --oidc-*",
     ),
     "emulated-version": Flag(since=(1, 31), source="KEP-4330 compatibility versions, alpha in 1.31"),
+    # Present in 1.20.2 and still accepted by 1.35-1.37, with the file format the deploy renders.
+    "encryption-provider-config": Flag(
+        source=f"1.20: {HELP_1_20}; 1.35-1.37: still on the reference page {REFERENCE_PAGE}. Its file is an "
+        "EncryptionConfiguration, apiserver.config.k8s.io/v1 "
+        "(https://kubernetes.io/docs/reference/config-api/apiserver-encryption.v1/), with the secretbox and "
+        "aescbc providers (https://kubernetes.io/docs/tasks/administer-cluster/encrypt-data/); the lab's 1.20.2 "
+        "reads it (the lab agent's Secrets-at-rest test)",
+    ),
     # Present in 1.20.2 and still accepted by 1.35-1.37, deprecated in between.
     "apiserver-count": Flag(
         deprecated=(1, 24),
@@ -148,7 +156,7 @@ for _name in """
     default-unreachable-toleration-seconds default-watch-cache-size delete-collection-workers
     disable-admission-plugins egress-selector-config-file enable-admission-plugins
     enable-aggregator-routing enable-bootstrap-token-auth enable-garbage-collector
-    enable-priority-and-fairness encryption-provider-config endpoint-reconciler-type etcd-cafile
+    enable-priority-and-fairness endpoint-reconciler-type etcd-cafile
     etcd-certfile etcd-compaction-interval etcd-count-metric-poll-period etcd-keyfile etcd-prefix
     etcd-servers etcd-servers-overrides event-ttl external-hostname feature-gates goaway-chance
     http2-max-streams-per-connection kubelet-certificate-authority kubelet-client-certificate
@@ -187,6 +195,7 @@ RESERVED: dict[str, str] = {
     "audit-log-maxage": "audit_log_maxage",
     "audit-log-maxbackup": "audit_log_maxbackup",
     "audit-log-maxsize": "audit_log_maxsize",
+    "encryption-provider-config": "secrets_encryption",
     **{
         f: "the deploy's PKI"
         for f in (

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 class Paths:
     ssl_dir: str = "/etc/kubernetes/ssl"
     audit_policy: str = "/etc/kubernetes/audit-policy.yaml"
+    encryption_config: str = "/etc/kubernetes/encryption-config.yaml"  # Secrets at rest (0600: holds the keys)
     apiserver_binary: str = "/usr/local/bin/kube-apiserver"
     agent_state: str = "/run/kube-apiserver-agent"  # "drain" while the roll restarts this apiserver
     kubeconfig: str = "/root/.kube/config"  # the admin kubeconfig on a master

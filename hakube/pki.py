@@ -12,6 +12,7 @@ Layout of ``pki_dir`` (mode 0700)::
                                      only the CA certificate and a client certificate were imported)
     <name>.pem / <name>-key.pem      leaf certificates (see cluster_cert_specs)
     sa.pub / sa-key.pem              service-account token signing keypair
+    encryption/<name>.key            Secrets-at-rest keys (``hakube.encryption``; 0600, dir 0700)
 
 Two CAs, because etcd trusts every certificate its CA issued: only the apiserver's etcd client
 certificate comes from the etcd CA, so no other certificate the deploy hands out (admin, haproxy's

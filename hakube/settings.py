@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
+from . import encryption
 from . import flags as flagmod
 from . import pki
 
@@ -59,6 +60,10 @@ KEYS: tuple[Key, ...] = (
     Key("audit_log_maxage", 30, "--audit-log-maxage (days)."),
     Key("audit_log_maxbackup", 3, "--audit-log-maxbackup."),
     Key("audit_log_maxsize", 100, "--audit-log-maxsize (MB)."),
+    # Step 2b — Secrets encrypted at rest (tasks/encryption.py).
+    Key("secrets_encryption", True, "Encrypt Secrets in etcd (--encryption-provider-config; identity stays last, so Secrets written before stay readable). On by default: the keys live in pki_dir, which must be kept safe anyway; turning it off while a master's config is live is refused."),
+    Key("secrets_encryption_provider", "secretbox", "Provider of the keys: secretbox or aescbc. Cannot change while a master's config is live (refused)."),
+    Key("secrets_encryption_keys", ["key1"], "Key names, each [a-z0-9-]{1,32}, unique; the first encrypts new writes, every one decrypts. Each is 32 random bytes made once in pki_dir/encryption/<name>.key (0600). Rotation: README, Day two."),
     # Step 3 — kube-apiserver (tasks/apiserver.py).
     Key("kube_version", flagmod.DEFAULT_KUBE_VERSION, "Kubernetes version; flags are rendered for it. Supported: 1.20 and 1.35-1.37."),
     Key("kube_apiserver_binary", None, "Local path of a kube-apiserver binary to upload (air-gapped installs, the lab's build)."),
@@ -171,6 +176,9 @@ class Cluster:
     audit_log_maxbackup: int
     audit_log_maxsize: int
     audit_policy_rules: tuple[dict, ...]
+    secrets_encryption: bool
+    secrets_encryption_provider: str
+    secrets_encryption_keys: tuple[str, ...]
     apiserver_extra_flags: dict
     cert_subject: dict
     cert_extra_sans: tuple[str, ...] = ()
@@ -598,6 +606,24 @@ def _flag_map(v: Any) -> dict:
     return out
 
 
+def _provider(v: Any) -> str:
+    if v not in encryption.PROVIDERS:
+        raise ValueError(f"{v!r} is not one of {', '.join(encryption.PROVIDERS)}")
+    return v
+
+
+def _key_names(v: Any) -> tuple[str, ...]:
+    if not isinstance(v, (list, tuple)):
+        raise ValueError("must be a list of key names")
+    for x in v:
+        if not isinstance(x, str) or not encryption.KEY_NAME_RE.fullmatch(x):
+            raise ValueError(f"{x!r} is not a key name (1-32 of lowercase letters, digits and '-')")
+    dupes = sorted({x for x in v if v.count(x) > 1})
+    if dupes:
+        raise ValueError(f"{', '.join(dupes)} listed more than once")
+    return tuple(v)
+
+
 CHECKS: dict[str, Callable[[Any], Any]] = {
     "bind_address": _bind_ip,
     "vrrp_priority": _int_in(1, 254),
@@ -639,6 +665,9 @@ CHECKS: dict[str, Callable[[Any], Any]] = {
     "audit_log_maxbackup": _int_in(0, 1000),
     "audit_log_maxsize": _int_in(1, 100000),
     "audit_policy_rules": _rules,
+    "secrets_encryption": _bool,
+    "secrets_encryption_provider": _provider,
+    "secrets_encryption_keys": _key_names,
     "apiserver_extra_flags": _flag_map,
     "cert_subject": _subject,
     "cert_extra_sans": _sans,
@@ -837,6 +866,8 @@ def load_inventory(
         drain_ms = values["haproxy_check_interval_ms"] * ((values["haproxy_check_fall"] or 2) + 1)
         if values["shutdown_delay_seconds"] * 1000 < drain_ms:
             col.add(first, "shutdown_delay_seconds", f"must be at least {drain_ms / 1000:g}s (haproxy check interval x (fall + 1)) so a restart drops no request")
+    if values["secrets_encryption"] and values["secrets_encryption_keys"] == ():
+        col.add(first, "secrets_encryption_keys", "empty while secrets_encryption is true: name at least one key")
     auth = None
     if not any(p.startswith(f"{first}: vrrp_auth_pass_file: ") for p in col.problems):
         auth = _auth_pass(col, first, values["vrrp_auth_pass_file"], env)

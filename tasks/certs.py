@@ -13,13 +13,14 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import sys
-from dataclasses import dataclass, field
+from collections import defaultdict
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 from pyinfra.api import deploy
 from pyinfra.api.exceptions import PyinfraError
 
-from hakube import pki
+from hakube import encryption, pki
 from hakube.facts import Needs
 from hakube.ops import install
 from hakube.paths import PATHS
@@ -39,6 +40,8 @@ class ClusterPKI:
     certs: dict  # name -> pki.IssuedCert
     sa_pub: bytes
     sa_key: bytes = field(repr=False)
+    #: Secrets-at-rest keys (``hakube.encryption``): name -> 32 raw bytes, those the data names.
+    encryption_keys: dict = field(default_factory=dict, repr=False)
 
 
 def ensure_pki(cfg) -> ClusterPKI:
@@ -53,8 +56,15 @@ def ensure_pki(cfg) -> ClusterPKI:
     etcd_client = (c.etcd_client_cert_file, c.etcd_client_key_file) if c.etcd_client_cert_file else None
     lifetimes = (c.cert_validity_days, c.cert_renewal_days, c.ca_validity_days)
     try:
-        return _ensure_pki(c.pki_dir, sans, pki.Subject(**c.cert_subject), ca_import, etcd_ca_import, etcd_client,
-                           c.sa_key_file, lifetimes)
+        p = _ensure_pki(c.pki_dir, sans, pki.Subject(**c.cert_subject), ca_import, etcd_ca_import, etcd_client,
+                        c.sa_key_file, lifetimes)
+        if not c.secrets_encryption:
+            return p
+        try:
+            keys = encryption.ensure_keys(c.pki_dir, c.secrets_encryption_keys)  # once per process, like the PKI
+        except encryption.EncryptionKeyError as e:
+            raise pki.PKIError(str(e)) from None
+        return replace(p, encryption_keys=dict(keys))
     except pki.PKIError as e:
         raise PyinfraError(f"refusing to run: {cfg.host}: {e}") from None
 
@@ -83,7 +93,8 @@ def placeholder() -> ClusterPKI:
     """A PKI with blank contents: which paths the steps manage is known before any PKI exists."""
     blank = pki.IssuedCert("", b"", b"", issued=False, reason=None)
     names = [spec.name for spec in pki.cluster_cert_specs((), pki.Subject())]
-    return ClusterPKI(ca_pem=b"", etcd_ca_pem=b"", certs={n: blank for n in names}, sa_pub=b"", sa_key=b"")
+    return ClusterPKI(ca_pem=b"", etcd_ca_pem=b"", certs={n: blank for n in names}, sa_pub=b"", sa_key=b"",
+                      encryption_keys=defaultdict(bytes))  # any key name: blank
 
 
 @dataclass(frozen=True)
@@ -105,8 +116,14 @@ def load_pki(cfg, now=None) -> ReadPKI:
     reissue = pki.reissue_reasons(cas, certs, specs, now=now, skip=imported,
                                   validity=dt.timedelta(days=c.cert_validity_days),
                                   renew_before=dt.timedelta(days=c.cert_renewal_days))
+    keys = {}
+    if c.secrets_encryption:
+        keys = dict(encryption.read_keys(c.pki_dir, c.secrets_encryption_keys))
+        missing = [f"encryption/{n}.key" for n in c.secrets_encryption_keys if n not in keys]
+        if missing:
+            raise pki.PKIMissing(c.pki_dir, missing)
     return ReadPKI(ClusterPKI(ca_pem=cas["cluster"].cert_pem, etcd_ca_pem=cas["etcd"].cert_pem, certs=certs,
-                              sa_pub=sa_pub, sa_key=sa_key), reissue)
+                              sa_pub=sa_pub, sa_key=sa_key, encryption_keys=keys), reissue)
 
 
 def desired_files(cfg, p: ClusterPKI | None) -> dict[str, DesiredFile]:

@@ -174,6 +174,10 @@ def _sites() -> dict[str, Site]:
     add("cert_extra_sans(dns)", "cert_extra_sans", lambda p: ["api.example.com" + p])
     add("cert_extra_sans(ip)", "cert_extra_sans", lambda p: ["10.9.0.50" + p])
     add("cluster_name", "cluster_name", lambda p: "kubernetes" + p)
+    add("secrets_encryption", "secrets_encryption", lambda p: "true" + p)
+    add("secrets_encryption_provider", "secrets_encryption_provider", lambda p: "secretbox" + p)
+    add("secrets_encryption_keys", "secrets_encryption_keys", lambda p: ["key1" + p])
+    add("secrets_encryption_keys(second)", "secrets_encryption_keys", lambda p: ["key1", "key2" + p])
     return s
 
 
@@ -282,7 +286,7 @@ def test_injection_refused_or_harmless(dirs, site_id: str) -> None:
 def test_every_payload_is_refused_in_a_flag_value(dirs) -> None:
     """The keys that become apiserver flags refuse every payload outright (nothing is 'harmless')."""
     base, pki_dir = dirs
-    for site_id in ("authorization_mode", "audit_log_path", "service_account_issuer", "apiserver_extra_flags(value)",
+    for site_id in ("secrets_encryption_keys", "secrets_encryption_provider", "authorization_mode", "audit_log_path", "service_account_issuer", "apiserver_extra_flags(value)",
                     "admission_plugins", "etcd_servers", "event_ttl", "vip", "bind_address"):
         for pid, payload in PAYLOADS.items():
             inv, env = _inventory(base, pki_dir, SITES[site_id], payload)

@@ -41,6 +41,7 @@ STEPS = [
     "Packages",
     "Certificates (/etc/kubernetes/ssl)",
     "Audit policy",
+    "Secrets encryption at rest",
     "kube-apiserver",
     "Packages",
     "kube-apiserver",
@@ -129,6 +130,7 @@ def test_masters_install_every_file(run, host: str) -> None:
         "Certificates (/etc/kubernetes/ssl) | Install /etc/kubernetes/ssl/apiserver-key.pem",
         "Certificates (/etc/kubernetes/ssl) | Install /etc/kubernetes/ssl/sa-key.pem",
         "Audit policy | Install /etc/kubernetes/audit-policy.yaml",
+        "Secrets encryption at rest | Install /etc/kubernetes/encryption-config.yaml",
         "kube-apiserver | Install /etc/kubernetes/config",
         "kube-apiserver | Install kube-apiserver 1.36.0",
         "kube-apiserver | Install /etc/kubernetes/apiserver",
@@ -169,6 +171,7 @@ def test_apiserver_restart_comes_after_everything_it_reads(run) -> None:
     for before in (
         "Certificates (/etc/kubernetes/ssl) | Install /etc/kubernetes/ssl/apiserver.pem",
         "Audit policy | Install /etc/kubernetes/audit-policy.yaml",
+        "Secrets encryption at rest | Install /etc/kubernetes/encryption-config.yaml",
         "kube-apiserver | Install kube-apiserver 1.36.0",
         "kube-apiserver | Install /etc/kubernetes/apiserver",
     ):
@@ -240,3 +243,5 @@ def test_diff_prints_each_hosts_file_as_one_block(tmp_path) -> None:
     secret = [i for i, line in enumerate(lines) if "Will create /etc/keepalived/keepalived.conf" in line]
     assert len(secret) == 2 and all("secret content: diff not shown" in lines[i + 1] for i in secret)
     assert "fAkep4ss" not in proc.stdout + proc.stderr  # the VRRP password never
+    key = (tmp_path / "pki" / "encryption" / "key1.key").read_text().strip()
+    assert key not in proc.stdout + proc.stderr  # nor the Secrets encryption key
