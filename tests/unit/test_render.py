@@ -150,7 +150,7 @@ def test_keepalived_conf(plans, host: str, prio: int, iface: str) -> None:
 def test_keepalived_file_is_secret_and_validated(plans) -> None:
     f = _file(plans["m1"], keepalived.CONF)
     assert (f.mode, f.secret) == ("0600", True)
-    assert f.validate == "keepalived -t -f {path}"
+    assert f.validate == keepalived.VALIDATE and "keepalived -t -f {path}" in f.validate
 
 
 def test_keepalived_extra_global_defs(tmp_path: Path) -> None:
