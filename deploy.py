@@ -30,8 +30,9 @@ if cfg.is_master:
     packages.wait(cfg, want, facts)  # 0. ... installed before anything runs them
     apiserver.download(cfg, want, facts)  # 3. ... or the binary downloaded with that curl, checked (staged)
     apiserver.roll_out(cfg, want, facts, one_at_a_time=serving)  # 3. the roll: start or restart, /readyz
-    keepalived.apply(cfg, want, facts, one_at_a_time=serving)  # 5. keepalived: the VIP
+    keepalived.apply(cfg, want, facts, peers, one_at_a_time=serving)  # 5. keepalived: the VIP, if nobody has it
     haproxy.apply(cfg, want, facts, one_at_a_time=serving)  # 6. haproxy in front of every apiserver
+    keepalived.verify(cfg, want, facts, peers)  # 5. ... exactly one master holds the VIP
     kubeconfig.apply(cfg, want, facts)  # 7. admin kubeconfig (masters)
     kubeconfig.write_local(cfg, pki)  #    ... and for the operator
     rbac.apply(cfg, want, facts)  # 4. RBAC, once the VIP answers

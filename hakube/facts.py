@@ -58,6 +58,8 @@ class Needs:
     kube_objects: tuple[str, ...] = ()  # asked through the admin kubeconfig (via the VIP)
     #: EncryptionConfiguration files: each key's name and the sha256 of its secret (never the secret)
     secret_digests: tuple[str, ...] = ()
+    #: (unit, extended regex): that unit's journal lines of the last 30 s that match (``hakube.vip``)
+    journals: tuple[tuple[str, str], ...] = ()
 
     def __or__(self, other: "Needs") -> "Needs":
         return Needs(**{f.name: tuple(dict.fromkeys(getattr(self, f.name) + getattr(other, f.name)))
@@ -78,6 +80,7 @@ class HostFacts:
     arch: str = ""  # Kubernetes' name of the host's architecture (amd64, arm64, ...); "" unknown
     #: of the secret_digests files asked for, those present: path -> (LiveKey(name, sha256 of secret, provider), ...)
     secret_digests: dict = field(default_factory=dict)
+    journal: dict = field(default_factory=dict)  # unit -> its matching journal lines (``Needs.journals``)
 
     def owed(self, handler: str) -> bool:
         """A change that needs ``handler`` went live (or was staged) and the handler has not run yet."""
@@ -90,7 +93,8 @@ class HostSnapshot(FactBase):
 
     def command(self, paths: tuple[str, ...], units: tuple[str, ...], users: tuple[str, ...],
                 sysctls: tuple[str, ...], commands: tuple[str, ...], kube_objects: tuple[str, ...],
-                kubeconfig: str, secret_digests: tuple[str, ...] = ()) -> str:
+                kubeconfig: str, secret_digests: tuple[str, ...] = (),
+                journals: tuple[tuple[str, str], ...] = ()) -> str:
         q = lambda items: " ".join(shlex.quote(i) for i in items)  # noqa: E731
         return (
             f'set --; for p in {q(paths)}; do [ -f "$p" ] && set -- "$@" "$p"; done; '
@@ -108,7 +112,11 @@ class HostSnapshot(FactBase):
             f"if command -v kubectl >/dev/null && [ -f {shlex.quote(kubeconfig)} ]; then "
             f"for o in {q(kube_objects)}; do kubectl --kubeconfig {shlex.quote(kubeconfig)} --request-timeout=5s "
             'get "$o" -o name >/dev/null 2>&1 && echo "K $o"; done; fi; '
-            "if command -v ip >/dev/null; then ip -o -4 addr show | awk '{print \"I\", $4}'; fi; true"
+            "if command -v ip >/dev/null; then ip -o -4 addr show | awk '{print \"I\", $4}'; fi; "
+            + "".join(f"journalctl -u {shlex.quote(unit)} -o cat --no-pager --since -30s 2>/dev/null | "
+                      f"grep -E {shlex.quote(regex)} | tail -n 20 | sed {shlex.quote(f's|^|J {unit} |')}; "
+                      for unit, regex in journals)
+            + "true"
         )
 
     @staticmethod
@@ -119,6 +127,7 @@ class HostSnapshot(FactBase):
         hashes, metas, units, users, sysctls, commands, objects, addresses = {}, {}, {}, set(), {}, set(), set(), set()
         arch = ""
         digests: dict[str, list] = {}
+        journal: dict[str, list] = {}
         for line in output:
             kind, _, rest = line.partition(" ")
             if kind == "H":
@@ -139,6 +148,9 @@ class HostSnapshot(FactBase):
                 commands.add(rest)
             elif kind == "K":
                 objects.add(rest)
+            elif kind == "J":
+                unit, _, text = rest.partition(" ")
+                journal.setdefault(unit, []).append(text)
             elif kind == "I":
                 addresses.add(rest.split("/")[0])
             elif kind == "A":
@@ -153,11 +165,13 @@ class HostSnapshot(FactBase):
             mode, user, group = metas[path].split(":")
             files[path] = FileState(sha, int(mode, 8), f"{user}:{group}")
         return HostFacts(files, units, frozenset(users), sysctls, frozenset(commands), frozenset(objects),
-                         frozenset(addresses), arch, {path: tuple(keys) for path, keys in digests.items()})
+                         frozenset(addresses), arch, {path: tuple(keys) for path, keys in digests.items()},
+                         {unit: tuple(lines) for unit, lines in journal.items()})
 
 
 def snapshot(host, paths, needs: Needs, kubeconfig: str) -> HostFacts:
     """``host``'s facts: one remote command."""
     return host.get_fact(HostSnapshot, paths=tuple(sorted(set(paths) | set(needs.paths))), units=needs.units,
                          users=needs.users, sysctls=needs.sysctls, commands=needs.commands,
-                         kube_objects=needs.kube_objects, kubeconfig=kubeconfig, secret_digests=needs.secret_digests)
+                         kube_objects=needs.kube_objects, kubeconfig=kubeconfig, secret_digests=needs.secret_digests,
+                         journals=needs.journals)

@@ -12,8 +12,10 @@ from __future__ import annotations
 import io
 import posixpath
 import shlex
+import time
 from functools import lru_cache
 
+import gevent
 from pyinfra import host, logger
 from pyinfra.api import FileUploadCommand, FunctionCommand, QuoteString, StringCommand, operation
 from pyinfra.api.arguments import CONNECTOR_ARGUMENT_KEYS
@@ -22,6 +24,7 @@ from pyinfra.facts.files import FileContents
 from pyinfra.operations.util.files import generate_color_diff
 
 from . import roll as rollsh
+from . import vip as vipmod
 from .facts import HostFacts
 from .render import DesiredFile
 from .roll import PENDING_DIR, pending_marker
@@ -375,3 +378,88 @@ def reload_roll(service: str, files, facts: HostFacts, host_name: str, timeout: 
 def roll_owed(service: str, files, facts: HostFacts, binary_changes: bool = False) -> bool:
     """Plan a roll only when an input's content changes or an interrupted run still owes one."""
     return binary_changes or facts.owed(service) or any(content_changes(f, facts) for f in files)
+
+
+# --- the VIP: exactly one master holds it (hakube.vip) ---------------------------------------------
+
+
+def _connector_args(h) -> dict:
+    """How to run a command on ``h`` outside an operation: its inventory's connector arguments
+    (``_sudo`` and the like), as pyinfra gives them to its operations."""
+    return {k: h.data.get(k) for k in CONNECTOR_ARGUMENT_KEYS if h.data.get(k) is not None}
+
+
+def _watch_vip(state, host, vip: str, interfaces: dict, vrid: int, unicast: bool, addresses: tuple,
+               settle: float, deadline: float):
+    """Poll every master's interface until exactly one holds the VIP for ``settle`` seconds (or fail
+    after ``deadline``), then read keepalived's journal on each for adverts no master sent."""
+    masters = {name: state.inventory.get_host(name) for name in interfaces}
+    started, steady_since, held = time.monotonic(), None, {}
+    while True:
+        for name, h in masters.items():
+            ok, out = h.run_shell_command(StringCommand("ip", "-o", "-4", "addr", "show", "dev", interfaces[name]),
+                                          **_connector_args(h))
+            held[name] = vipmod.holds(out.stdout, vip) if ok else None
+        now = time.monotonic()
+        known = {n.rsplit("/", 1)[-1]: bool(v) for n, v in held.items()}
+        verdict = vipmod.holders_verdict(known, vip, vrid, unicast)
+        if verdict is None and None not in held.values():
+            steady_since = steady_since or now
+            if now - steady_since >= settle:
+                break
+        else:
+            steady_since = None
+        if now - started > deadline:
+            unknown = [n for n, v in held.items() if v is None]
+            detail = f" ({', '.join(unknown)} could not be asked)" if unknown else ""
+            host.log_styled(f"{verdict or 'the VIP holder did not settle'}{detail}", fg="red", log_func=logger.error)
+            return False
+        gevent.sleep(0.5)
+    heard = {}
+    for name, h in masters.items():
+        ok, out = h.run_shell_command(StringCommand("sh", "-c", QuoteString(vipmod.journal_command())),
+                                      **_connector_args(h))
+        heard[name.rsplit("/", 1)[-1]] = vipmod.foreign_adverts(out.stdout_lines if ok else [], addresses)
+    verdict = vipmod.foreign_verdict(heard, vrid, vip)
+    if verdict:
+        host.log_styled(verdict, fg="red", log_func=logger.error)
+        return False
+    return True
+
+
+@operation(is_idempotent=False)
+def vip_one_holder(vip: str, interfaces: dict, vrid: int, unicast: bool, addresses: tuple, settle: float,
+                   deadline: float):
+    """
+    Exactly one master holds the VIP, steadily, and no router outside the masters sends adverts with
+    our virtual_router_id (``hakube.vip``); otherwise fail, saying which and what to do.
+
+    + vip: the VIP
+    + interfaces: {master host name: its VRRP interface}
+    + vrid: virtual_router_id
+    + unicast: whether keepalived uses unicast peers (the advice differs)
+    + addresses: every master's bind address (their adverts are not foreign)
+    + settle: seconds one holder must last
+    + deadline: seconds to wait for it
+    """
+    yield FunctionCommand(_watch_vip, (vip, interfaces, vrid, unicast, addresses, settle, deadline), {})
+
+
+def _none_failed(state, host, masters: tuple):
+    failed = sorted(h.name for h in state.failed_hosts if h.name in masters)
+    if failed:
+        host.log_styled(f"not going on here: {', '.join(failed)} failed earlier in this run", fg="red",
+                        log_func=logger.error)
+        return False
+    return True
+
+
+@operation(is_idempotent=False)
+def masters_unfailed(masters: tuple):
+    """
+    Fail this host when one of ``masters`` already failed in this run: pyinfra would carry on with
+    the others, and some steps (keepalived's first start) must happen on all masters or on none.
+
+    + masters: the masters' host names
+    """
+    yield FunctionCommand(_none_failed, (masters,), {})

@@ -4,19 +4,27 @@ State BACKUP with nopreempt as in the tutorial, but haproxy's death puts the hol
 the VIP really moves (a vrrp_script without weight; the tutorial's weight 20 never moved it).
 The config is validated with `keepalived -t` on the host before it replaces the live one; a
 reload that leaves keepalived not running is rolled back and stops the run.
+
+The VIP must be ours, and one master's (``hakube.vip``): before keepalived first starts (it runs on
+no master yet) an ARP probe refuses an address that already answers; once keepalived and haproxy
+are in place (``verify``) exactly one master must hold the VIP, steadily, and no router outside
+the masters may send adverts with our virtual_router_id.
 """
 
+from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.operations import server
 
+from hakube import vip as vipmod
 from hakube.facts import Needs
-from hakube.ops import ensure_running, install, reload_roll
+from hakube.ops import differs, ensure_running, install, masters_unfailed, reload_roll, vip_one_holder
 from hakube.render import DesiredFile, render
 
 NAME = "keepalived"
 CONF = "/etc/keepalived/keepalived.conf"
 SCRIPT_USER = "keepalived_script"  # runs the health script: never root
-NEEDS = Needs(units=("keepalived.service",), users=(SCRIPT_USER,))
+UNIT = "keepalived.service"
+NEEDS = Needs(units=(UNIT,), users=(SCRIPT_USER,), journals=((UNIT, vipmod.FOREIGN_ADVERT),))
 # `keepalived -t`, as a validator ({path} is the staged copy). Debian 12's keepalived 2.2.7 kills
 # its own config test (SIGTERM, exit 143) whenever a tracked script runs under script security
 # (keepalived#2587, #2617; fixed in 2.2.8). A test killed that way without a word is run once more
@@ -37,12 +45,47 @@ def desired_files(cfg, pki) -> dict[str, DesiredFile]:
                                 notify=("keepalived",))}
 
 
+def _running_anywhere(peers: dict) -> bool:
+    return any(f.units.get(UNIT, ("", ""))[0] == "active" for f in peers.values())
+
+
 @deploy(NAME)
-def apply(cfg, want, facts, one_at_a_time: bool = True):
+def apply(cfg, want, facts, peers: dict, one_at_a_time: bool = True):
     files = want[NAME]
+    c = cfg.cluster
     if SCRIPT_USER not in facts.users:
         server.user(name="User for keepalived's health scripts", user=SCRIPT_USER, system=True,
                     shell="/usr/sbin/nologin", home="/nonexistent", create_home=False)
+    if not _running_anywhere(peers):  # the first start: the VIP must be nobody's yet
+        server.shell(name=f"Nothing answers on the VIP {c.vip} (keepalived runs on no master yet)",
+                     commands=[vipmod.dad_probe(c.vip, cfg.vrrp_interface)])
+        masters_unfailed(name="keepalived starts only if every master found the VIP free",
+                         masters=tuple(m.name for m in c.masters))
     install([files["conf"]], facts)
     reload_roll("keepalived", files.values(), facts, cfg.short_name, one_at_a_time=one_at_a_time)
-    ensure_running("keepalived.service", facts, name="keepalived enabled and running")
+    ensure_running(UNIT, facts, name="keepalived enabled and running")
+
+
+def _in_place(want, facts) -> bool:
+    """keepalived and haproxy on this host as the run leaves them: nothing to change, nothing owed."""
+    files = [*want[NAME].values(), *want["haproxy"].values()]
+    units_ok = all(tuple(facts.units.get(u, ())) == ("active", "enabled") for u in (UNIT, "haproxy.service"))
+    return units_ok and not any(differs(f, facts) for f in files) and not (facts.owed("keepalived") or facts.owed("haproxy"))
+
+
+@deploy("The VIP: one master holds it")
+def verify(cfg, want, facts, peers: dict):
+    """Once keepalived and haproxy are in place: exactly one master holds the VIP and no foreign
+    router speaks our VRID. A run that changed neither, on a cluster whose snapshots already show
+    one holder and no foreign advert, has nothing to wait for."""
+    c = cfg.cluster
+    held = {name.rsplit("/", 1)[-1]: c.vip in f.addresses for name, f in peers.items()}
+    heard = {name: vipmod.foreign_adverts(f.journal.get(UNIT, ()), c.bind_addresses) for name, f in peers.items()}
+    if _in_place(want, facts) and vipmod.holders_verdict(held, c.vip, c.virtual_router_id, c.vrrp_unicast) is None \
+            and not any(heard.values()):
+        host.noop(f"the VIP {c.vip} is on {next(m for m, h in held.items() if h)} alone")
+        return
+    vip_one_holder(name=f"Exactly one master holds the VIP {c.vip}, no other router uses VRID {c.virtual_router_id}",
+                   vip=c.vip, interfaces={m.name: m.vrrp_interface for m in c.masters}, vrid=c.virtual_router_id,
+                   unicast=c.vrrp_unicast, addresses=c.bind_addresses, settle=3.0 * c.vrrp_advert_int,
+                   deadline=15.0 + 6 * c.vrrp_advert_int)

@@ -24,12 +24,13 @@ PACKAGES = (
     "ca-certificates",  # curl's trust for https downloads (curl only recommends it)
     "iproute2",  # ip: where the VIP is (keepalived itself talks netlink)
     "procps",  # pgrep in keepalived's check script, sysctl for ip_nonlocal_bind
+    "iputils-arping",  # arping: nothing answers on the VIP before keepalived first starts
 )
 # Names on dnf/yum hosts where they differ from Debian's.
-RPM_NAMES = {"iproute2": "iproute", "procps": "procps-ng"}
+RPM_NAMES = {"iproute2": "iproute", "procps": "procps-ng", "iputils-arping": "iputils"}
 # The commands they provide that the other steps run: one missing = install them all. (ca-certificates
 # has no command common to Debian and RHEL: it comes with the others, as on a minimal image.)
-PROVIDES = ("keepalived", "haproxy", "kubectl", "curl", "ip", "pgrep", "sysctl")
+PROVIDES = ("keepalived", "haproxy", "kubectl", "curl", "ip", "pgrep", "sysctl", "arping")
 NEEDS = Needs(commands=PROVIDES)
 
 

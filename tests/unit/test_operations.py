@@ -90,7 +90,8 @@ def test_operation(path: Path, monkeypatch) -> None:
 
 def test_every_custom_operation_has_cases() -> None:
     tested = {p.parent.name for p in CASES}
-    assert tested == {"managed_file", "binary", "unit_running", "roll", "packages", "packages_ready"}
+    assert tested == {"managed_file", "binary", "unit_running", "roll", "packages", "packages_ready",
+                      "vip_one_holder", "masters_unfailed"}
     for name in tested:
         assert hasattr(getattr(ops, name), "__wrapped__"), f"{name} is not a pyinfra operation"
 

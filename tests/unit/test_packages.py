@@ -19,7 +19,8 @@ USED = {
     "keepalived": ("tasks/keepalived.py", "keepalived"),
     "haproxy": ("tasks/haproxy.py", "haproxy"),
     "sysctl": ("tasks/haproxy.py", "procps"),  # server.sysctl for ip_nonlocal_bind
-    "ip": (None, "iproute2"),  # where the VIP is: for the operator and the lab's checks
+    "ip": ("hakube/ops.py", "iproute2"),  # where the VIP is (the one-holder check)
+    "arping": ("hakube/vip.py", "iputils-arping"),  # nothing answers on the VIP before keepalived starts  # where the VIP is: for the operator and the lab's checks
 }
 
 

@@ -47,6 +47,7 @@ STEPS = [
     "kube-apiserver",
     "keepalived",
     "haproxy",
+    "The VIP: one master holds it",
     "Admin kubeconfig",
     "RBAC: kube-apiserver -> kubelet API",
 ]

@@ -54,3 +54,12 @@ def test_addresses_are_the_hosts_ipv4_addresses_when_ip_is_there(tmp_path):
         assert snap.addresses == frozenset()
     parsed = HostSnapshot().process(["I 10.213.0.100/24", "I 10.213.0.11/24"])
     assert parsed.addresses == {"10.213.0.100", "10.213.0.11"}
+
+
+def test_journal_lines_come_back_by_unit():
+    parsed = HostSnapshot().process(["J keepalived.service (kube_api) received an invalid passwd!",
+                                     "J keepalived.service (kube_api) received an invalid passwd from 10.0.0.9!"])
+    assert parsed.journal == {"keepalived.service": ("(kube_api) received an invalid passwd!",
+                                                     "(kube_api) received an invalid passwd from 10.0.0.9!")}
+    command = HostSnapshot().command((), (), (), (), (), (), "/x", journals=(("keepalived.service", "a|b"),))
+    assert "journalctl -u keepalived.service" in command and "grep -E 'a|b'" in command
