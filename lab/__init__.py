@@ -11,7 +11,7 @@ from .config import (ADDRESSES, ADMIN_KUBECONFIG, ALLOWED_MASTERS, APISERVER_BIN
                      PKI_DIR, REPO, SSH_KEY, SSH_USER, STATE_FILE, SUBNET, VIP, VIP_CIDR, VIP_PREFIX,
                      VRRP_PASS_FILE)
 from .core import (container_os, down, health, host_arch, http_down, http_up, kubectl, kubectl_env,
-                   master_names, masters_count, node_names, nodes_count, read_state, status, up, vip_holder,
+                   master_names, masters_count, netshell, node_names, nodes_count, read_state, status, up, vip_holder,
                    vip_holders, vrrp_auth_pass)
 from .etcd import (CA_FILE as ETCD_CA_FILE, CLIENT_CERT_FILE as ETCD_CLIENT_CERT_FILE,
                    CLIENT_KEY_FILE as ETCD_CLIENT_KEY_FILE, etcd_healthy, etcdctl)
@@ -32,5 +32,5 @@ __all__ = [
     "container_state", "vip_holder", "vip_holders", "kubectl_path", "kubectl", "kubectl_env",
     "apiserver_path", "etcdctl", "etcd_healthy", "vrrp_auth_pass", "masters_count", "master_names",
     "read_state", "detect_mirror", "log", "node_names", "nodes_count", "container_os", "http_up",
-    "http_down", "host_arch",
+    "http_down", "host_arch", "netshell",
 ]

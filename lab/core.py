@@ -390,6 +390,14 @@ def http_up() -> str:
     return f"http://{HTTP_ADDRESS}/v{{version}}/bin/linux/{{arch}}/kube-apiserver"
 
 
+def netshell(name: str, *cmd: str, check: bool = False, timeout: float = 60) -> subprocess.CompletedProcess:
+    """Run busybox ``cmd`` in ``name``'s network namespace (from the etcd image), so that the
+    masters' minimal image needs no network tools of its own: `netshell("vm01", "ping", ...)`."""
+    image = read_state().get("images", {}).get("etcd") or etcd_tag(detect_mirror())
+    return docker("run", "--rm", "--network", f"container:{name}", image, "busybox", *cmd, check=check,
+                  timeout=timeout)
+
+
 def http_down() -> None:
     docker("rm", "-f", HTTP_NAME, check=False)
 

@@ -23,6 +23,8 @@ REPO = lab.REPO
 PYINFRA = str(Path(sys.executable).parent / "pyinfra")
 IN_CI = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
 CONFIG_DIRS = ("/etc/kubernetes", "/etc/haproxy", "/etc/keepalived")
+#: the lab every integration test runs on: a real site mid-upgrade (vm01 Debian 12, the rest 13, a node)
+LAB_LAYOUT = ("--os", "mixed", "--nodes", "1")
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -150,7 +152,7 @@ class Prober:
 @pytest.fixture(scope="session")
 def converged():
     """The 2-master lab with the deploy applied (idempotent: a converged lab is just re-checked)."""
-    proc = subprocess.run([sys.executable, "-m", "lab", "up"], cwd=REPO, capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "lab", "up", *LAB_LAYOUT], cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     run = deploy()
     assert_converged(run)

@@ -1,4 +1,8 @@
-"""The Docker lab itself: systemd containers, TLS etcd, net sysctls, multicast, CLI contract.
+"""The Docker lab itself: systemd containers, TLS etcd, net sysctls, multicast, SSH, CLI contract.
+
+The test lab looks like a real site mid-upgrade: vm01 on Debian 12, the other machines on 13, a
+node (vm04), a minimal image (systemd, sshd, sudo: no network tools; those the tests need run
+from busybox in a machine's network namespace, ``lab.netshell``).
 
 Needs a Docker daemon (and root for the first image build). Without Docker these tests skip,
 except under CI=true, where they fail. The lab is brought up once per session (keeping the current
@@ -23,6 +27,7 @@ from lab.images import BASE_REPO, ETCD_REPO
 pytestmark = pytest.mark.lab
 
 IN_CI = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+from .conftest import LAB_LAYOUT  # noqa: E402  the lab every integration test runs on
 
 
 def run_lab(*args: str, timeout: float = 3600, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -59,9 +64,9 @@ def lab_up() -> dict:
         pytest.skip(message)
     masters = lab.masters_count()
     started = time.monotonic()
-    proc = run_lab("up", "--masters", str(masters))
+    proc = run_lab("up", "--masters", str(masters), *LAB_LAYOUT)
     assert_ok(proc)
-    names = (*lab.master_names(masters), lab.ETCD_NAME)
+    names = (*lab.master_names(masters), *lab.node_names(), lab.ETCD_NAME)
     return {"masters": masters, "names": names, "seconds": time.monotonic() - started}
 
 
@@ -91,8 +96,7 @@ def test_containers_are_labelled_and_addressed(lab_up):
         assert info["Config"]["Hostname"] == name
         net = info["NetworkSettings"]["Networks"][lab.NETWORK]
         assert net["IPAddress"] == lab.ADDRESSES[name]
-        addr = lab.docker_exec(name, "ip", "-o", "-4", "addr", "show", "dev", lab.INTERFACE).stdout
-        assert f"{lab.ADDRESSES[name]}/24" in addr
+        assert lab.docker_exec(name, "hostname", "-I").stdout.split() == [lab.ADDRESSES[name]]
     network = json.loads(subprocess.run(["docker", "network", "inspect", lab.NETWORK], capture_output=True,
                                         text=True, check=True).stdout)[0]
     assert network["Labels"].get("hakube.lab") == "1"
@@ -100,12 +104,48 @@ def test_containers_are_labelled_and_addressed(lab_up):
     assert network["IPAM"]["Config"][0]["Gateway"] == lab.GATEWAY
 
 
-def test_master_image_leaves_deployed_packages_to_the_deploy(lab_up):
-    image = json.loads(lab.STATE_FILE.read_text())["images"]["base"]
-    proc = subprocess.run(["docker", "run", "--rm", "--network", "none", image,
-                           "dpkg-query", "-W", "haproxy", "keepalived", "kubernetes-client"],
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode != 0 and "no packages found" in proc.stderr.lower(), proc.stdout + proc.stderr
+def test_master_image_is_minimal_and_leaves_every_command_to_the_deploy(lab_up):
+    images = json.loads(lab.STATE_FILE.read_text())["images"]["base"]
+    assert set(images) == {"bookworm", "trixie"}
+    for suite, image in images.items():
+        proc = subprocess.run(["docker", "run", "--rm", "--network", "none", image,
+                               "dpkg-query", "-W", "haproxy", "keepalived", "kubernetes-client"],
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode != 0 and "no packages found" in proc.stderr.lower(), proc.stdout + proc.stderr
+        tools = subprocess.run(["docker", "run", "--rm", "--network", "none", image, "sh", "-c",
+                                "command -v curl ip pgrep arping sysctl openssl ping; "
+                                "command -v sshd sudo systemctl; . /etc/os-release; echo $VERSION_CODENAME"],
+                               capture_output=True, text=True, timeout=120).stdout.split()
+        assert tools == ["/usr/sbin/sshd", "/usr/bin/sudo", "/usr/bin/systemctl", suite], (suite, tools)
+
+
+def test_each_machine_runs_the_debian_it_was_given(lab_up):
+    assert lab.status()["os"] == {"vm01": "bookworm", **{n: "trixie" for n in lab_up["names"]
+                                                         if n not in ("vm01", lab.ETCD_NAME)}}
+    for name, suite in lab.status()["os"].items():
+        release = lab.docker_exec(name, "sh", "-c", ". /etc/os-release; echo $VERSION_CODENAME").stdout.strip()
+        assert release == suite, name
+
+
+def test_ssh_as_the_admin_with_sudo_and_checked_host_keys(lab_up):
+    import paramiko
+
+    status = lab.status()["ssh"]
+    assert status == {"user": lab.SSH_USER, "key": str(lab.SSH_KEY)} and lab.SSH_USER != "root"
+    assert stat.S_IMODE(os.stat(lab.SSH_KEY).st_mode) == 0o600
+    for name in lab_up["names"]:
+        if name == lab.ETCD_NAME:
+            continue
+        client = paramiko.SSHClient()
+        client.load_host_keys(str(lab.KNOWN_HOSTS))
+        client.set_missing_host_key_policy(paramiko.RejectPolicy())  # an unknown host key is refused
+        client.connect(lab.ADDRESSES[name], username=lab.SSH_USER, key_filename=str(lab.SSH_KEY),
+                       look_for_keys=False, allow_agent=False, timeout=10)
+        try:
+            _, out, _ = client.exec_command("id -un; sudo -n id -u")
+            assert out.read().decode().split() == [lab.SSH_USER, "0"], name
+        finally:
+            client.close()
 
 
 # --- etcd -----------------------------------------------------------------------------------------
@@ -122,8 +162,7 @@ def test_etcd_rejects_client_without_cert(lab_up):
     assert proc.returncode != 0, proc.stdout
     assert "is healthy" not in proc.stdout.replace("is unhealthy", "")
     # ...and plain HTTP is not served at all
-    plain = lab.docker_exec("vm01", "curl", "-s", "-m", "5", f"http://{lab.ETCD_ADDRESS}:2379/health",
-                            check=False)
+    plain = lab.netshell("vm01", "wget", "-q", "-O-", "-T", "5", f"http://{lab.ETCD_ADDRESS}:2379/health")
     assert '"health":"true"' not in plain.stdout
 
 
@@ -137,31 +176,30 @@ def test_etcd_key_is_private(lab_up):
 
 def test_net_sysctls_writable_but_not_vm(lab_up):
     name = lab.master_names(lab_up["masters"])[0]
-    current = lab.docker_exec(name, "sysctl", "-n", "net.ipv4.ip_nonlocal_bind").stdout.strip()
+    knob, vm = "/proc/sys/net/ipv4/ip_nonlocal_bind", "/proc/sys/vm/swappiness"
     # writing the current value back proves writability without changing the deploy's state
-    ok = lab.docker_exec(name, "sysctl", "-w", f"net.ipv4.ip_nonlocal_bind={current}", check=False)
+    ok = lab.docker_exec(name, "sh", "-c", f"v=$(cat {knob}); echo $v > {knob}",
+                         check=False)
     assert ok.returncode == 0, ok.stderr
-    swappiness = lab.docker_exec(name, "sysctl", "-n", "vm.swappiness").stdout.strip()
-    denied = lab.docker_exec(name, "sysctl", "-w", f"vm.swappiness={swappiness}", check=False)
+    denied = lab.docker_exec(name, "sh", "-c", f"v=$(cat {vm}); echo $v > {vm}", check=False)
     assert denied.returncode != 0, "vm.* sysctls must stay read-only in the lab"
 
 
 def test_masters_reach_each_other_unicast_and_multicast(lab_up):
     a, b = lab.master_names(lab_up["masters"])[:2]
-    assert "224.0.0.1" in lab.docker_exec(a, "ip", "maddr", "show", "dev", lab.INTERFACE).stdout
-    ping = lab.docker_exec(a, "ping", "-c", "2", "-W", "2", lab.ADDRESSES[b], check=False)
+    assert "224.0.0.1" in lab.netshell(a, "ip", "maddr", "show", "dev", lab.INTERFACE).stdout
+    ping = lab.netshell(a, "ping", "-c", "2", "-W", "2", lab.ADDRESSES[b])
     assert ping.returncode == 0, ping.stdout + ping.stderr
     # VRRP is link-local multicast (224.0.0.18). Prove that link-local multicast crosses the
     # bridge: b answers an echo to the all-hosts group once it stops ignoring broadcast echoes.
-    knob = "net.ipv4.icmp_echo_ignore_broadcasts"
-    before = lab.docker_exec(b, "sysctl", "-n", knob).stdout.strip()
+    knob = "/proc/sys/net/ipv4/icmp_echo_ignore_broadcasts"
+    before = lab.docker_exec(b, "cat", knob).stdout.strip()
     try:
-        lab.docker_exec(b, "sysctl", "-w", f"{knob}=0")
-        mping = lab.docker_exec(a, "ping", "-c", "3", "-W", "2", "-I", lab.INTERFACE, "224.0.0.1",
-                                check=False)
+        lab.docker_exec(b, "sh", "-c", f"echo 0 > {knob}")
+        mping = lab.netshell(a, "ping", "-c", "3", "-W", "2", "-I", lab.INTERFACE, "224.0.0.1")
         assert f"from {lab.ADDRESSES[b]}" in mping.stdout, mping.stdout + mping.stderr
     finally:
-        lab.docker_exec(b, "sysctl", "-w", f"{knob}={before}", check=False)
+        lab.docker_exec(b, "sh", "-c", f"echo {before} > {knob}", check=False)
 
 
 # --- CLI contract -------------------------------------------------------------------------------
@@ -171,7 +209,9 @@ def test_status_prints_only_json(lab_up):
     proc = run_lab("status", timeout=120)
     assert_ok(proc)
     data = json.loads(proc.stdout)  # nothing but JSON on stdout
-    assert {"containers", "vip", "vip_holder", "kubeconfig", "ca"} <= set(data)
+    assert {"containers", "vip", "vip_holder", "kubeconfig", "ca", "os", "ssh", "nodes"} <= set(data)
+    assert data["ssh"] == {"user": lab.SSH_USER, "key": str(lab.SSH_KEY)}
+    assert data["os"]["vm01"] == "bookworm" and data["nodes"] == 1
     assert data["vip"] == lab.VIP
     assert data["vip_holder"] in (None, *lab.master_names(lab_up["masters"]))
     assert set(data["containers"]) == set(lab_up["names"])
@@ -227,7 +267,7 @@ def test_second_up_is_fast_and_restarts_nothing(lab_up):
 def test_foreign_container_name_is_a_clear_error(lab_up):
     if lab_up["masters"] == 3:
         pytest.skip("vm03 is in use")
-    image = json.loads(lab.STATE_FILE.read_text())["images"]["base"]
+    image = json.loads(lab.STATE_FILE.read_text())["images"]["base"]["trixie"]
     subprocess.run(["docker", "create", "--name", "vm03", "--network", "none", image, "true"],
                    check=True, capture_output=True)
     try:

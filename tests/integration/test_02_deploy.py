@@ -1,5 +1,8 @@
 """The deploy on the real lab (issue 3): converge, idempotence, dry runs, certificates, RBAC.
 
+As on a real site, every deploy here reaches the machines over SSH as the lab's non-root admin,
+root through sudo (``LAB_CONNECT=ssh``): vm01 on Debian 12, vm02 and the node vm04 on Debian 13.
+
 Runs after test_01_lab, whose last test leaves a freshly created lab: the first tests here see
 masters that have never been deployed to.
 """
@@ -29,25 +32,27 @@ from .conftest import (
 
 pytestmark = pytest.mark.lab
 
+SSH = {"LAB_CONNECT": "ssh"}
+LAYOUT = ("--masters", "2", "--os", "mixed", "--nodes", "1")
+
 
 @pytest.fixture(scope="module")
 def fresh_lab():
     """A lab nobody deployed to yet (recreated when a previous run left one behind)."""
-    if any(sh(m, "test -e /etc/kubernetes", check=False).returncode == 0 for m in lab.master_names(2)):
-        for cmd in (["down"], ["up", "--masters", "2"]):
+    subprocess.run([sys.executable, "-m", "lab", "up", *LAYOUT], cwd=REPO, check=True, capture_output=True)
+    if any(sh(m, "test -e /etc/kubernetes", check=False).returncode == 0 for m in (*lab.master_names(2), "vm04")):
+        for cmd in (["down"], ["up", *LAYOUT]):
             proc = subprocess.run([sys.executable, "-m", "lab", *cmd], cwd=REPO, capture_output=True, text=True)
             assert proc.returncode == 0, proc.stderr
-    subprocess.run([sys.executable, "-m", "lab", "up", "--masters", "2"], cwd=REPO, check=True,
-                   capture_output=True)
     return lab.master_names(2)
 
 
 @pytest.fixture(scope="module")
 def first_apply(fresh_lab):
     before = {m: host_snapshot(m) for m in fresh_lab}
-    dry = deploy(dry=True)
+    dry = deploy(dry=True, env=SSH)
     after = {m: host_snapshot(m) for m in fresh_lab}
-    apply = deploy()
+    apply = deploy(env=SSH)
     return {"dry": dry, "before": before, "after_dry": after, "apply": apply}
 
 
@@ -58,7 +63,7 @@ def test_dry_run_on_a_fresh_lab_lists_operations_and_touches_nothing(first_apply
     for op in ("Install /etc/kubernetes/ssl/apiserver.pem", "Install /etc/haproxy/haproxy.cfg",
                "Install /etc/keepalived/keepalived.conf", "Install keepalived, haproxy, kubernetes-client, curl"):
         hosts = next((h for name, h in planned.items() if name.endswith(op)), None)
-        assert hosts == ["@docker/vm01", "@docker/vm02"], f"{op}: {hosts}\n{sorted(planned)}"
+        assert hosts == ["vm01", "vm02"], f"{op}: {hosts}\n{sorted(planned)}"
     assert first_apply["before"] == first_apply["after_dry"], "--dry changed something on a host"
 
 
@@ -80,12 +85,32 @@ def test_rbac_binding_exists(first_apply):
 
 
 def test_second_apply_changes_nothing(first_apply):
+    assert_no_change(deploy(env=SSH))
+
+
+def test_the_same_lab_through_docker_exec_is_converged_too(first_apply):
+    """The files do not depend on how the deploy reaches a host (SSH + sudo or docker exec)."""
     assert_no_change(deploy())
+
+
+def test_the_node_gets_etc_kubernetes_config_and_nothing_else(first_apply):
+    listing = sh("vm04", "find /etc/kubernetes /etc/haproxy /etc/keepalived /root/.kube /usr/local/bin "
+                         "-type f 2>/dev/null; systemctl list-unit-files --no-legend 'kube*' 'haproxy*' 'keepalived*'; "
+                         "command -v haproxy keepalived kubectl; true").stdout.split()
+    assert listing == ["/etc/kubernetes/config"], listing
+    config = sh("vm04", "cat /etc/kubernetes/config").stdout
+    assert f'KUBE_MASTER_SECURE="--master=https://{lab.VIP}:6443"' in config, config
+
+
+def test_over_sudo_the_uploads_pass_through_a_private_directory(first_apply):
+    for m in (*masters(), "vm04"):
+        assert sh(m, "stat -c '%a %U' /var/lib/hakube/upload").stdout.split() == ["700", lab.SSH_USER], m
+        assert sh(m, "ls /var/lib/hakube/upload /tmp | grep -c pyinfra- || true").stdout.strip() == "0", m
 
 
 def test_dry_run_on_the_converged_lab_reports_nothing(first_apply):
     before = config_checksums()
-    dry = deploy(dry=True)
+    dry = deploy(dry=True, env=SSH)
     assert dry.returncode == 0, dry.describe()
     assert dry.planned_changes() == {}
     assert config_checksums() == before
