@@ -129,6 +129,18 @@ def pyinfra(deploy_file: str = "deploy.py", *, dry: bool = False, env: dict | No
     return Run.parse(cmd, proc.returncode, stdout, stderr, time.monotonic() - started)
 
 
+def check_seconds() -> float:
+    """One read-only `make check` run on the converged lab (its Python entry point, as make runs it)."""
+    started = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "hakube.check", "--json", "inventory.py"], cwd=SOURCE.root,
+                          capture_output=True, text=True, timeout=300, env=_clean_env(), stdin=subprocess.DEVNULL)
+    seconds = time.monotonic() - started
+    if proc.returncode != 0:
+        raise HarnessError(f"make check on the converged lab exited {proc.returncode}: {proc.stdout[-2000:]}"
+                           f"{proc.stderr[-2000:]}")
+    return seconds
+
+
 def lab_trouble() -> str:
     """'' when every bench container runs; else what is wrong (someone else is using the lab)."""
     problems = []
@@ -561,8 +573,8 @@ def bench(runs: int) -> dict:
     save()
     ctx = client_context()
 
-    # 2. no-op, --dry and floor, interleaved
-    noops, drys, floors = [], [], []
+    # 2. no-op, --dry, `make check` and floor, interleaved
+    noops, drys, floors, checks = [], [], [], []
     for i in range(runs):
         noop = pyinfra(timeout=300).check("no-op re-apply")
         if noop.changed():
@@ -571,6 +583,7 @@ def bench(runs: int) -> dict:
         if dry.planned_changes():
             raise HarnessError(f"--dry on the converged lab plans changes: {dry.planned_changes()}")
         floor = pyinfra(FLOOR_DEPLOY, timeout=300).check("floor deploy")
+        checks.append(check_seconds())
         noops.append(noop.seconds)
         drys.append(dry.seconds)
         floors.append(floor.seconds)
@@ -578,6 +591,7 @@ def bench(runs: int) -> dict:
     results["noop_reapply"] = figure(noops, "s", "pyinfra -y inventory.py deploy.py on the converged lab (nothing changes)")
     results["dry_run"] = figure(drys, "s", "pyinfra inventory.py deploy.py --dry on the converged lab")
     results["floor"] = figure(floors, "s", f"pyinfra -y inventory.py {FLOOR_DEPLOY}: one operation, one `true` per host")
+    results["check"] = figure(checks, "s", "make check (python -m hakube.check --json inventory.py) on the converged lab")
     ratio = results["noop_reapply"]["median"] / results["floor"]["median"]
     per_round = figure([n / f for n, f in zip(noops, floors)], "ratio", "no-op / floor, per round")
     results["ratio_noop_to_floor"] = {
@@ -692,6 +706,7 @@ def render(results: dict, top: int = 8) -> str:
     row("no-op re-apply, converged lab", results["noop_reapply"])
     row("--dry, converged lab", results["dry_run"])
     row("floor: 1 op, `true` once per host", results["floor"])
+    row("make check (read-only health and drift), converged lab", results["check"])
     row("ratio no-op / floor (median/median; min-max per round)", results["ratio_noop_to_floor"], "x")
     row("VIP failover: stop haproxy on holder -> /readyz ok via VIP", results["failover"])
     rc = results["noop_remote_commands_per_host"]

