@@ -117,7 +117,9 @@ def rolled_restart(service: str, host: str, staged=None, *, apply: str, ready: s
         "since=$(date '+%Y-%m-%d %H:%M:%S'); "
         f"if {{ {apply}; }} && _ready; then {forget(service)}; exit 0; fi; "
         f'echo "{host}: {service} did not become ready (waited up to {int(timeout)}s); its last journal lines:" >&2; '
-        f'journalctl -u {unit} --since "$since" -n {int(journal_lines)} --no-pager -o cat >&2; '
+        # journald may not have stored the last words of a process that died a moment ago (seen on
+        # Debian 12): --sync waits until what it was sent is written.
+        f'journalctl --sync 2>/dev/null; journalctl -u {unit} --since "$since" -n {int(journal_lines)} --no-pager -o cat >&2; '
         f"{before}; "
         f"{restore(service)}; "
         f"systemctl daemon-reload; systemctl restart {unit}; "
