@@ -375,3 +375,51 @@ def reload_roll(service: str, files, facts: HostFacts, host_name: str, timeout: 
 def roll_owed(service: str, files, facts: HostFacts, binary_changes: bool = False) -> bool:
     """Plan a roll only when an input's content changes or an interrupted run still owes one."""
     return binary_changes or facts.owed(service) or any(content_changes(f, facts) for f in files)
+
+
+# --- membership: a master leaves before the others change ------------------------------------------
+
+_LEFT: dict[int, set] = {}  # id(state) -> names of the masters whose leave ran to its end in this run
+
+
+def _record_left(state, host):
+    _LEFT.setdefault(id(state), set()).add(host.name)
+    return True
+
+
+def _check_left(state, host, leavers: tuple[str, ...]):
+    missing = [name for name in leavers if name not in _LEFT.get(id(state), set())]
+    if missing:
+        host.log_styled(
+            f"not changed: {', '.join(missing)} did not leave (its error is above); "
+            "this master keeps its certificates, haproxy and keepalived as they were",
+            fg="red", log_func=logger.error,
+        )
+        return False
+    return True
+
+
+@operation(is_idempotent=False)
+def leave(commands: tuple[str, ...]):
+    """
+    Take this master out of the cluster (``tasks.leave``): each of ``commands`` in turn, each one
+    remote command that must succeed for the next to run; then record that it left, for
+    ``leavers_left`` on the other masters.
+
+    + commands: the shell of the leave (VIP off, drain, stop and disable, remove keys)
+    """
+    yield from commands
+    yield FunctionCommand(_record_left, (), {})
+
+
+@operation(is_idempotent=False)
+def leavers_left(leavers: tuple[str, ...]):
+    """
+    On a master that stays: fail (and so change nothing more here) unless every one of
+    ``leavers`` finished its ``leave`` earlier in this run. pyinfra goes on with the other hosts
+    after a failed one; this keeps a remaining master from dropping a peer that still holds the VIP
+    or still serves.
+
+    + leavers: names of the masters whose leave is planned in this run
+    """
+    yield FunctionCommand(_check_left, (tuple(leavers),), {})
