@@ -495,3 +495,50 @@ def test_an_interrupted_leave_is_finished_without_its_certificates(box):
     assert "http_code" in (box / "log").read_text()
     assert _units(box) == {u: "inactive disabled" for u in leave.UNITS}
     assert not _exists(box, PATHS.kubeconfig)
+
+
+# --- make check with a leaving master ---------------------------------------------------------------------
+
+
+def _check_doc(tmp_path, leaver_facts: HostFacts, leaver_addresses=(M3_ADDR,)):
+    from hakube import check
+    from hakube.check import HostStatus, Observed, PKIView
+
+    from .test_check import converged_facts, converged_status
+
+    inv = make_inventory(tmp_path, masters=3, nodes=0)
+    inv.master("m3")["leaving"] = True
+    settings = inv.load()
+    p = ensure_pki(settings["m1"])
+    wants = {n: desired_state(cfg, p if cfg.is_member else None) for n, cfg in settings.items()}
+    observed = {n: Observed(converged_facts(wants[n]), converged_status(settings[n], wants[n], holds_vip=n == "m1"))
+                for n in ("m1", "m2")}
+    observed["m3"] = Observed(leaver_facts, HostStatus(addresses=tuple(leaver_addresses), complete=True))
+    return check.evaluate(settings, observed, wants, pki=PKIView(str(tmp_path / "pki")), api=(True, "ok"),
+                          binary_sha=SHA)
+
+
+def test_check_a_master_that_left_is_healthy(tmp_path):
+    doc = _check_doc(tmp_path, HostFacts(units=LEFT))
+    assert doc["status"] == "healthy", doc["problems"]
+    assert set(doc["masters"]) == {"m1", "m2"}
+    assert doc["leaving"] == {"m3": {"reachable": True, "left": True, "holds_vip": False, "remains": []}}
+    assert doc["masters"]["m1"]["haproxy"]["backends"] == {"m1": "UP", "m2": "UP"}
+
+
+def test_check_a_master_that_has_not_left_yet_is_named(tmp_path):
+    from hakube.check import render_text
+
+    key = PATHS.key("apiserver")
+    doc = _check_doc(tmp_path, HostFacts(units=ACTIVE, files={key: FileState("0" * 64, 0o600, "root:root")}))
+    assert doc["exit_code"] == 1 and doc["leaving"]["m3"]["left"] is False
+    (message,) = [p["message"] for p in doc["problems"] if p["host"] == "m3"]
+    assert "has not left yet" in message and "keepalived.service active/enabled" in message and key in message
+    assert "m3: leaving, not left yet" in render_text(doc)
+
+
+def test_check_a_leaver_holding_the_vip_counts_as_a_holder(tmp_path):
+    from .conftest import VIP
+
+    doc = _check_doc(tmp_path, HostFacts(units=LEFT), leaver_addresses=(M3_ADDR, VIP))
+    assert doc["vip"]["holders"] == ["m1", "m3"] and doc["exit_code"] == 2
