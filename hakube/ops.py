@@ -358,7 +358,7 @@ def roll(service: str, script: str, on_stop: str, guard: bool = True):
 
 
 def reload_roll(service: str, files, facts: HostFacts, host_name: str, timeout: int = 10,
-                one_at_a_time: bool = True):
+                one_at_a_time: bool = True, name: str | None = None):
     """Reload ``service`` (one master at a time) when one of ``files`` changed content; if the
     daemon is not running afterwards, put its previous files back, restart it and stop the run."""
     if not roll_owed(service, files, facts):
@@ -368,7 +368,7 @@ def reload_roll(service: str, files, facts: HostFacts, host_name: str, timeout: 
         service, host_name, (), apply=f"systemctl reload-or-restart {unit} && sleep 1",
         ready=f"systemctl is-active -q {unit}", timeout=timeout,
     )
-    return roll(name=f"Reload {service} (config changed)", service=service, script=script,
+    return roll(name=name or f"Reload {service} (config changed)", service=service, script=script,
                 on_stop=rollsh.stopped_elsewhere(service), guard=one_at_a_time, _serial=one_at_a_time)
 
 

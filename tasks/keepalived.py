@@ -44,5 +44,13 @@ def apply(cfg, want, facts, one_at_a_time: bool = True):
         server.user(name="User for keepalived's health scripts", user=SCRIPT_USER, system=True,
                     shell="/usr/sbin/nologin", home="/nonexistent", create_home=False)
     install([files["conf"]], facts)
-    reload_roll("keepalived", files.values(), facts, cfg.short_name, one_at_a_time=one_at_a_time)
+    running = tuple(facts.units.get("keepalived.service", ("", "")))[0] == "active"
+    if running:
+        reload_roll("keepalived", files.values(), facts, cfg.short_name, one_at_a_time=one_at_a_time)
+    # A keepalived that does not run yet (a new master) starts in a later operation than the
+    # others' reloads: with vrrp_unicast they send it their adverts before it listens, so it
+    # joins as a backup instead of taking the VIP as well. (Serial hosts come in no set order.)
+    if not running:
+        reload_roll("keepalived", files.values(), facts, cfg.short_name, one_at_a_time=one_at_a_time,
+                    name="Start keepalived (after the running ones reloaded)")
     ensure_running("keepalived.service", facts, name="keepalived enabled and running")

@@ -243,6 +243,7 @@ def _wants(inv) -> dict[str, dict]:
 ROLL = "kube-apiserver | Restart kube-apiserver, one master at a time, waiting for /readyz"
 RELOAD_HAPROXY = "haproxy | Reload haproxy (config changed)"
 RELOAD_KEEPALIVED = "keepalived | Reload keepalived (config changed)"
+START_KEEPALIVED = "keepalived | Start keepalived (after the running ones reloaded)"
 REISSUED = ["Certificates (/etc/kubernetes/ssl) | Install …"] * 2  # apiserver.pem and its new key
 HAPROXY_CFG = ["haproxy | Install …"]
 
@@ -273,6 +274,10 @@ def test_adding_a_third_master_to_a_converged_pair(tmp_path, unicast):
         assert files_changed(new[name], wants[name]) == [
             PATHS.cert("apiserver"), PATHS.key("apiserver"),
             *(["/etc/keepalived/keepalived.conf"] if unicast else []), "/etc/haproxy/haproxy.cfg"], name
+    if unicast:  # the new master's keepalived starts once the old ones send it their adverts
+        names = [op["name"] for op in plan]
+        assert names.index(RELOAD_KEEPALIVED) < names.index(START_KEEPALIVED)
+    assert START_KEEPALIVED in changed(plan, "m3") and RELOAD_KEEPALIVED not in changed(plan, "m3")
     steps = {n.split(" | ")[0] for n in changed(plan, "m3")}
     assert steps >= {"Packages", "Certificates (/etc/kubernetes/ssl)", "kube-apiserver", "keepalived", "haproxy",
                      "Admin kubeconfig"}, steps
