@@ -12,16 +12,19 @@ from pyinfra import host, inventory
 
 from hakube.context import masters_facts, settings_for
 from tasks import (apiserver, audit, certs, desired_state, encryption, haproxy, host_facts, keepalived, kubeconfig,
-                   packages, rbac)
+                   leave, packages, rbac)
 
 cfg = settings_for(host, inventory)  # raises before any host is touched
 facts = host_facts(host, cfg)  # what the host has: one remote command, asked for by the steps
 peers = masters_facts(cfg, host, inventory, facts)  # every master's; the masters' CA is the truth
-pki = certs.ensure_pki(cfg) if cfg.is_master else None
+pki = certs.ensure_pki(cfg) if cfg.is_member else None
 want = desired_state(cfg, pki)  # every file this host should have, rendered locally, by step
 serving = apiserver.serving(peers)  # anything to protect? then one master at a time
 
-if cfg.is_master:
+if cfg.leaving:
+    leave.apply(cfg, want, facts)  # -. a master that leaves (`leaving`): VIP off, drain, stop, keys removed; first
+elif cfg.is_master:
+    leave.wait(cfg, want, facts, peers)  # -. ... the others change nothing until it has left
     packages.apply(cfg, want, facts)  # 0. keepalived, haproxy, kubectl, curl, ... (installed in the background)
     certs.apply(cfg, want, facts)  # 1. Kubernetes certificates and keys (staged)
     audit.apply(cfg, want, facts)  # 2. audit policy (staged)

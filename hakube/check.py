@@ -27,6 +27,7 @@ The JSON document (``--json``; nothing else on stdout)::
                           "drift": [{"path": "/etc/haproxy/haproxy.cfg", "differs": ["content"]}],
                           "restarts_owed": ["haproxy"]}},
      "nodes": {"n1": {"reachable": true, "drift": [], "restarts_owed": []}},
+     "leaving": {"vm03": {"reachable": true, "left": true, "holds_vip": false, "remains": []}},
      "pki": {"dir": "...", "ok": true, "reissue": {"apiserver": "SANs changed: +10.0.0.5"}},
      "problems": [{"level": "warning", "host": "vm02", "message": "..."}]}
 
@@ -405,6 +406,27 @@ def judge_master(cfg, want: dict | None, seen: Observed, *, now: dt.datetime, re
     return entry
 
 
+def judge_leaver(cfg, seen: Observed, out: Findings) -> dict:
+    """A master with ``leaving: true`` (``tasks.leave``): it has left once none of its units is
+    active or enabled, it holds no VIP and none of the keys and certificates the leave removes is
+    there (its snapshot asked for exactly those units and files)."""
+    name = cfg.short_name
+    entry = {"reachable": False, "left": None, "holds_vip": None, "remains": []}
+    if seen.error or seen.facts is None:
+        out.warn(name, f"not checked: {seen.error or 'its files could not be read'}")
+        return entry
+    facts = seen.facts
+    remains = [f"{unit} {a}/{e}" for unit, (a, e) in sorted(facts.units.items()) if a == "active" or e == "enabled"]
+    remains += sorted(facts.files)
+    holds = seen.status is not None and cfg.cluster.vip in seen.status.addresses
+    entry.update(reachable=True, left=not remains and not holds, holds_vip=holds, remains=remains)
+    if holds:
+        remains = [f"the VIP {cfg.cluster.vip}", *remains]
+    if remains:
+        out.warn(name, f"leaving (leaving: true) but has not left yet: {', '.join(remains)}; run the deploy")
+    return entry
+
+
 def judge_node(cfg, want: dict | None, seen: Observed, out: Findings) -> dict:
     """A host outside the masters group: only /etc/kubernetes/config is managed there."""
     name = cfg.short_name
@@ -452,16 +474,18 @@ def evaluate(settings: dict, observed: dict, wants: dict, *, pki: PKIView, api: 
     for cert, reason in sorted(pki.reissue.items()):
         out.warn(None, f"{pki.dir}/{cert}.pem: the next deploy reissues it ({reason})")
 
-    masters, nodes = {}, {}
+    masters, nodes, leaving = {}, {}, {}
     for host_name, cfg in settings.items():
         seen = observed.get(host_name) or Observed(error="not connected")
-        if cfg.is_master:
+        if cfg.leaving:
+            leaving[cfg.short_name] = judge_leaver(cfg, seen, out)
+        elif cfg.is_master:
             masters[cfg.short_name] = judge_master(cfg, wants.get(host_name), seen, now=now,
                                                    renewal_days=renewal_days, binary_sha=binary_sha, out=out)
         else:
             nodes[cfg.short_name] = judge_node(cfg, wants.get(host_name), seen, out)
 
-    holders = sorted(n for n, e in masters.items() if e["holds_vip"])
+    holders = sorted(n for n, e in (*masters.items(), *leaving.items()) if e["holds_vip"])
     if not holders:
         out.error(None, f"no master holds the VIP {cluster.vip}")
     elif len(holders) > 1:
@@ -478,6 +502,7 @@ def evaluate(settings: dict, observed: dict, wants: dict, *, pki: PKIView, api: 
         "api_via_vip": {"ok": ok, "detail": detail},
         "masters": masters,
         "nodes": nodes,
+        "leaving": leaving,
         "pki": {"dir": pki.dir, "ok": pki.error is None, "reissue": dict(sorted(pki.reissue.items()))},
         "problems": out.items,
     }
@@ -530,6 +555,9 @@ def render_text(doc: dict) -> str:
     for name, e in doc.get("nodes", {}).items():
         state = "not reachable" if not e["reachable"] else "drift not checked" if e["drift"] is None else (
             f"{len(e['drift'])} file(s) drifted" if e["drift"] else "no drift")
+        lines += [f"{name}: {state}", *findings(name)]
+    for name, e in doc.get("leaving", {}).items():
+        state = "not reachable" if not e["reachable"] else "left" if e["left"] else "leaving, not left yet"
         lines += [f"{name}: {state}", *findings(name)]
     vip, api = doc["vip"], doc["api_via_vip"]
     if vip["address"]:

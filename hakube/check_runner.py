@@ -148,7 +148,7 @@ def observe(state, host, cfg, want: dict, needs: Needs) -> check.Observed:
         if facts is None:
             return check.Observed(error="the snapshot command failed")
         c = cfg.cluster
-        master = cfg.is_master
+        master = cfg.is_member  # a leaving master: only its units, files and addresses are looked at
         status = _fact(
             state, host, check.HostStatusFact,
             binary=PATHS.apiserver_binary,
@@ -220,7 +220,7 @@ def collect(inventory_path: str, api_check=api_via_vip) -> dict:
         return check.failure(str(e))
     cluster = next(iter(settings.values())).cluster
 
-    master_cfg = next(cfg for cfg in settings.values() if cfg.is_master)
+    master_cfg = next(cfg for cfg in settings.values() if cfg.is_member)
     try:
         read = certs_step.load_pki(master_cfg)
         pki, view = read.pki, check.PKIView(cluster.pki_dir, None, read.reissue)
@@ -230,7 +230,7 @@ def collect(inventory_path: str, api_check=api_via_vip) -> dict:
 
     wants, scan = {}, {}  # the desired files (None: no PKI to render them), the paths to look at
     for name, cfg in settings.items():
-        if not cfg.is_master:
+        if not cfg.is_member:  # a node, or a leaving master (it should have no file of the deploy's)
             wants[name] = scan[name] = tasks.desired_state(cfg, None)
         else:
             wants[name] = tasks.desired_state(cfg, pki) if pki is not None else None

@@ -51,8 +51,8 @@ def masters_facts(cfg: Settings, host, inventory, facts) -> dict:
     key of its live Secrets encryption config is one this checkout has (``hakube.encryption``).
 
     pyinfra plans the hosts concurrently (one greenlet each); every master records its facts and
-    waits until every reachable master has, so the refusal names them all and every master's
-    plan sees the same cluster. Planning comes before any execution: a refusal here leaves every
+    waits until every reachable master has (a leaving one included), so the refusal names them all
+    and every master's plan sees the same cluster. Planning comes before any execution: a refusal here leaves every
     host as it was. Other hosts (nodes) get ``{}``.
     """
     if not cfg.is_master:
@@ -61,7 +61,9 @@ def masters_facts(cfg: Settings, host, inventory, facts) -> dict:
     seen = _facts.setdefault(id(inventory), {})
     seen[host.name] = facts
     active = {h.name for h in host.state.inventory.get_active_hosts()}
-    masters = [m.name for m in c.masters if m.name in active]
+    # A leaving master is asked too: its CA is the cluster's until it has left (then it has none),
+    # and the remaining masters wait for its leave (tasks.leave) only if its facts say one is due.
+    masters = [m.name for m in (*c.masters, *c.leaving) if m.name in active]
     deadline = time.monotonic() + BARRIER_TIMEOUT
     while not all(m in seen for m in masters):
         if time.monotonic() > deadline:

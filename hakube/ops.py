@@ -361,7 +361,7 @@ def roll(service: str, script: str, on_stop: str, guard: bool = True):
 
 
 def reload_roll(service: str, files, facts: HostFacts, host_name: str, timeout: int = 10,
-                one_at_a_time: bool = True):
+                one_at_a_time: bool = True, name: str | None = None):
     """Reload ``service`` (one master at a time) when one of ``files`` changed content; if the
     daemon is not running afterwards, put its previous files back, restart it and stop the run."""
     if not roll_owed(service, files, facts):
@@ -371,7 +371,7 @@ def reload_roll(service: str, files, facts: HostFacts, host_name: str, timeout: 
         service, host_name, (), apply=f"systemctl reload-or-restart {unit} && sleep 1",
         ready=f"systemctl is-active -q {unit}", timeout=timeout,
     )
-    return roll(name=f"Reload {service} (config changed)", service=service, script=script,
+    return roll(name=name or f"Reload {service} (config changed)", service=service, script=script,
                 on_stop=rollsh.stopped_elsewhere(service), guard=one_at_a_time, _serial=one_at_a_time)
 
 
@@ -463,3 +463,51 @@ def masters_unfailed(masters: tuple):
     + masters: the masters' host names
     """
     yield FunctionCommand(_none_failed, (masters,), {})
+
+
+# --- membership: a master leaves before the others change ------------------------------------------
+
+_LEFT: dict[int, set] = {}  # id(state) -> names of the masters whose leave ran to its end in this run
+
+
+def _record_left(state, host):
+    _LEFT.setdefault(id(state), set()).add(host.name)
+    return True
+
+
+def _check_left(state, host, leavers: tuple[str, ...]):
+    missing = [name for name in leavers if name not in _LEFT.get(id(state), set())]
+    if missing:
+        host.log_styled(
+            f"not changed: {', '.join(missing)} did not leave (its error is above); "
+            "this master keeps its certificates, haproxy and keepalived as they were",
+            fg="red", log_func=logger.error,
+        )
+        return False
+    return True
+
+
+@operation(is_idempotent=False)
+def leave(commands: tuple[str, ...]):
+    """
+    Take this master out of the cluster (``tasks.leave``): each of ``commands`` in turn, each one
+    remote command that must succeed for the next to run; then record that it left, for
+    ``leavers_left`` on the other masters.
+
+    + commands: the shell of the leave (VIP off, drain, stop and disable, remove keys)
+    """
+    yield from commands
+    yield FunctionCommand(_record_left, (), {})
+
+
+@operation(is_idempotent=False)
+def leavers_left(leavers: tuple[str, ...]):
+    """
+    On a master that stays: fail (and so change nothing more here) unless every one of
+    ``leavers`` finished its ``leave`` earlier in this run. pyinfra goes on with the other hosts
+    after a failed one; this keeps a remaining master from dropping a peer that still holds the VIP
+    or still serves.
+
+    + leavers: names of the masters whose leave is planned in this run
+    """
+    yield FunctionCommand(_check_left, (tuple(leavers),), {})

@@ -38,6 +38,7 @@ KEYS: tuple[Key, ...] = (
     Key("bind_address", REQUIRED, "This master's IPv4 address: apiserver bind and advertise address, haproxy backend. Not 0.0.0.0 or 127.0.0.1.", per_host=True),
     Key("vrrp_priority", REQUIRED, "keepalived priority, 1-254, unique among masters; the highest starts as VIP holder.", per_host=True),
     Key("vrrp_interface", REQUIRED, "Interface that carries VRRP and the VIP (e.g. eth0, ens160): a Linux interface name, 1-15 of letters, digits and `_.-`.", per_host=True),
+    Key("leaving", False, "true: this master leaves the cluster (README, Day two: adding and removing a master). It stays in the inventory so the run can reach it: the VIP is moved off it, its apiserver drained, kube-apiserver, haproxy, keepalived and the haproxy agent stopped and disabled, its keys and certificates removed (packages and binary stay); the other masters drop it from their certificate SANs, haproxy backends and VRRP peers. At least 2 masters must remain; masters only.", per_host=True),
     # Step 1 — certificates (tasks/certs.py).
     Key("cert_subject", {"C": "CN", "ST": "Fuzhou", "L": "Fujian", "O": "k8s", "OU": "System"}, "Subject fields (C, ST, L, O, OU) of the serving certificate: printable, at most 64 characters, no quotes or backslash."),
     Key("cert_extra_sans", [], "Extra SANs for the serving certificate: IP addresses or DNS names (a wildcard only as a whole first label, `*.example.com`)."),
@@ -130,6 +131,7 @@ class Master:
     bind_address: str
     vrrp_priority: int
     vrrp_interface: str
+    leaving: bool = False
 
     @property
     def short_name(self) -> str:
@@ -197,6 +199,9 @@ class Cluster:
     pki_dir: str = "pki"
     artifacts_dir: str = "artifacts"
     cluster_name: str = "kubernetes"
+    #: Masters with ``leaving: true``: still in the inventory, no longer members. ``masters`` holds
+    #: the members only, so the SANs, haproxy backends and VRRP peers follow it.
+    leaving: tuple[Master, ...] = ()
 
     @property
     def bind_addresses(self) -> tuple[str, ...]:
@@ -219,6 +224,12 @@ class Settings:
     bind_address: str | None = None
     vrrp_priority: int | None = None
     vrrp_interface: str | None = None
+    leaving: bool = False  # a master that leaves the cluster in this run (is_master stays true)
+
+    @property
+    def is_member(self) -> bool:
+        """A master that serves and stays: every step runs on it (a leaving master gets only ``tasks.leave``)."""
+        return self.is_master and not self.leaving
 
     @property
     def short_name(self) -> str:
@@ -628,6 +639,7 @@ CHECKS: dict[str, Callable[[Any], Any]] = {
     "bind_address": _bind_ip,
     "vrrp_priority": _int_in(1, 254),
     "vrrp_interface": _interface,
+    "leaving": _bool,
     "vip": _ip,
     "vip_prefix": _int_in(1, 32),
     "virtual_router_id": _int_in(1, 255),
@@ -777,6 +789,24 @@ def _etcd_import(col: _Collector, host: str, data: Mapping[str, Any], values: Ma
             col.add(host, by_path.get(e.path, "etcd_ca_cert_file"), str(e))
 
 
+def _membership(col: _Collector, masters_raw, masters: list[Master], others) -> None:
+    """``leaving`` only on a master, and at least 2 masters that stay (a cluster of one has no
+    failover: add a master first)."""
+    for name, data in others:
+        if data.get("leaving", False) is not False:
+            col.add(name, "leaving", "only a master can leave: this host is not in the masters group")
+    leavers = [m.name for m in masters if m.leaving]
+    if not leavers:
+        return
+    # A master whose data is invalid counts as staying only if it does not ask to leave.
+    staying = [n for n, d in masters_raw if d.get("leaving", False) is not True]
+    if len(staying) < 2:
+        left = f"only {', '.join(staying)} would remain" if staying else "no master would remain"
+        for name in leavers:
+            col.add(name, "leaving", f"{left}; at least 2 masters must stay: add a master (and run) before "
+                                     "removing this one")
+
+
 def load_inventory(
     hosts: Iterable[tuple[str, Mapping[str, Any], Iterable[str]]],
     env: Mapping[str, str] | None = None,
@@ -805,9 +835,10 @@ def load_inventory(
 
     masters = []
     for name, data in masters_raw:
-        per_host = {k: col.value(name, data, k) for k in ("bind_address", "vrrp_priority", "vrrp_interface")}
+        per_host = {k: col.value(name, data, k) for k in ("bind_address", "vrrp_priority", "vrrp_interface", "leaving")}
         if None not in per_host.values():
             masters.append(Master(name=name, **per_host))
+    _membership(col, masters_raw, masters, [(n, d) for n, d, g in hosts if "masters" not in g])
 
     # Relations between values.
     seen_addr: dict[str, str] = {}
@@ -876,7 +907,8 @@ def load_inventory(
         raise InventoryError(col.problems)
 
     values.pop("vrrp_auth_pass_file")
-    cluster = Cluster(masters=tuple(masters), vrrp_auth_pass=auth, **values)
+    cluster = Cluster(masters=tuple(m for m in masters if not m.leaving), vrrp_auth_pass=auth,
+                      leaving=tuple(m for m in masters if m.leaving), **values)
     by_name = {m.name: m for m in masters}
     out = {}
     for name, _, _ in hosts:
@@ -888,6 +920,7 @@ def load_inventory(
             bind_address=m.bind_address if m else None,
             vrrp_priority=m.vrrp_priority if m else None,
             vrrp_interface=m.vrrp_interface if m else None,
+            leaving=m.leaving if m else False,
         )
     return out
 

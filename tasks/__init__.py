@@ -15,13 +15,16 @@ from hakube.facts import HostFacts, Needs, snapshot
 from hakube.paths import PATHS
 from hakube.roll import pending_marker
 
-from . import apiserver, audit, certs, encryption, haproxy, keepalived, kubeconfig, packages, rbac
+from . import apiserver, audit, certs, encryption, haproxy, keepalived, kubeconfig, leave, packages, rbac
 
 STEPS = (packages, certs, audit, encryption, apiserver, keepalived, haproxy, kubeconfig, rbac)
 
 
 def steps_for(cfg) -> tuple:
-    """A master runs every step; any other host only gets /etc/kubernetes/config (apiserver step)."""
+    """A master runs every step; a leaving master only ``leave``; any other host only gets
+    /etc/kubernetes/config (apiserver step)."""
+    if cfg.leaving:
+        return (leave,)
     return STEPS if cfg.is_master else (apiserver,)
 
 
@@ -42,5 +45,5 @@ def host_facts(host, cfg) -> HostFacts:
     needs = Needs()
     for step in steps_for(cfg):
         needs |= step.NEEDS
-    paths = managed_paths(desired_state(cfg, certs.placeholder() if cfg.is_master else None))
+    paths = managed_paths(desired_state(cfg, certs.placeholder() if cfg.is_member else None))
     return snapshot(host, paths, needs, kubeconfig=PATHS.kubeconfig)

@@ -52,7 +52,10 @@ def desired_files(cfg, pki) -> dict[str, DesiredFile]:
 
 def serving(masters_facts: dict) -> bool:
     """Is an apiserver running on any master? Then every roll has something to protect and takes
-    one master at a time; on a first install nothing serves yet and the masters need not wait."""
+    one master at a time; on a first install nothing serves yet and the masters need not wait.
+    ``masters_facts`` includes a leaving master: it counts as something serving (its leave comes
+    first in the run), never as a roll target (it plans no roll). A master joining a serving
+    cluster rolls in its turn like the others."""
     return any(f.units.get("kube-apiserver.service", ("", ""))[0] == "active" for f in masters_facts.values())
 
 

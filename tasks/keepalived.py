@@ -62,7 +62,15 @@ def apply(cfg, want, facts, peers: dict, one_at_a_time: bool = True):
         masters_unfailed(name="keepalived starts only if every master found the VIP free",
                          masters=tuple(m.name for m in c.masters))
     install([files["conf"]], facts)
-    reload_roll("keepalived", files.values(), facts, cfg.short_name, one_at_a_time=one_at_a_time)
+    running = tuple(facts.units.get(UNIT, ("", "")))[0] == "active"
+    if running:
+        reload_roll("keepalived", files.values(), facts, cfg.short_name, one_at_a_time=one_at_a_time)
+    # A keepalived that does not run yet (a new master) starts in a later operation than the
+    # others' reloads: with vrrp_unicast they send it their adverts before it listens, so it
+    # joins as a backup instead of taking the VIP as well. (Serial hosts come in no set order.)
+    if not running:
+        reload_roll("keepalived", files.values(), facts, cfg.short_name, one_at_a_time=one_at_a_time,
+                    name="Start keepalived (after the running ones reloaded)")
     ensure_running(UNIT, facts, name="keepalived enabled and running")
 
 

@@ -128,6 +128,7 @@ def _sites() -> dict[str, Site]:
     add("bind_address", "bind_address", lambda p: "10.9.0.11" + p, per_host=True)
     add("vrrp_priority", "vrrp_priority", lambda p: "120" + p, per_host=True)
     add("vrrp_interface", "vrrp_interface", lambda p: "eth0" + p, per_host=True)
+    add("leaving", "leaving", lambda p: "false" + p, per_host=True)
     # Cluster-wide.
     add("vip", "vip", lambda p: VIP + p)
     for key, default in (
