@@ -8,7 +8,7 @@ deploy's, the desired files are rendered by ``tasks.desired_state`` from the PKI
 ``pki_dir`` (``tasks.certs.load_pki``: nothing is created or rewritten there).
 
 Per host two facts run, both read-only commands: the deploy's own snapshot (``hakube.facts``:
-sha256/mode/owner of every managed file, units, ...) and ``hakube.check.HostStatusFact``. No
+sha256/mode/owner of every managed file, units, ...) and ``hakube.health.HostStatusFact``. No
 operation is ever planned or executed. Then one GET /readyz through the VIP from this machine.
 
 ``@docker/NAME`` is never started: pyinfra's docker connector starts a stopped container (and at
@@ -36,7 +36,7 @@ from pyinfra.api.facts import get_fact
 from pyinfra.connectors.docker import DockerConnector
 from pyinfra.context import ctx_config, ctx_host, ctx_inventory, ctx_state
 
-from . import check
+from . import health
 from .context import inventory_settings
 from .facts import HostSnapshot, Needs
 from .paths import PATHS
@@ -134,34 +134,34 @@ def _fact(state, host, cls, **kwargs):
 # --- one host --------------------------------------------------------------------------------------
 
 
-def observe(state, host, cfg, want: dict, needs: Needs) -> check.Observed:
+def observe(state, host, cfg, want: dict, needs: Needs) -> health.Observed:
     """Both read-only facts of one host."""
     import tasks
 
     problem = connect(host)
     if problem:
-        return check.Observed(error=problem)
+        return health.Observed(error=problem)
     paths = tuple(sorted(set(tasks.managed_paths(want)) | set(needs.paths)))
     try:
         facts = _fact(state, host, _Snapshot, paths=paths, units=needs.units, users=needs.users,
                       sysctls=needs.sysctls, commands=needs.commands, kube_objects=(), kubeconfig=PATHS.kubeconfig)
         if facts is None:
-            return check.Observed(error="the snapshot command failed")
+            return health.Observed(error="the snapshot command failed")
         c = cfg.cluster
         master = cfg.is_member  # a leaving master: only its units, files and addresses are looked at
         status = _fact(
-            state, host, check.HostStatusFact,
+            state, host, health.HostStatusFact,
             binary=PATHS.apiserver_binary,
             readyz_url=f"https://{cfg.bind_address}:{c.apiserver_port}/readyz" if master else None,
             ca=PATHS.cert("ca"), cert=PATHS.cert("apiserver-kubelet-client"), key=PATHS.key("apiserver-kubelet-client"),
             stats_url=f"http://127.0.0.1:{c.haproxy_stats_port}/stats;csv" if master else None,
-            interface=cfg.vrrp_interface, cert_paths=check.cert_paths(want), kubeconfig=PATHS.kubeconfig,
+            interface=cfg.vrrp_interface, cert_paths=health.cert_paths(want), kubeconfig=PATHS.kubeconfig,
         )
     except (PyinfraError, OSError, gevent.Timeout) as e:
-        return check.Observed(error=f"{type(e).__name__}: {e}")
+        return health.Observed(error=f"{type(e).__name__}: {e}")
     if status is None or not status.complete:
-        return check.Observed(facts=facts, error="the status command failed")
-    return check.Observed(facts=facts, status=status)
+        return health.Observed(facts=facts, error="the status command failed")
+    return health.Observed(facts=facts, status=status)
 
 
 # --- from this machine -------------------------------------------------------------------------------
@@ -200,7 +200,7 @@ def api_via_vip(cluster, timeout: float = API_TIMEOUT) -> tuple[bool, str]:
 
 
 def collect(inventory_path: str, api_check=api_via_vip) -> dict:
-    """The check's JSON document for ``inventory_path`` (``hakube.check.evaluate``)."""
+    """The check's JSON document for ``inventory_path`` (``hakube.health.evaluate``)."""
     import tasks
     from tasks import certs as certs_step
 
@@ -210,22 +210,22 @@ def collect(inventory_path: str, api_check=api_via_vip) -> dict:
     try:
         state, inventory = load(inventory_path)
     except Exception as e:  # noqa: BLE001 - the inventory file's own error, reported as broken
-        return check.failure(f"cannot load the inventory {inventory_path}: {type(e).__name__}: {e}")
+        return health.failure(f"cannot load the inventory {inventory_path}: {type(e).__name__}: {e}")
     hosts = list(inventory)
     if not hosts:
-        return check.failure(f"the inventory {inventory_path} has no hosts")
+        return health.failure(f"the inventory {inventory_path} has no hosts")
     try:
         settings = inventory_settings(inventory)
     except PyinfraError as e:
-        return check.failure(str(e))
+        return health.failure(str(e))
     cluster = next(iter(settings.values())).cluster
 
     master_cfg = next(cfg for cfg in settings.values() if cfg.is_member)
     try:
         read = certs_step.load_pki(master_cfg)
-        pki, view = read.pki, check.PKIView(cluster.pki_dir, None, read.reissue)
+        pki, view = read.pki, health.PKIView(cluster.pki_dir, None, read.reissue)
     except pkimod.PKIError as e:
-        pki, view = None, check.PKIView(cluster.pki_dir, str(e))
+        pki, view = None, health.PKIView(cluster.pki_dir, str(e))
     placeholder = certs_step.placeholder()
 
     wants, scan = {}, {}  # the desired files (None: no PKI to render them), the paths to look at
@@ -258,7 +258,7 @@ def collect(inventory_path: str, api_check=api_via_vip) -> dict:
         gevent.joinall(greenlets)
         for g, h in zip(greenlets, hosts):
             if not g.successful():
-                observed[h.name] = check.Observed(error=f"{type(g.exception).__name__}: {g.exception}")
+                observed[h.name] = health.Observed(error=f"{type(g.exception).__name__}: {g.exception}")
         api = api_check(cluster)
     finally:
         for h in hosts:
@@ -267,4 +267,4 @@ def collect(inventory_path: str, api_check=api_via_vip) -> dict:
                     h.disconnect()
                 except Exception as e:  # noqa: BLE001
                     _log(f"{h.name}: disconnect: {e}")
-    return check.evaluate(settings, observed, wants, pki=view, api=api, binary_sha=binary_sha)
+    return health.evaluate(settings, observed, wants, pki=view, api=api, binary_sha=binary_sha)

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from hakube import check, pki
-from hakube.check import HostStatus, Observed, PKIView
+from hakube import health as check, pki
+from hakube.health import HostStatus, Observed, PKIView
 from hakube.facts import FileState, HostFacts
 from hakube.ops import differs
 from hakube.paths import PATHS
@@ -575,7 +575,7 @@ def test_a_docker_host_is_never_started_by_the_check(monkeypatch):
 
 def test_the_check_never_plans_an_operation():
     """Only facts: no pyinfra operation module, no add_op, no @operation in the check's code."""
-    for module in ("check.py", "check_runner.py"):
+    for module in ("check.py", "health.py", "check_runner.py"):
         source = (ROOT / "hakube" / module).read_text()
         for word in ("pyinfra.operations", "add_op", "@operation", "from .ops import install", "ensure_pki",
                      "run_ops"):

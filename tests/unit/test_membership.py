@@ -509,8 +509,8 @@ def test_an_interrupted_leave_is_finished_without_its_certificates(box):
 
 
 def _check_doc(tmp_path, leaver_facts: HostFacts, leaver_addresses=(M3_ADDR,)):
-    from hakube import check
-    from hakube.check import HostStatus, Observed, PKIView
+    from hakube import health as check
+    from hakube.health import HostStatus, Observed, PKIView
 
     from .test_check import converged_facts, converged_status
 
@@ -535,7 +535,7 @@ def test_check_a_master_that_left_is_healthy(tmp_path):
 
 
 def test_check_a_master_that_has_not_left_yet_is_named(tmp_path):
-    from hakube.check import render_text
+    from hakube.health import render_text
 
     key = PATHS.key("apiserver")
     doc = _check_doc(tmp_path, HostFacts(units=ACTIVE, files={key: FileState("0" * 64, 0o600, "root:root")}))
