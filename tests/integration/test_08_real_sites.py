@@ -28,6 +28,7 @@ from .conftest import (
     variant_inventory,
     wait_for,
 )
+from .test_03_ha import settle  # one VIP holder, the API answering through it
 
 pytestmark = pytest.mark.lab
 
@@ -35,13 +36,6 @@ ADVERT_INT = 1  # inventory.py
 FOREIGN, FOREIGN_IP = "foreign", "10.213.0.40"  # a VRRP router that is not ours
 SQUATTER = "squatter"  # a machine that owns the VIP's address
 VIP_JOURNAL_WINDOW = 30  # hakube.vip.JOURNAL_WINDOW: foreign adverts older than this are forgotten
-
-
-def settle(timeout: float = 30) -> str:
-    def one_holder_and_ok():
-        h = holders()
-        return h[0] if len(h) == 1 and api_ok() else None
-    return wait_for(one_holder_and_ok, timeout, interval=0.2, what="one VIP holder and /readyz ok")
 
 
 def extra_container(name: str, address: str, command: tuple[str, ...], image: str | None = None) -> None:
