@@ -104,6 +104,8 @@ def test_a_third_master_joins_under_load_without_a_failed_call(added):
     assert_converged(added["run"])
     probe = added["probe"]
     assert len(probe.samples) > 20, probe.samples
+    print(f"\nvm03 joined in a {added['run'].seconds:.1f}s run: {len(probe.samples)} calls through the VIP, "
+          f"{len(probe.failures)} failed")
     assert probe.failures == [], probe.failures[:10]
     assert masters() == ("vm01", "vm02", "vm03")
     one_holder()
@@ -131,6 +133,8 @@ def test_the_vip_holder_leaves_under_load_without_a_failed_call(left):
     assert_converged(left["run"])
     probe = left["probe"]
     assert len(probe.samples) > 20, probe.samples
+    print(f"\nthe VIP holder vm03 left in a {left['run'].seconds:.1f}s run: {len(probe.samples)} calls through "
+          f"the VIP, {len(probe.failures)} failed")
     assert probe.failures == [], probe.failures[:10]
     assert one_holder() in ("vm01", "vm02")
 
