@@ -117,9 +117,11 @@ def rolled_restart(service: str, host: str, staged=None, *, apply: str, ready: s
         "since=$(date '+%Y-%m-%d %H:%M:%S'); "
         f"if {{ {apply}; }} && _ready; then {forget(service)}; exit 0; fi; "
         f'echo "{host}: {service} did not become ready (waited up to {int(timeout)}s); its last journal lines:" >&2; '
-        # journald may not have stored the last words of a process that died a moment ago (seen on
-        # Debian 12): --sync waits until what it was sent is written.
-        f'journalctl --sync 2>/dev/null; journalctl -u {unit} --since "$since" -n {int(journal_lines)} --no-pager -o cat >&2; '
+        # journald can lag the unit by a second or more (seen on Debian 12): wait (3 s at most) for
+        # systemd's own word on the failure before showing the last lines.
+        f'for _ in 1 2 3 4 5 6; do journalctl -u {unit} --since "$since" -o cat --no-pager 2>/dev/null | '
+        f"grep -q -e 'Failed with result' -e 'Main process exited' && break; sleep 0.5; done; "
+        f'journalctl -u {unit} --since "$since" -n {int(journal_lines)} --no-pager -o cat >&2; '
         f"{before}; "
         f"{restore(service)}; "
         f"systemctl daemon-reload; systemctl restart {unit}; "

@@ -81,7 +81,10 @@ def _roll_script(cfg, staged: dict, drain: bool = True) -> str:
         # agent-inter is 0.5 s: after 1.5 s every haproxy has seen it. Nothing serving: nothing to drain.
         before=f"echo drain > {state} && sleep 1.5" if drain else ":",
         apply="systemctl daemon-reload && systemctl restart kube-apiserver",
-        ready="_serving",
+        # The local haproxy's UP is one view; the VIP holder's haproxy checks on its own phase. Every
+        # haproxy has seen the master ready within two more check intervals: only then may the next
+        # master drain (seen in the lab: the next drain came first, the holder had no server left).
+        ready=f"_serving && sleep {2 * c.haproxy_check_interval_ms / 1000 + 0.5:g}" if drain else "_serving",
         after=f"rm -f {state}",  # never leave a master drained, whatever happens
         timeout=c.apiserver_ready_timeout,
     )
