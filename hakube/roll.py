@@ -121,7 +121,8 @@ def rolled_restart(service: str, host: str, staged=None, *, apply: str, ready: s
         # systemd's own word on the failure before showing the last lines.
         f'for _ in 1 2 3 4 5 6; do journalctl -u {unit} --since "$since" -o cat --no-pager 2>/dev/null | '
         f"grep -q -e 'Failed with result' -e 'Main process exited' && break; sleep 0.5; done; "
-        f'journalctl -u {unit} --since "$since" -n {int(journal_lines)} --no-pager -o cat >&2; '
+        # the tail by `tail`, not by journalctl's -n: with --since on Debian 12 it showed older lines
+        f'journalctl -u {unit} --since "$since" --no-pager -o cat 2>&1 | tail -n {int(journal_lines)} >&2; '
         f"{before}; "
         f"{restore(service)}; "
         f"systemctl daemon-reload; systemctl restart {unit}; "
