@@ -182,7 +182,9 @@ def binary(dest: str, facts: HostFacts, local_path: str | None = None, url: str 
     left = f"{dest} left unchanged"
     if local_path:
         source = local_path
-        yield FileUploadCommand(local_path, temp, remote_temp_filename=host.get_temp_filename(temp))
+        yield (f"mkdir -p {shlex.quote(posixpath.dirname(dest))} && "
+               f"install -m 0600 -o root -g root /dev/null {q_temp} && {upload_dir_ready()}")
+        yield FileUploadCommand(local_path, temp, remote_temp_filename=upload_temp(temp))
     else:
         source = url
         q_url = shlex.quote(url)
