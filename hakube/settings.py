@@ -266,6 +266,19 @@ def _bind_ip(v: Any) -> str:
     return str(addr)
 
 
+def _vip(v: Any) -> str:
+    """An address one host can own on a LAN: not unspecified, multicast, link-local, reserved or the
+    limited broadcast. (A loopback VIP cannot hold the masters' addresses in its subnet: refused there.)"""
+    addr = _ipv4(v)
+    for bad, what in ((addr.is_unspecified, "the unspecified address"),
+                      (addr.is_multicast, "a multicast address"), (addr.is_link_local, "a link-local address"),
+                      (addr == ipaddress.IPv4Address("255.255.255.255"), "the limited broadcast address"),
+                      (addr.is_reserved, "a reserved address")):
+        if bad:
+            raise ValueError(f"{addr} is {what}: a VIP must be a unicast address of the masters' subnet")
+    return str(addr)
+
+
 def _cidr(v: Any) -> str:
     net = ipaddress.ip_network(str(v), strict=True)
     if net.version == 6:
@@ -640,7 +653,7 @@ CHECKS: dict[str, Callable[[Any], Any]] = {
     "vrrp_priority": _int_in(1, 254),
     "vrrp_interface": _interface,
     "leaving": _bool,
-    "vip": _ip,
+    "vip": _vip,
     "vip_prefix": _int_in(1, 32),
     "virtual_router_id": _int_in(1, 255),
     "vrrp_advert_int": _int_in(1, 255),
@@ -807,6 +820,104 @@ def _membership(col: _Collector, masters_raw, masters: list[Master], others) -> 
                                      "removing this one")
 
 
+def _etcd_endpoints(urls) -> list[tuple[str, int, str]]:
+    """(host, port, url) of every etcd URL (host as written: an IPv4 address or a DNS name)."""
+    out = []
+    for url in urls or ():
+        m = re.fullmatch(r"https://([^/:\[\]]+):([0-9]{1,5})/?", url)
+        if m:
+            out.append((m.group(1), int(m.group(2)), url))
+    return out
+
+
+def _is_ipv4(text: str) -> bool:
+    try:
+        return ipaddress.ip_address(text).version == 4
+    except ValueError:
+        return False
+
+
+def host_address(name: str, data: Mapping[str, Any]) -> str | None:
+    """The IPv4 address pyinfra reaches a host at, when the inventory names one (``ssh_hostname``,
+    or the host's name itself); None for a DNS name or a container."""
+    for candidate in (data.get("ssh_hostname"), name.rsplit("/", 1)[-1]):
+        if isinstance(candidate, str) and _is_ipv4(candidate):
+            return candidate
+    return None
+
+
+def _addresses(col: _Collector, first: str, values: Mapping[str, Any], masters: list[Master], hosts) -> None:
+    """Keys that share the address space: the VIP must be nobody's address and a usable host address
+    of its subnet; a Service's cluster IP must never be a host's. Each problem names its key."""
+    vip, prefix, cidr = values["vip"], values["vip_prefix"], values["service_cluster_ip_range"]
+    etcd = _etcd_endpoints(values["etcd_servers"])
+    named = {}  # address -> what the inventory says it is (a host's, etcd's)
+    for name, data, _ in hosts:
+        if (address := host_address(name, data)) is not None:
+            named.setdefault(address, f"the address of host {name}")
+    for m in masters:
+        named[m.bind_address] = f"{m.name}'s bind_address"
+    for host, _, url in etcd:
+        if _is_ipv4(host):
+            named.setdefault(host, f"the etcd server of {url}")
+    if vip and prefix:
+        net = ipaddress.ip_network(f"{vip}/{prefix}", strict=False)
+        inside = all(ipaddress.ip_address(m.bind_address) in net for m in masters)  # else reported above
+        if prefix <= 30 and inside:
+            for special, what in ((net.network_address, "network"), (net.broadcast_address, "broadcast")):
+                if ipaddress.ip_address(vip) == special:
+                    col.add(first, "vip", f"{vip} is the {what} address of {net}: choose a host address of that "
+                                          "subnet (or the right vip_prefix)")
+                for m in masters:
+                    if ipaddress.ip_address(m.bind_address) == special:
+                        col.add(m.name, "bind_address", f"{m.bind_address} is the {what} address of the VIP's "
+                                                        f"subnet {net}")
+        owner = named.get(vip)
+        if owner and not any(m.bind_address == vip for m in masters):  # a master's is reported as bind_address
+            col.add(first, "vip", f"{vip} is {owner}: keepalived would take that address over and cut it off; "
+                                  "choose a free address")
+    # A Service must never get the VIP, a host's or etcd's address as its cluster IP.
+    if cidr:
+        services = ipaddress.ip_network(cidr)
+        if vip and ipaddress.ip_address(vip) in services:
+            col.add(first, "service_cluster_ip_range", f"{cidr} contains the VIP {vip}: a Service could get it as its cluster IP")
+        for address, owner in named.items():
+            if ipaddress.ip_address(address) in services:
+                m = next((m for m in masters if m.bind_address == address), None)
+                col.add(m.name if m else first, "service_cluster_ip_range",
+                        f"{cidr} contains {owner} ({address}): a Service could get it as its cluster IP"
+                        if not m else f"{cidr} contains {m.name}'s bind_address {address}: a Service could get it "
+                                      "as its cluster IP")
+
+
+#: The ports a master listens on (key, where): each its own, so no two listeners meet on one
+#: address and port, and a firewall rule for one never opens or closes another. The frontend
+#: alone may share the apiserver's port: it binds the VIP, the apiserver the master's own address
+#: (both 6443 by default).
+LISTENERS = (
+    ("apiserver_port", "the apiserver on bind_address"),
+    ("lb_port", "haproxy's frontend on the VIP"),
+    ("haproxy_agent_port", "the haproxy agent on bind_address"),
+    ("haproxy_stats_port", "haproxy's stats on 127.0.0.1"),
+)
+SHARED_PORT_OK = frozenset({("apiserver_port", "lb_port")})
+
+
+def _listeners(col: _Collector, first: str, values: Mapping[str, Any], masters: list[Master]) -> None:
+    ports = [(key, values[key], where) for key, where in LISTENERS if values[key] is not None]
+    for i, (key_a, port_a, where_a) in enumerate(ports):
+        for key_b, port_b, where_b in ports[i + 1:]:
+            if port_a == port_b and (key_a, key_b) not in SHARED_PORT_OK:
+                col.add(first, key_b, f"{port_b} is also {key_a} ({where_a}); {where_b} needs a port of its own")
+    # etcd on a master itself (on its bind_address or loopback) listens there too.
+    local = {m.bind_address for m in masters} | {"localhost"}
+    for host, port, url in _etcd_endpoints(values["etcd_servers"]):
+        if host in local or (_is_ipv4(host) and ipaddress.ip_address(host).is_loopback):
+            for key, used, where in ports:
+                if used == port:
+                    col.add(first, key, f"{port} is etcd's port on a master ({url}): {where} cannot listen there too")
+
+
 def load_inventory(
     hosts: Iterable[tuple[str, Mapping[str, Any], Iterable[str]]],
     env: Mapping[str, str] | None = None,
@@ -858,16 +969,8 @@ def load_inventory(
                 col.add(m.name, "vip", f"VIP {vip}/{prefix} is not in the subnet of bind_address {m.bind_address}")
             if m.bind_address == vip:
                 col.add(m.name, "bind_address", "equals the VIP")
-    # A Service must never get the VIP or a master's address as its cluster IP.
-    cidr = values["service_cluster_ip_range"]
-    if cidr:
-        services = ipaddress.ip_network(cidr)
-        if vip and ipaddress.ip_address(vip) in services:
-            col.add(first, "service_cluster_ip_range", f"{cidr} contains the VIP {vip}: a Service could get it as its cluster IP")
-        for m in masters:
-            if ipaddress.ip_address(m.bind_address) in services:
-                col.add(m.name, "service_cluster_ip_range",
-                        f"{cidr} contains {m.name}'s bind_address {m.bind_address}: a Service could get it as its cluster IP")
+    _addresses(col, first, values, masters, hosts)
+    _listeners(col, first, values, masters)
     version = values["kube_version"]
     if version and values["apiserver_extra_flags"] is not None:
         for name in values["apiserver_extra_flags"]:

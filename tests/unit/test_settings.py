@@ -215,6 +215,35 @@ def _no_masters(inv: Inv, tmp: Path) -> None:
 
 NO_PASS: dict = {}
 
+
+def _set_many(**values):
+    def mutate(inv: Inv, tmp: Path) -> None:
+        inv.cluster.update(values)
+
+    return mutate
+
+
+def _node_data(**data):
+    def mutate(inv: Inv, tmp: Path) -> None:
+        inv.nodes = [(name, {**d, **data}) for name, d in inv.nodes]
+
+    return mutate
+
+
+def _rename_node(new: str):
+    def mutate(inv: Inv, tmp: Path) -> None:
+        inv.nodes = [(new, d) for _, d in inv.nodes]
+
+    return mutate
+
+
+def _compose(*mutations):
+    def mutate(inv: Inv, tmp: Path) -> None:
+        for m in mutations:
+            m(inv, tmp)
+
+    return mutate
+
 # id: (mutation, env, [(host, key), ...], substring of the first expected problem)
 BAD = {
     "bind-invalid-ip": (_set("bind_address", "10.9.0.300", "m1"), ENV, [("m1", "bind_address")], "10.9.0.300"),
@@ -453,9 +482,49 @@ BAD.update({
         _set("service_cluster_ip_range", "10.9.0.8/29"), ENV,
         [("m1", "service_cluster_ip_range"), ("m2", "service_cluster_ip_range")], "contains m1's bind_address 10.9.0.11",
     ),
+    # --- keys that share an address space or a port (each pair its own case)
+    "vip-network-address": (_set("vip", "10.9.0.0"), ENV, _one("vip"), "the network address of 10.9.0.0/24"),
+    "vip-broadcast-address": (_set("vip", "10.9.0.255"), ENV, _one("vip"), "the broadcast address of 10.9.0.0/24"),
+    "vip-broadcast-of-smaller-prefix": (
+        _set_many(vip="10.9.0.15", vip_prefix=28), ENV, _one("vip"), "the broadcast address of 10.9.0.0/28"),
+    "bind-broadcast-of-vip-subnet": (
+        _set("bind_address", "10.9.0.255", "m2"), ENV, [("m2", "bind_address")], "broadcast address of the VIP's subnet"),
+    "vip-is-etcd-server": (_set("vip", "10.9.0.20"), ENV, _one("vip"), "the etcd server of https://10.9.0.20:2379"),
+    "vip-is-second-etcd-server": (_set("vip", "10.9.0.21"), ENV, _one("vip"), "the etcd server of https://10.9.0.21:2379"),
+    "vip-is-a-node-ssh-address": (_node_data(ssh_hostname="10.9.0.100"), ENV, _one("vip"), "the address of host n1"),
+    "vip-is-a-host-named-by-address": (_rename_node("10.9.0.100"), ENV, _one("vip"), "the address of host 10.9.0.100"),
+    "vip-multicast": (_set("vip", "224.0.0.18"), ENV, _one("vip"), "a multicast address"),
+    "vip-unspecified": (_set("vip", "0.0.0.0"), ENV, _one("vip"), "the unspecified address"),
+    "vip-link-local": (_set("vip", "169.254.0.10"), ENV, _one("vip"), "a link-local address"),
+    "vip-limited-broadcast": (_set("vip", "255.255.255.255"), ENV, _one("vip"), "the limited broadcast address"),
+    "service-cidr-contains-etcd": (
+        _set("service_cluster_ip_range", "10.9.0.16/28"), ENV, [("m1", "service_cluster_ip_range")] * 2,
+        "contains the etcd server of https://10.9.0.20:2379"),
+    "service-cidr-contains-node": (
+        _compose(_node_data(ssh_hostname="10.254.0.7")), ENV, _one("service_cluster_ip_range"),
+        "contains the address of host n1 (10.254.0.7)"),
+    "lb-port-is-agent-port": (_set("lb_port", 6444), ENV, _one("haproxy_agent_port"), "6444 is also lb_port"),
+    "apiserver-port-is-agent-port": (
+        _set("apiserver_port", 6444), ENV, _one("haproxy_agent_port"), "6444 is also apiserver_port"),
+    "stats-port-is-lb-port": (
+        _set("haproxy_stats_port", 6443), ENV, [("m1", "haproxy_stats_port")] * 2, "6443 is also apiserver_port"),
+    "stats-port-is-agent-port": (
+        _set("haproxy_stats_port", 6444), ENV, _one("haproxy_stats_port"), "6444 is also haproxy_agent_port"),
+    "stats-port-is-apiserver-port": (
+        _set_many(haproxy_stats_port=7443, apiserver_port=7443), ENV, _one("haproxy_stats_port"),
+        "7443 is also apiserver_port"),
+    "lb-port-is-stats-port": (_set("lb_port", 8404), ENV, _one("haproxy_stats_port"), "8404 is also lb_port"),
+    "etcd-on-a-master-on-apiserver-port": (
+        _set_many(etcd_servers=["https://10.9.0.11:6443"]), ENV, [("m1", "apiserver_port"), ("m1", "lb_port")],
+        "6443 is etcd's port on a master"),
+    "etcd-on-loopback-on-agent-port": (
+        _set_many(etcd_servers=["https://127.0.0.1:6444"]), ENV, _one("haproxy_agent_port"),
+        "6444 is etcd's port on a master"),
     "service-cidr-contains-everything": (
         _set("service_cluster_ip_range", "10.9.0.0/24"), ENV,
-        [("m1", "service_cluster_ip_range"), ("m2", "service_cluster_ip_range"), ("m1", "service_cluster_ip_range")],
+        # the VIP, both masters, both etcd servers
+        [("m1", "service_cluster_ip_range"), ("m1", "service_cluster_ip_range"), ("m2", "service_cluster_ip_range")]
+        + [("m1", "service_cluster_ip_range")] * 2,
         "contains the VIP",
     ),
     "audit-rule-object": (_set("audit_policy_rules", [{"level": "Metadata", "users": [object()]}]), ENV, _one("audit_policy_rules"), "not a string"),
