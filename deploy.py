@@ -25,6 +25,7 @@ if cfg.leaving:
     leave.apply(cfg, want, facts)  # -. a master that leaves (`leaving`): VIP off, drain, stop, keys removed; first
 elif cfg.is_master:
     leave.wait(cfg, want, facts, peers)  # -. ... the others change nothing until it has left
+    keepalived.precheck(cfg, want, facts, peers)  # 5. a new VIP for a running cluster: free, before any change
     packages.apply(cfg, want, facts)  # 0. keepalived, haproxy, kubectl, curl, ... (installed in the background)
     certs.apply(cfg, want, facts)  # 1. Kubernetes certificates and keys (staged)
     audit.apply(cfg, want, facts)  # 2. audit policy (staged)
@@ -32,8 +33,10 @@ elif cfg.is_master:
     apiserver.apply(cfg, want, facts)  # 3. config, flags, unit, a local binary (staged)
     packages.wait(cfg, want, facts)  # 0. ... installed before anything runs them
     apiserver.download(cfg, want, facts)  # 3. ... or the binary downloaded with that curl, checked (staged)
+    released = keepalived.release(cfg, want, facts, peers)  # 5. a live VIP the apiserver needs: given up first
     apiserver.roll_out(cfg, want, facts, one_at_a_time=serving)  # 3. the roll: start or restart, /readyz
-    keepalived.apply(cfg, want, facts, peers, one_at_a_time=serving)  # 5. keepalived: the VIP, if nobody has it
+    haproxy.listen_both(cfg, want, facts, keepalived.change(cfg, peers))  # 6. a new VIP: haproxy serves both
+    keepalived.apply(cfg, want, facts, peers, one_at_a_time=serving, released=released)  # 5. the VIP
     haproxy.apply(cfg, want, facts, one_at_a_time=serving)  # 6. haproxy in front of every apiserver
     keepalived.verify(cfg, want, facts, peers)  # 5. ... exactly one master holds the VIP
     kubeconfig.apply(cfg, want, facts)  # 7. admin kubeconfig (masters)

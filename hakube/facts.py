@@ -60,6 +60,8 @@ class Needs:
     secret_digests: tuple[str, ...] = ()
     #: (unit, extended regex): that unit's journal lines of the last 30 s that match (``hakube.vip``)
     journals: tuple[tuple[str, str], ...] = ()
+    #: keepalived configs: the addresses of their virtual_ipaddress blocks (the VIP it serves now)
+    vip_configs: tuple[str, ...] = ()
 
     def __or__(self, other: "Needs") -> "Needs":
         return Needs(**{f.name: tuple(dict.fromkeys(getattr(self, f.name) + getattr(other, f.name)))
@@ -81,10 +83,16 @@ class HostFacts:
     #: of the secret_digests files asked for, those present: path -> (LiveKey(name, sha256 of secret, provider), ...)
     secret_digests: dict = field(default_factory=dict)
     journal: dict = field(default_factory=dict)  # unit -> its matching journal lines (``Needs.journals``)
+    #: the addresses in the virtual_ipaddress blocks of ``Needs.vip_configs`` (keepalived's live VIPs)
+    live_vips: tuple = ()
 
     def owed(self, handler: str) -> bool:
         """A change that needs ``handler`` went live (or was staged) and the handler has not run yet."""
         return pending_marker(handler) in self.files
+
+
+#: ``L <address>`` for each line of a keepalived config's virtual_ipaddress block
+AWK_VIPS = '/^[ \t]*virtual_ipaddress[ \t]*{/{f=1;next} f&&/}/{f=0} f&&NF{split($1,a,"/"); print "L", a[1]}'
 
 
 class HostSnapshot(FactBase):
@@ -94,7 +102,7 @@ class HostSnapshot(FactBase):
     def command(self, paths: tuple[str, ...], units: tuple[str, ...], users: tuple[str, ...],
                 sysctls: tuple[str, ...], commands: tuple[str, ...], kube_objects: tuple[str, ...],
                 kubeconfig: str, secret_digests: tuple[str, ...] = (),
-                journals: tuple[tuple[str, str], ...] = ()) -> str:
+                journals: tuple[tuple[str, str], ...] = (), vip_configs: tuple[str, ...] = ()) -> str:
         q = lambda items: " ".join(shlex.quote(i) for i in items)  # noqa: E731
         return (
             f'set --; for p in {q(paths)}; do [ -f "$p" ] && set -- "$@" "$p"; done; '
@@ -116,6 +124,7 @@ class HostSnapshot(FactBase):
             + "".join(f"journalctl -u {shlex.quote(unit)} -o cat --no-pager --since -30s 2>/dev/null | "
                       f"grep -E {shlex.quote(regex)} | tail -n 20 | sed {shlex.quote(f's|^|J {unit} |')}; "
                       for unit, regex in journals)
+            + f"for f in {q(vip_configs)}; do [ -f \"$f\" ] && awk {shlex.quote(AWK_VIPS)} \"$f\"; done; "
             + "true"
         )
 
@@ -128,6 +137,7 @@ class HostSnapshot(FactBase):
         arch = ""
         digests: dict[str, list] = {}
         journal: dict[str, list] = {}
+        live_vips: list[str] = []
         for line in output:
             kind, _, rest = line.partition(" ")
             if kind == "H":
@@ -153,6 +163,8 @@ class HostSnapshot(FactBase):
                 journal.setdefault(unit, []).append(text)
             elif kind == "I":
                 addresses.add(rest.split("/")[0])
+            elif kind == "L":
+                live_vips.append(rest.strip())
             elif kind == "A":
                 arch = k8s_arch(rest)
             elif kind == "X":
@@ -166,7 +178,7 @@ class HostSnapshot(FactBase):
             files[path] = FileState(sha, int(mode, 8), f"{user}:{group}")
         return HostFacts(files, units, frozenset(users), sysctls, frozenset(commands), frozenset(objects),
                          frozenset(addresses), arch, {path: tuple(keys) for path, keys in digests.items()},
-                         {unit: tuple(lines) for unit, lines in journal.items()})
+                         {unit: tuple(lines) for unit, lines in journal.items()}, tuple(dict.fromkeys(live_vips)))
 
 
 def snapshot(host, paths, needs: Needs, kubeconfig: str) -> HostFacts:
@@ -174,4 +186,4 @@ def snapshot(host, paths, needs: Needs, kubeconfig: str) -> HostFacts:
     return host.get_fact(HostSnapshot, paths=tuple(sorted(set(paths) | set(needs.paths))), units=needs.units,
                          users=needs.users, sysctls=needs.sysctls, commands=needs.commands,
                          kube_objects=needs.kube_objects, kubeconfig=kubeconfig, secret_digests=needs.secret_digests,
-                         journals=needs.journals)
+                         journals=needs.journals, vip_configs=needs.vip_configs)

@@ -95,13 +95,15 @@ def stopped_elsewhere(service: str, staged_paths=()) -> str:
 
 
 def rolled_restart(service: str, host: str, staged=None, *, apply: str, ready: str, timeout: int,
-                   before: str = ":", after: str = ":", functions: str = "", journal_lines: int = 15) -> str:
+                   before: str = ":", after: str = ":", functions: str = "", journal_lines: int = 15,
+                   revert: str | None = None) -> str:
     """Switch inputs, ``apply`` (restart or reload), wait up to ``timeout`` s for ``ready``; roll back on failure.
 
     ``functions`` defines shell functions the other parts use. ``before`` runs first and again
     before the rollback's restart (e.g. drain), ``after`` runs on exit whatever happened (e.g. undrain). The
     script exits 0 when the new inputs serve, 1 after a rollback (with the journal and "rolled
-    back" on stderr), and does nothing when the marker says nothing is owed.
+    back" on stderr), and does nothing when the marker says nothing is owed. ``revert`` brings the
+    previous inputs live after the rollback put them back (default: daemon-reload and restart).
     """
     marker = shlex.quote(pending_marker(service))
     unit = shlex.quote(service)
@@ -125,7 +127,7 @@ def rolled_restart(service: str, host: str, staged=None, *, apply: str, ready: s
         f'journalctl -u {unit} --since "$since" --no-pager -o cat 2>&1 | tail -n {int(journal_lines)} >&2; '
         f"{before}; "
         f"{restore(service)}; "
-        f"systemctl daemon-reload; systemctl restart {unit}; "
+        f"{revert or f'systemctl daemon-reload; systemctl restart {unit}'}; "
         f'if _ready; then echo "{host}: {service} rolled back: its previous inputs are live again and it serves" >&2; '
         f'else echo "{host}: {service} rolled back: its previous inputs are live again, but it does not serve" >&2; fi; '
         f"{forget(service)}; exit 1"

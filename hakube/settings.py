@@ -820,7 +820,7 @@ def _membership(col: _Collector, masters_raw, masters: list[Master], others) -> 
                                      "removing this one")
 
 
-def _etcd_endpoints(urls) -> list[tuple[str, int, str]]:
+def etcd_endpoints(urls) -> list[tuple[str, int, str]]:
     """(host, port, url) of every etcd URL (host as written: an IPv4 address or a DNS name)."""
     out = []
     for url in urls or ():
@@ -850,7 +850,7 @@ def _addresses(col: _Collector, first: str, values: Mapping[str, Any], masters: 
     """Keys that share the address space: the VIP must be nobody's address and a usable host address
     of its subnet; a Service's cluster IP must never be a host's. Each problem names its key."""
     vip, prefix, cidr = values["vip"], values["vip_prefix"], values["service_cluster_ip_range"]
-    etcd = _etcd_endpoints(values["etcd_servers"])
+    etcd = etcd_endpoints(values["etcd_servers"])
     named = {}  # address -> what the inventory says it is (a host's, etcd's)
     for name, data, _ in hosts:
         if (address := host_address(name, data)) is not None:
@@ -911,7 +911,7 @@ def _listeners(col: _Collector, first: str, values: Mapping[str, Any], masters: 
                 col.add(first, key_b, f"{port_b} is also {key_a} ({where_a}); {where_b} needs a port of its own")
     # etcd on a master itself (on its bind_address or loopback) listens there too.
     local = {m.bind_address for m in masters} | {"localhost"}
-    for host, port, url in _etcd_endpoints(values["etcd_servers"]):
+    for host, port, url in etcd_endpoints(values["etcd_servers"]):
         if host in local or (_is_ipv4(host) and ipaddress.ip_address(host).is_loopback):
             for key, used, where in ports:
                 if used == port:

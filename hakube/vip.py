@@ -10,6 +10,15 @@
   keepalived's journal: adverts with another password, for other addresses, or from an address
   that is no master's. It is reported, naming the VRID and, where keepalived logs it, the sender.
 
+A VIP changed on a running cluster (``VipChange``: keepalived runs and a master's live config
+carries another address) gets the same scrutiny before it goes live: no master may hold the new
+address by any other means (refused while planning), and every master probes it with the same
+ARP duplicate-address check while the old VIP still serves. Then haproxy listens on both, every
+master's keepalived switches at once, and each master waits until the new VIP serves ``/readyz``
+through haproxy with exactly one holder (``switch_ready``); otherwise keepalived's previous config
+is put back and reloaded (the old VIP returns) and the run stops. A live VIP that is an address the
+cluster needs (an etcd server's, a master's) is given up before the apiserver's roll waits on it.
+
 Pure: shell text and verdicts; the operations live in ``tasks/keepalived.py`` and ``hakube.ops``.
 """
 
@@ -17,6 +26,7 @@ from __future__ import annotations
 
 import re
 import shlex
+from dataclasses import dataclass
 from typing import Iterable, Mapping
 
 #: keepalived's words for an advert that no master sent (2.2.7 and 2.3.x):
@@ -29,17 +39,72 @@ _SOURCE = re.compile(r"from ([0-9]{1,3}(?:\.[0-9]{1,3}){3})")
 JOURNAL_WINDOW = 30
 
 
-def dad_probe(vip: str, interface: str) -> str:
+def dad_probe(vip: str, interface: str, changing_from: tuple[str, ...] = ()) -> str:
     """Refuse (exit 1) when something answers ARP for ``vip`` on ``interface``. iputils' ``arping -D``
-    (duplicate address detection) exits 0 when no reply came, 1 when one did."""
+    (duplicate address detection) exits 0 when no reply came, 1 when one did. ``changing_from``: the
+    VIPs keepalived serves now (a VIP change on a running cluster), for the message."""
     q_vip, q_if = shlex.quote(vip), shlex.quote(interface)
+    if changing_from:
+        what = (f"refusing to change the VIP: the new VIP {vip} already answers on {interface}", 
+                f"; keepalived still serves {', '.join(changing_from)}, nothing was changed")
+    else:
+        what = (f"refusing to start keepalived: the VIP {vip} already answers on {interface}",
+                " while keepalived runs on no master")
     return (
         f"out=$(arping -D -c 2 -w 3 -I {q_if} {q_vip} 2>&1); rc=$?; "
-        f'if [ $rc -eq 1 ]; then echo "refusing to start keepalived: the VIP {vip} already answers on {interface} '
-        f"($(echo \"$out\" | grep -io 'reply from.*' | head -1)) while keepalived runs on no master: the address "
+        f'if [ $rc -eq 1 ]; then echo "{what[0]} '
+        f"($(echo \"$out\" | grep -io 'reply from.*' | head -1)){what[1]}: the address "
         f'belongs to another machine. Choose a free address for vip, or free it." >&2; exit 1; '
         f'elif [ $rc -ne 0 ]; then echo "arping could not probe {vip} on {interface}: $out" >&2; exit 1; fi'
     )
+
+
+def switch_ready(vip: str, interface: str, port: int, ca: str, cert: str, settle: float) -> str:
+    """Shell that succeeds when ``vip`` serves ``/readyz`` through haproxy (TLS verified against
+    ``ca``, the VIP an IP SAN) and exactly one machine holds it, twice ``settle`` seconds apart: seen
+    from this master, it holds the VIP and nobody else answers ARP for it, or one other machine does."""
+    q_vip, q_if = shlex.quote(vip), shlex.quote(interface)
+    url = shlex.quote(f"https://{vip}:{port}/readyz")
+    one = (f"curl -sf -o /dev/null --max-time 2 --cacert {shlex.quote(ca)} --cert {shlex.quote(cert)} {url} && "
+           f"n=$(arping -c 2 -w 3 -I {q_if} {q_vip} 2>/dev/null | grep -io 'reply from [^ ]* \\[[^]]*\\]' | "
+           "sort -u | wc -l) && "
+           f"if ip -o -4 addr show dev {q_if} | awk '{{print $4}}' | cut -d/ -f1 | grep -qxF {q_vip}; "
+           'then [ "$n" -eq 0 ]; else [ "$n" -eq 1 ]; fi')
+    return f"{{ {one}; }} && sleep {settle:g} && {{ {one}; }}"
+
+
+@dataclass(frozen=True)
+class VipChange:
+    """A VIP change on a running cluster: the addresses keepalived serves now (``old``) and the new one."""
+
+    new: str
+    old: tuple[str, ...]
+
+
+def change_of(vip: str, peers: Mapping[str, object], unit: str = "keepalived.service") -> VipChange | None:
+    """The VIP change this run makes, judged from every master's snapshot (``HostFacts``): keepalived
+    runs somewhere and a master's live config carries an address other than ``vip``. None otherwise
+    (also on a first install: nothing serves a VIP yet)."""
+    running = any(f.units.get(unit, ("", ""))[0] == "active" for f in peers.values())
+    old = tuple(dict.fromkeys(a for f in peers.values() for a in f.live_vips if a != vip))
+    return VipChange(vip, old) if running and old else None
+
+
+def held_by_hand(vip: str, peers: Mapping[str, object]) -> list[str]:
+    """Masters that hold ``vip`` though their keepalived config does not carry it (and no reload of a
+    changed config is owed there): an address added by hand, or by something else."""
+    return [name.rsplit("/", 1)[-1] for name, f in peers.items()
+            if vip in f.addresses and vip not in f.live_vips and not f.owed("keepalived")]
+
+
+def held_by_keepalived(vip: str, peers: Mapping[str, object]) -> bool:
+    return any(vip in f.addresses and (vip in f.live_vips or f.owed("keepalived")) for f in peers.values())
+
+
+def harmful(live_vips: Iterable[str], needed: Iterable[str]) -> list[str]:
+    """Of a master's live VIPs, those that are addresses the cluster needs (etcd's, a master's)."""
+    needed = set(needed)
+    return [a for a in live_vips if a in needed]
 
 
 def holds(ip_addr_output: str, vip: str) -> bool:
@@ -69,8 +134,8 @@ def journal_command(window: int = JOURNAL_WINDOW) -> str:
 
 
 def foreign_adverts(lines: Iterable[str], master_addresses: Iterable[str]) -> list[str]:
-    """The senders of foreign adverts in ``lines``: an address that is no master's, or "an unnamed
-    router" when keepalived did not log the sender (an invalid password or other addresses can
+    """The senders of foreign adverts in ``lines``: an address that is no master's (an advert from a
+    master's address is never foreign), or "an unnamed router" when keepalived did not log the sender (an invalid password or other addresses can
     only come from outside: every master has the same)."""
     masters = set(master_addresses)
     found: dict[str, None] = {}
@@ -79,8 +144,9 @@ def foreign_adverts(lines: Iterable[str], master_addresses: Iterable[str]) -> li
             continue
         match = _SOURCE.search(line)
         if match and match.group(1) in masters:
-            if "priority" in line:
-                continue  # an election among the masters themselves
+            # Ours, whatever it says: an election among the masters, or a master that carried
+            # another VIP (or password) a moment ago, in the middle of a change.
+            continue
         found.setdefault(match.group(1) if match else "an unnamed router")
     return list(found)
 

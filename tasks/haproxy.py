@@ -1,6 +1,6 @@
 """Step 6 — haproxy in front of every apiserver (tutorial: 安装配置haproxy).
 
-ip_nonlocal_bind lets every master bind the VIP. The backend check is GET /readyz over TLS with
+ip_nonlocal_bind lets every master bind the VIP (and, while a VIP changes, the new one as well). The backend check is GET /readyz over TLS with
 a client certificate (anonymous auth is off), not the tutorial's TCP check. The config is
 validated with `haproxy -c` on the host before it goes live; changes reload, never restart, one
 master at a time, and a reload that leaves haproxy not running is rolled back and stops the run.
@@ -23,17 +23,33 @@ NONLOCAL_BIND = "net.ipv4.ip_nonlocal_bind"
 NEEDS = Needs(units=("haproxy.service",), sysctls=(NONLOCAL_BIND,))
 
 
+def _config(cfg, vips: tuple[str, ...]) -> DesiredFile:
+    content = render("haproxy.cfg.j2", cfg=cfg, c=cfg.cluster, pki={"ca": CA, "crt": CHECK_CERT}, vips=vips)
+    return DesiredFile(CFG, content, validate="haproxy -c -f {path}", notify=("haproxy",))
+
+
 def desired_files(cfg, p) -> dict[str, DesiredFile]:
     if not cfg.is_master:
         return {}
-    content = render("haproxy.cfg.j2", cfg=cfg, c=cfg.cluster, pki={"ca": CA, "crt": CHECK_CERT})
     return {
         "sysctl": DesiredFile(SYSCTL_CONF, static("99-kube-apiserver-vip.conf")),
         "ca": DesiredFile(CA, p.ca_pem, notify=("haproxy",)),
         "check-cert": DesiredFile(CHECK_CERT, pkimod.combined_pem(p.certs["haproxy-healthcheck"]), mode="0600",
                                   secret=True, notify=("haproxy",)),
-        "cfg": DesiredFile(CFG, content, validate="haproxy -c -f {path}", notify=("haproxy",)),
+        "cfg": _config(cfg, (cfg.cluster.vip,)),
     }
+
+
+@deploy("haproxy listens on the new VIP too")
+def listen_both(cfg, want, facts, moving):
+    """A VIP change (``moving``, ``hakube.vip.VipChange``): before keepalived switches, haproxy listens
+    on the new VIP as well as the old ones (ip_nonlocal_bind), so whichever the holder carries
+    serves; ``apply`` drops the old ones once the switch is done."""
+    if moving is None:
+        return
+    both = _config(cfg, (cfg.cluster.vip, *moving.old))
+    install([both], facts)
+    reload_roll("haproxy", [both], facts, cfg.short_name, name=f"Reload haproxy (listening on {cfg.cluster.vip} too)")
 
 
 @deploy(NAME)

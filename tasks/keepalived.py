@@ -9,22 +9,31 @@ The VIP must be ours, and one master's (``hakube.vip``): before keepalived first
 no master yet) an ARP probe refuses an address that already answers; once keepalived and haproxy
 are in place (``verify``) exactly one master must hold the VIP, steadily, and no router outside
 the masters may send adverts with our virtual_router_id.
+
+A VIP changed on a running cluster (``precheck``, first of all): refused while planning if a master
+holds the new address by hand, then probed from every master while the old VIP serves. A live VIP
+that is an address the cluster needs is given up before the apiserver's roll (``release``). The
+switch itself reloads every master's keepalived at once (haproxy already listens on both VIPs) and
+waits for the new VIP to serve with one holder, or puts the previous config back.
 """
 
 from pyinfra import host
 from pyinfra.api import deploy
+from pyinfra.api.exceptions import PyinfraError
 from pyinfra.operations import server
 
 from hakube import vip as vipmod
 from hakube.facts import Needs
 from hakube.ops import differs, ensure_running, install, masters_unfailed, reload_roll, vip_one_holder
 from hakube.render import DesiredFile, render
+from hakube.settings import etcd_endpoints
 
 NAME = "keepalived"
 CONF = "/etc/keepalived/keepalived.conf"
 SCRIPT_USER = "keepalived_script"  # runs the health script: never root
 UNIT = "keepalived.service"
-NEEDS = Needs(units=(UNIT,), users=(SCRIPT_USER,), journals=((UNIT, vipmod.FOREIGN_ADVERT),))
+NEEDS = Needs(units=(UNIT,), users=(SCRIPT_USER,), journals=((UNIT, vipmod.FOREIGN_ADVERT),), vip_configs=(CONF,))
+HAPROXY_CA, HAPROXY_CERT = "/etc/haproxy/pki/ca.pem", "/etc/haproxy/pki/healthcheck.pem"  # tasks/haproxy.py's
 # `keepalived -t`, as a validator ({path} is the staged copy). Debian 12's keepalived 2.2.7 kills
 # its own config test (SIGTERM, exit 143) whenever a tracked script runs under script security
 # (keepalived#2587, #2617; fixed in 2.2.8). A test killed that way without a word is run once more
@@ -49,8 +58,57 @@ def _running_anywhere(peers: dict) -> bool:
     return any(f.units.get(UNIT, ("", ""))[0] == "active" for f in peers.values())
 
 
+def change(cfg, peers: dict):
+    """The VIP change this run makes on a running cluster (``hakube.vip.VipChange``), or None."""
+    return vipmod.change_of(cfg.cluster.vip, peers, UNIT)
+
+
+def needed_addresses(c) -> tuple[str, ...]:
+    """Addresses the apiserver needs to reach: no master may carry one of them as its VIP."""
+    return (*c.bind_addresses, *(h for h, _, _ in etcd_endpoints(c.etcd_servers)))
+
+
+@deploy("The new VIP: nobody's yet")
+def precheck(cfg, want, facts, peers: dict):
+    """Before anything changes anywhere: a new VIP for a running cluster must be free. A master that
+    holds it by hand refuses the run while planning; otherwise every master probes it (ARP duplicate
+    address detection) while the old VIP still serves, and nothing goes on unless all found it free."""
+    c, moving = cfg.cluster, change(cfg, peers)
+    if moving is None:
+        return
+    by_hand = vipmod.held_by_hand(c.vip, peers)
+    if by_hand:
+        raise PyinfraError(
+            f"{cfg.host}: vip: the new VIP {c.vip} is already an address of {', '.join(by_hand)} (not from "
+            f"keepalived): taking it over would cut off whatever uses it. Choose a free address, or remove it "
+            f"there. Nothing was changed; keepalived still serves {', '.join(moving.old)}."
+        )
+    if vipmod.held_by_keepalived(c.vip, peers):  # ours already (an earlier, interrupted run)
+        host.noop(f"the new VIP {c.vip} is held by our keepalived already")
+        return
+    server.shell(name=f"Nothing answers on the new VIP {c.vip} (keepalived serves {', '.join(moving.old)} now)",
+                 commands=[vipmod.dad_probe(c.vip, cfg.vrrp_interface, changing_from=moving.old)])
+    masters_unfailed(name="the VIP changes only if every master found the new one free",
+                     masters=tuple(m.name for m in c.masters))
+
+
+@deploy("A VIP that takes an address the cluster needs is given up first")
+def release(cfg, want, facts, peers: dict) -> bool:
+    """A live VIP that is an etcd server's or a master's address (an earlier run's, or a hand edit)
+    cuts this master off from it, so its apiserver cannot become ready: the roll would wait on it
+    for ever. keepalived's config goes live here, before the roll. True when it did."""
+    bad = vipmod.harmful(facts.live_vips, needed_addresses(cfg.cluster))
+    if not bad or UNIT not in facts.units or facts.units[UNIT][0] != "active":
+        return False
+    files = want[NAME]
+    install([files["conf"]], facts)
+    reload_roll("keepalived", files.values(), facts, cfg.short_name, one_at_a_time=False,
+                name=f"Reload keepalived: give up {', '.join(bad)} (an address the apiserver needs)")
+    return True
+
+
 @deploy(NAME)
-def apply(cfg, want, facts, peers: dict, one_at_a_time: bool = True):
+def apply(cfg, want, facts, peers: dict, one_at_a_time: bool = True, released: bool = False):
     files = want[NAME]
     c = cfg.cluster
     if SCRIPT_USER not in facts.users:
@@ -61,9 +119,23 @@ def apply(cfg, want, facts, peers: dict, one_at_a_time: bool = True):
                      commands=[vipmod.dad_probe(c.vip, cfg.vrrp_interface)])
         masters_unfailed(name="keepalived starts only if every master found the VIP free",
                          masters=tuple(m.name for m in c.masters))
+    if released:  # its config went live before the roll (``release``)
+        ensure_running(UNIT, facts, name="keepalived enabled and running")
+        return
     install([files["conf"]], facts)
     running = tuple(facts.units.get(UNIT, ("", "")))[0] == "active"
-    if running:
+    moving = change(cfg, peers)
+    if running and moving:
+        # Every master at once (haproxy listens on both VIPs already): a master that reloaded alone
+        # would carry another VIP than the holder's adverts. Each waits for the new VIP to serve with
+        # one holder; otherwise its previous config goes back (reloaded: the old VIP returns).
+        reload_roll("keepalived", files.values(), facts, cfg.short_name, one_at_a_time=False,
+                    timeout=int(15 + 6 * c.vrrp_advert_int),
+                    ready=vipmod.switch_ready(c.vip, cfg.vrrp_interface, c.lb_port, HAPROXY_CA, HAPROXY_CERT,
+                                              settle=3.0 * c.vrrp_advert_int),
+                    name=f"Switch the VIP {', '.join(moving.old)} -> {c.vip} on every master at once, "
+                         "waiting for it to serve")
+    elif running:
         reload_roll("keepalived", files.values(), facts, cfg.short_name, one_at_a_time=one_at_a_time)
     # A keepalived that does not run yet (a new master) starts in a later operation than the
     # others' reloads: with vrrp_unicast they send it their adverts before it listens, so it

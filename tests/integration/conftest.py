@@ -119,8 +119,8 @@ def holders() -> list[str]:
 class Prober:
     """Calls /readyz through the VIP every ``interval`` seconds in a thread; records (t, ok, detail)."""
 
-    def __init__(self, interval: float = 0.1, path: str = "/readyz"):
-        self.interval, self.path = interval, path
+    def __init__(self, interval: float = 0.1, path: str = "/readyz", host: str = lab.VIP):
+        self.interval, self.path, self.host = interval, path, host
         self.samples: list[tuple[float, bool, str]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -129,7 +129,7 @@ class Prober:
     def _run(self):
         while not self._stop.is_set():
             started = time.monotonic()
-            status, body = api_get(self.path, ctx=self._ctx, timeout=2.0)
+            status, body = api_get(self.path, ctx=self._ctx, timeout=2.0, host=self.host)
             self.samples.append((started, status == 200, f"{status} {body[:80]}"))
             self._stop.wait(max(0.0, self.interval - (time.monotonic() - started)))
 
