@@ -17,6 +17,7 @@ from tasks import (apiserver, audit, certs, desired_state, encryption, haproxy, 
 cfg = settings_for(host, inventory)  # raises before any host is touched
 facts = host_facts(host, cfg)  # what the host has: one remote command, asked for by the steps
 peers = masters_facts(cfg, host, inventory, facts)  # every master's; the masters' CA is the truth
+keepalived.precheck(cfg, facts, peers)  # a new VIP for a running cluster must be free: else refuse now
 pki = certs.ensure_pki(cfg) if cfg.is_member else None
 want = desired_state(cfg, pki)  # every file this host should have, rendered locally, by step
 serving = apiserver.serving(peers)  # anything to protect? then one master at a time
@@ -25,7 +26,6 @@ if cfg.leaving:
     leave.apply(cfg, want, facts)  # -. a master that leaves (`leaving`): VIP off, drain, stop, keys removed; first
 elif cfg.is_master:
     leave.wait(cfg, want, facts, peers)  # -. ... the others change nothing until it has left
-    keepalived.precheck(cfg, want, facts, peers)  # 5. a new VIP for a running cluster: free, before any change
     packages.apply(cfg, want, facts)  # 0. keepalived, haproxy, kubectl, curl, ... (installed in the background)
     certs.apply(cfg, want, facts)  # 1. Kubernetes certificates and keys (staged)
     audit.apply(cfg, want, facts)  # 2. audit policy (staged)
@@ -35,9 +35,10 @@ elif cfg.is_master:
     apiserver.download(cfg, want, facts)  # 3. ... or the binary downloaded with that curl, checked (staged)
     released = keepalived.release(cfg, want, facts, peers)  # 5. a live VIP the apiserver needs: given up first
     apiserver.roll_out(cfg, want, facts, one_at_a_time=serving)  # 3. the roll: start or restart, /readyz
-    haproxy.listen_both(cfg, want, facts, keepalived.change(cfg, peers))  # 6. a new VIP: haproxy serves both
+    moving = keepalived.change(cfg, peers)  # a new VIP for a running cluster (or None)
+    haproxy.listen_both(cfg, want, facts, moving)  # 6. ... haproxy listens on the new VIP too
     keepalived.apply(cfg, want, facts, peers, one_at_a_time=serving, released=released)  # 5. the VIP
-    haproxy.apply(cfg, want, facts, one_at_a_time=serving)  # 6. haproxy in front of every apiserver
+    haproxy.apply(cfg, want, facts, one_at_a_time=serving, moving=moving)  # 6. haproxy in front of every apiserver
     keepalived.verify(cfg, want, facts, peers)  # 5. ... exactly one master holds the VIP
     kubeconfig.apply(cfg, want, facts)  # 7. admin kubeconfig (masters)
     kubeconfig.write_local(cfg, pki)  #    ... and for the operator

@@ -39,21 +39,20 @@ _SOURCE = re.compile(r"from ([0-9]{1,3}(?:\.[0-9]{1,3}){3})")
 JOURNAL_WINDOW = 30
 
 
-def dad_probe(vip: str, interface: str, changing_from: tuple[str, ...] = ()) -> str:
+def dad_probe(vip: str, interface: str, report: bool = False) -> str:
     """Refuse (exit 1) when something answers ARP for ``vip`` on ``interface``. iputils' ``arping -D``
-    (duplicate address detection) exits 0 when no reply came, 1 when one did. ``changing_from``: the
-    VIPs keepalived serves now (a VIP change on a running cluster), for the message."""
+    (duplicate address detection) exits 0 when no reply came, 1 when one did. ``report``: never
+    fail, print what answered (nothing when nothing did), for a check made while planning."""
     q_vip, q_if = shlex.quote(vip), shlex.quote(interface)
-    if changing_from:
-        what = (f"refusing to change the VIP: the new VIP {vip} already answers on {interface}", 
-                f"; keepalived still serves {', '.join(changing_from)}, nothing was changed")
-    else:
-        what = (f"refusing to start keepalived: the VIP {vip} already answers on {interface}",
-                " while keepalived runs on no master")
+    reply = "$(echo \"$out\" | grep -io 'reply from.*' | head -1)"
+    if report:
+        return (f"out=$(arping -D -c 2 -w 3 -I {q_if} {q_vip} 2>&1); rc=$?; "
+                f'if [ $rc -eq 1 ]; then echo "{reply}"; '
+                f'elif [ $rc -ne 0 ]; then echo "arping could not probe {vip}: $out"; fi; true')
     return (
         f"out=$(arping -D -c 2 -w 3 -I {q_if} {q_vip} 2>&1); rc=$?; "
-        f'if [ $rc -eq 1 ]; then echo "{what[0]} '
-        f"($(echo \"$out\" | grep -io 'reply from.*' | head -1)){what[1]}: the address "
+        f'if [ $rc -eq 1 ]; then echo "refusing to start keepalived: the VIP {vip} already answers on {interface} '
+        f"({reply}) while keepalived runs on no master: the address "
         f'belongs to another machine. Choose a free address for vip, or free it." >&2; exit 1; '
         f'elif [ $rc -ne 0 ]; then echo "arping could not probe {vip} on {interface}: $out" >&2; exit 1; fi'
     )

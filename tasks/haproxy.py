@@ -6,11 +6,13 @@ validated with `haproxy -c` on the host before it goes live; changes reload, nev
 master at a time, and a reload that leaves haproxy not running is rolled back and stops the run.
 """
 
+from dataclasses import replace
+
 from pyinfra.api import deploy
 from pyinfra.operations import server
 
 from hakube import pki as pkimod
-from hakube.facts import Needs
+from hakube.facts import FileState, Needs
 from hakube.ops import ensure_running, install, reload_roll
 from hakube.render import DesiredFile, render, static
 
@@ -40,6 +42,16 @@ def desired_files(cfg, p) -> dict[str, DesiredFile]:
     }
 
 
+def _both(cfg, moving) -> DesiredFile:
+    return _config(cfg, (cfg.cluster.vip, *moving.old))
+
+
+def _after_listen_both(cfg, facts, moving):
+    """The host as ``listen_both`` leaves it: haproxy.cfg listening on both VIPs."""
+    both = _both(cfg, moving)
+    return replace(facts, files={**facts.files, CFG: FileState(both.sha256, int(both.mode, 8), "root:root")})
+
+
 @deploy("haproxy listens on the new VIP too")
 def listen_both(cfg, want, facts, moving):
     """A VIP change (``moving``, ``hakube.vip.VipChange``): before keepalived switches, haproxy listens
@@ -47,14 +59,17 @@ def listen_both(cfg, want, facts, moving):
     serves; ``apply`` drops the old ones once the switch is done."""
     if moving is None:
         return
-    both = _config(cfg, (cfg.cluster.vip, *moving.old))
+    both = _both(cfg, moving)
     install([both], facts)
     reload_roll("haproxy", [both], facts, cfg.short_name, name=f"Reload haproxy (listening on {cfg.cluster.vip} too)")
 
 
 @deploy(NAME)
-def apply(cfg, want, facts, one_at_a_time: bool = True):
+def apply(cfg, want, facts, one_at_a_time: bool = True, moving=None):
+    """``moving``: the VIP change of this run (``listen_both`` ran): the old VIPs are dropped here."""
     files = want[NAME]
+    if moving is not None:
+        facts = _after_listen_both(cfg, facts, moving)
     install([files["sysctl"]], facts, verb="Persist")
     if facts.sysctls.get(NONLOCAL_BIND) != "1":
         server.sysctl(name=f"{NONLOCAL_BIND} = 1", key=NONLOCAL_BIND, value=1)

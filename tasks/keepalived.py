@@ -18,7 +18,7 @@ waits for the new VIP to serve with one holder, or puts the previous config back
 """
 
 from pyinfra import host
-from pyinfra.api import deploy
+from pyinfra.api import FactBase, deploy
 from pyinfra.api.exceptions import PyinfraError
 from pyinfra.operations import server
 
@@ -68,28 +68,39 @@ def needed_addresses(c) -> tuple[str, ...]:
     return (*c.bind_addresses, *(h for h, _, _ in etcd_endpoints(c.etcd_servers)))
 
 
-@deploy("The new VIP: nobody's yet")
-def precheck(cfg, want, facts, peers: dict):
-    """Before anything changes anywhere: a new VIP for a running cluster must be free. A master that
-    holds it by hand refuses the run while planning; otherwise every master probes it (ARP duplicate
-    address detection) while the old VIP still serves, and nothing goes on unless all found it free."""
+def precheck(cfg, facts, peers: dict) -> None:
+    """While planning, before anything changes anywhere (the local PKI included): a new VIP for a
+    running cluster must be free. A master that holds it by hand refuses the run; otherwise every
+    master probes it (ARP duplicate address detection) while the old VIP still serves, and any
+    answer refuses the run. Raises ``PyinfraError``; pyinfra then runs nothing on any host."""
     c, moving = cfg.cluster, change(cfg, peers)
-    if moving is None:
+    if moving is None or not cfg.is_member:
         return
+    kept = f"Nothing was changed; keepalived still serves {', '.join(moving.old)}."
     by_hand = vipmod.held_by_hand(c.vip, peers)
     if by_hand:
         raise PyinfraError(
             f"{cfg.host}: vip: the new VIP {c.vip} is already an address of {', '.join(by_hand)} (not from "
             f"keepalived): taking it over would cut off whatever uses it. Choose a free address, or remove it "
-            f"there. Nothing was changed; keepalived still serves {', '.join(moving.old)}."
-        )
+            f"there. {kept}")
     if vipmod.held_by_keepalived(c.vip, peers):  # ours already (an earlier, interrupted run)
-        host.noop(f"the new VIP {c.vip} is held by our keepalived already")
         return
-    server.shell(name=f"Nothing answers on the new VIP {c.vip} (keepalived serves {', '.join(moving.old)} now)",
-                 commands=[vipmod.dad_probe(c.vip, cfg.vrrp_interface, changing_from=moving.old)])
-    masters_unfailed(name="the VIP changes only if every master found the new one free",
-                     masters=tuple(m.name for m in c.masters))
+    answer = host.get_fact(VipProbe, vip=c.vip, interface=cfg.vrrp_interface)
+    if answer:
+        raise PyinfraError(f"{cfg.host}: vip: refusing to change the VIP: the new VIP {c.vip} already answers on "
+                           f"{cfg.vrrp_interface} ({answer}): the address belongs to another machine. Choose a "
+                           f"free address for vip, or free it. {kept}")
+
+
+class VipProbe(FactBase):
+    """What answers ARP for ``vip`` on ``interface`` (``hakube.vip.dad_probe``, read-only): "" when
+    nothing does. A probe that cannot run says so (and so refuses)."""
+
+    def command(self, vip: str, interface: str) -> str:
+        return vipmod.dad_probe(vip, interface, report=True)
+
+    def process(self, output):
+        return " ".join(output).strip()
 
 
 @deploy("A VIP that takes an address the cluster needs is given up first")

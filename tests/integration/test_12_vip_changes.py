@@ -93,7 +93,7 @@ def test_a_new_vip_that_another_machine_owns_is_refused_before_anything_changes(
         assert run.returncode != 0, run.describe()
         assert f"refusing to change the VIP: the new VIP {NEW_VIP} already answers on eth0" in run.output, \
             run.describe()
-        assert len(old.samples) >= MIN_CALLS and not old.failures, old.failures[:5]
+        assert len(old.samples) >= 10 and not old.failures, old.failures[:5]  # refused within seconds
         print(f"foreign owner: refused after {run.seconds:.1f}s; {len(old.samples)} calls through the old VIP, "
               f"{len(old.failures)} failed")
         assert config_checksums() == before  # nothing changed on any master

@@ -75,3 +75,112 @@ def test_dad_probe_passes_a_free_address_and_fails_a_broken_probe(tmp_path):
     env2 = _fake_arping(tmp_path / "b", 2, "arping: unknown iface eth9") if (tmp_path / "b").mkdir() is None else None
     proc = subprocess.run(["sh", "-c", vip.dad_probe("10.0.0.100", "eth9")], env=env2, capture_output=True, text=True)
     assert proc.returncode == 1 and "could not probe" in proc.stderr
+
+
+# --- a VIP changed on a running cluster ----------------------------------------------------------
+
+
+def _facts(addresses=(), live=(), active=True, owed=False):
+    from hakube.facts import FileState, HostFacts
+    from hakube.roll import pending_marker
+
+    files = {pending_marker("keepalived"): FileState("0" * 64, 0o644, "root:root")} if owed else {}
+    return HostFacts(files=files, units={"keepalived.service": ("active" if active else "inactive", "enabled")},
+                     addresses=frozenset(addresses), live_vips=tuple(live))
+
+
+def test_a_running_cluster_whose_live_vip_differs_is_changing():
+    peers = {"vm01": _facts(["10.0.0.11", "10.0.0.100"], ["10.0.0.100"]), "vm02": _facts(["10.0.0.12"], ["10.0.0.100"])}
+    assert vip.change_of("10.0.0.150", peers) == vip.VipChange("10.0.0.150", ("10.0.0.100",))
+    assert vip.change_of("10.0.0.100", peers) is None  # no change
+    # a first install (keepalived runs nowhere) is no change: the first-start probe covers it
+    idle = {n: _facts(live=["10.0.0.100"], active=False) for n in ("vm01", "vm02")}
+    assert vip.change_of("10.0.0.150", idle) is None
+    # half-way (one master's config already carries the new VIP): still a change from the other
+    half = {"vm01": _facts(live=["10.0.0.150"]), "vm02": _facts(live=["10.0.0.100"])}
+    assert vip.change_of("10.0.0.150", half).old == ("10.0.0.100",)
+
+
+def test_an_address_held_outside_keepalived_is_by_hand_unless_a_reload_is_owed():
+    peers = {"vm01": _facts(["10.0.0.11", "10.0.0.100"], ["10.0.0.100"]),
+             "vm02": _facts(["10.0.0.12", "10.0.0.151"], ["10.0.0.100"])}
+    assert vip.held_by_hand("10.0.0.151", peers) == ["vm02"]
+    assert vip.held_by_hand("10.0.0.100", peers) == []  # keepalived's own
+    assert not vip.held_by_keepalived("10.0.0.151", peers)
+    owed = {**peers, "vm02": _facts(["10.0.0.12", "10.0.0.151"], ["10.0.0.100"], owed=True)}
+    assert vip.held_by_hand("10.0.0.151", owed) == [] and vip.held_by_keepalived("10.0.0.151", owed)
+
+
+def test_a_live_vip_on_an_address_the_cluster_needs_is_harmful():
+    assert vip.harmful(["10.0.0.20"], ["10.0.0.11", "10.0.0.12", "10.0.0.20"]) == ["10.0.0.20"]
+    assert vip.harmful(["10.0.0.100"], ["10.0.0.11", "10.0.0.20"]) == []
+
+
+def test_adverts_from_a_master_are_never_foreign_whatever_they_carry():
+    """Renumbering: a master that still (or already) carries the other VIP is ours (keepalived 2.3
+    names the sender); a stranger's address stays foreign."""
+    lines = ["(kube_api) ip address associated with VRID 80 not present in MASTER advert from 10.0.0.12: 10.0.0.150",
+             "(kube_api) received an invalid passwd from 10.0.0.11!",
+             "(kube_api) ip address associated with VRID 80 not present in MASTER advert from 10.0.0.40: 10.0.0.150"]
+    assert vip.foreign_adverts(lines, MASTERS) == ["10.0.0.40"]
+
+
+def _fake_tools(tmp_path, arping_out: str, held: bool, curl_rc: int = 0):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(parents=True)
+    tools = {
+        "arping": f"printf '%s\\n' '{arping_out}'\nexit 0",
+        "curl": f"exit {curl_rc}",
+        "ip": "echo '2: eth0    inet 10.0.0.11/24 scope global eth0'" + (
+            "\necho '2: eth0    inet 10.0.0.150/24 scope global secondary eth0'" if held else ""),
+        "sleep": "exit 0",
+    }
+    for name, body in tools.items():
+        script = bin_dir / name
+        script.write_text(f"#!/bin/sh\n{body}\n")
+        script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    return {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+
+
+def _switch_ok(env) -> bool:
+    script = vip.switch_ready("10.0.0.150", "eth0", 6443, "/ca.pem", "/check.pem", settle=3)
+    return subprocess.run(["sh", "-c", script], env=env).returncode == 0
+
+
+REPLY = "Unicast reply from 10.0.0.150 [02:42:0A:00:00:0C]  0.6ms"
+OTHER = "Unicast reply from 10.0.0.150 [02:42:0A:00:00:28]  0.7ms"
+
+
+def test_the_switch_is_ready_when_the_new_vip_serves_with_one_holder(tmp_path):
+    assert _switch_ok(_fake_tools(tmp_path / "a", "Sent 2 probes", held=True))  # here alone
+    assert _switch_ok(_fake_tools(tmp_path / "b", REPLY, held=False))  # one other master
+
+
+def test_the_switch_is_not_ready_with_two_holders_none_or_no_answer(tmp_path):
+    assert not _switch_ok(_fake_tools(tmp_path / "a", REPLY, held=True))  # here and elsewhere
+    assert not _switch_ok(_fake_tools(tmp_path / "b", f"{REPLY}\n{OTHER}", held=False))  # two others
+    assert not _switch_ok(_fake_tools(tmp_path / "c", "Sent 2 probes", held=False))  # nobody
+    assert not _switch_ok(_fake_tools(tmp_path / "d", REPLY, held=False, curl_rc=7))  # does not serve
+
+
+def test_the_planning_probe_reports_what_answers_and_never_fails(tmp_path):
+    env = _fake_arping(tmp_path, 1, "Unicast reply from 10.0.0.150 [02:42:0A:00:00:28]  0.6ms")
+    proc = subprocess.run(["sh", "-c", vip.dad_probe("10.0.0.150", "eth0", report=True)], env=env,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0 and "02:42:0A:00:00:28" in proc.stdout
+    free = _fake_arping(tmp_path / "f", 0, "Sent 2 probes") if (tmp_path / "f").mkdir() is None else None
+    proc = subprocess.run(["sh", "-c", vip.dad_probe("10.0.0.150", "eth0", report=True)], env=free,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout.strip() == ""
+
+
+def test_the_snapshot_reads_the_live_vip_out_of_keepalived_conf(tmp_path):
+    """``L`` lines: the addresses of the virtual_ipaddress block, as the rendered config writes them."""
+    from hakube.facts import AWK_VIPS, HostSnapshot
+
+    conf = tmp_path / "keepalived.conf"
+    conf.write_text("vrrp_instance kube_api {\n    virtual_router_id 80\n    virtual_ipaddress {\n"
+                    "        10.0.0.100/24 dev eth0 scope global\n    }\n    track_script {\n        chk_haproxy\n    }\n}\n")
+    out = subprocess.run(["awk", AWK_VIPS, str(conf)], capture_output=True, text=True, check=True).stdout
+    assert out.split("\n")[0] == "L 10.0.0.100"
+    assert HostSnapshot().process(out.splitlines()).live_vips == ("10.0.0.100",)
