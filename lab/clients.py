@@ -322,6 +322,7 @@ class _Client:
         finally:
             with contextlib.suppress(Exception):
                 self.teardown()
+            self.stats.extra["cpu_s"] = round(time.thread_time(), 2)  # this thread's own CPU time
 
     def setup(self) -> None:
         pass
@@ -551,6 +552,8 @@ class GoH2Client(_Client, _Writer):
         self.stats.extra["proto"] = sorted(self.protos)
         if "conns" in self.summary:
             self.stats.extra["conns"] = self.summary["conns"]
+        if "cpu_s" in self.summary:  # the Go process's CPU time (this reader thread's is negligible)
+            self.stats.extra["go_cpu_s"] = round(self.summary["cpu_s"], 2)
         if self.proc and self.proc.stdin:
             with contextlib.suppress(OSError):
                 self.proc.stdin.close()

@@ -42,10 +42,11 @@ type record struct {
 }
 
 type summary struct {
-	Calls  int    `json:"calls"`
-	Failed int    `json:"failed"`
-	Conns  int    `json:"conns"`
-	Reason string `json:"reason"`
+	Calls  int     `json:"calls"`
+	Failed int     `json:"failed"`
+	Conns  int     `json:"conns"`
+	Reason string  `json:"reason"`
+	CPUs   float64 `json:"cpu_s"` // user + system CPU time of this process
 }
 
 func fail(format string, args ...interface{}) {
@@ -200,6 +201,10 @@ func main() {
 		if sum.Reason != "" {
 			break
 		}
+	}
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
+		sum.CPUs = float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
 	}
 	out.Encode(map[string]summary{"summary": sum})
 }
