@@ -146,6 +146,26 @@ class Prober:
         return [s for s in self.samples if not s[1]]
 
 
+def real_clients(host: str = lab.VIP, port: int = 6443):
+    """The real client stacks (``lab.clients``: a new connection per call, Go's kept HTTP/2, the
+    official Python client, a reflector-style watch, two naive clients) through ``host``."""
+    from lab.clients import ClientHarness
+    from lab.config import PKI_DIR
+
+    return ClientHarness(host, port, PKI_DIR / "ca.pem", PKI_DIR / "admin.pem", PKI_DIR / "admin-key.pem")
+
+
+def assert_clients_unhurt(harness, min_calls: int, what: str) -> dict:
+    """No call of a real client failed, no object was missed by the watch, every client made at
+    least ``min_calls`` calls; the figures are printed either way."""
+    from lab.clients import assert_no_failures, format_report
+
+    report = harness.report()
+    print(f"{what}:\n{format_report(report)}")
+    assert_no_failures(report, min_calls=min_calls)
+    return report
+
+
 # --- fixtures -------------------------------------------------------------------------------------
 
 

@@ -1,7 +1,9 @@
 """A VIP changed on a live cluster (issue 17): checked before it goes live, renumbering supported
 both ways, and the last good inventory repairs whatever a bad VIP left behind.
 
-Clients call /readyz through the old and the new VIP during every change. Runs on the converged
+Clients call /readyz through the old and the new VIP during every change; through a refused change
+the real client stacks (``lab.clients``: kept HTTP/2 and HTTP/1.1 connections, writes, a watch)
+keep calling the old VIP and none of their calls may fail. Runs on the converged
 mixed lab (vm01 keepalived 2.2.7, vm02 keepalived 2.3); every test leaves it converged with
 inventory.py's data.
 """
@@ -16,12 +18,14 @@ import lab
 from .conftest import (
     Prober,
     api_get,
+    assert_clients_unhurt,
     assert_converged,
     assert_no_change,
     config_checksums,
     deploy,
     holders,
     masters,
+    real_clients,
     sh,
     variant_inventory,
     wait_for,
@@ -88,8 +92,9 @@ def test_a_new_vip_that_another_machine_owns_is_refused_before_anything_changes(
     before = config_checksums()
     extra_container(SQUATTER, NEW_VIP, ("busybox", "sleep", "3600"))
     try:
-        with Prober() as old:
+        with Prober() as old, real_clients() as clients:
             run = deploy(variant_inventory(tmp_path, cluster={"vip": NEW_VIP}))
+        assert_clients_unhurt(clients, 10, "a new VIP another machine owns, refused")
         assert run.returncode != 0, run.describe()
         assert f"refusing to change the VIP: the new VIP {NEW_VIP} already answers on eth0" in run.output, \
             run.describe()
@@ -109,8 +114,9 @@ def test_a_new_vip_that_a_master_holds_by_hand_is_refused_while_planning(converg
     hand = "10.213.0.151"
     sh("vm02", f"ip addr add {hand}/24 dev eth0")
     try:
-        with Prober() as old:
+        with Prober() as old, real_clients() as clients:
             run = deploy(variant_inventory(tmp_path, cluster={"vip": hand}))
+        assert_clients_unhurt(clients, 10, "a new VIP a master holds by hand, refused")
         assert run.returncode != 0, run.describe()
         assert f"the new VIP {hand} is already an address of vm02 (not from keepalived)" in run.output, run.describe()
         assert len(old.samples) >= 10 and not old.failures, old.failures[:5]
