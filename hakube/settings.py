@@ -85,7 +85,7 @@ KEYS: tuple[Key, ...] = (
     Key("service_account_issuer", "https://kubernetes.default.svc.cluster.local", "--service-account-issuer: an https:// URL without query or fragment."),
     Key("apiserver_extra_flags", {}, "Extra apiserver flags {name: value}; rejected unless the version accepts them. A value is a number, true/false or a string of letters, digits and `._:/=,@+%*-`."),
     # Step 5 — keepalived (tasks/keepalived.py).
-    Key("vip", REQUIRED, "Virtual IPv4 address that haproxy listens on and clients use."),
+    Key("vip", REQUIRED, "Virtual IPv4 address that haproxy listens on and clients use: a host address of vip/vip_prefix (not its network or broadcast address) that no host, master or etcd server of the inventory has. Changing it on a running cluster is checked first (README: Changing the VIP or ports on a live cluster)."),
     Key("vip_prefix", 24, "Prefix length of the VIP's subnet; every master's bind_address must be inside it."),
     Key("virtual_router_id", 51, "VRRP virtual_router_id, 1-255, unique on the LAN."),
     Key("vrrp_advert_int", 1, "VRRP advert interval in seconds (failover takes about 3 of them)."),
@@ -93,14 +93,14 @@ KEYS: tuple[Key, ...] = (
     Key("vrrp_auth_pass_file", None, f"File holding the VRRP password (at most 8 printable ASCII characters; no spaces, quotes, braces, `#`, `!`, `$`, backslash or backtick). The environment variable {AUTH_PASS_ENV} wins over it. Required one way or the other."),
     Key("keepalived_extra_global_defs", [], "Raw lines added to keepalived's global_defs; each one printable line (no newline, tab or other control character) without `{` or `}`."),
     # Step 6 — haproxy (tasks/haproxy.py).
-    Key("lb_port", 6443, "Port haproxy listens on at the VIP."),
-    Key("haproxy_agent_port", 6444, "Port of each master's haproxy agent (drains an apiserver before the deploy restarts it)."),
+    Key("lb_port", 6443, "Port haproxy listens on at the VIP. May equal apiserver_port (other address), no other port of the deploy."),
+    Key("haproxy_agent_port", 6444, "Port of each master's haproxy agent on its bind_address (drains an apiserver before the deploy restarts it); a port of its own."),
     Key("haproxy_check_interval_ms", 1000, "haproxy health-check interval (GET /readyz with a client certificate)."),
     Key("haproxy_check_fall", 2, "Failed checks before a backend leaves rotation."),
     Key("haproxy_check_rise", 2, "Good checks before a backend returns to rotation."),
     Key("haproxy_timeout", "1h", "Client/server/tunnel timeout: long enough for watches, logs -f and exec."),
     Key("haproxy_extra_defaults", [], "Raw lines added to haproxy's defaults section; each one printable line (no newline, tab or other control character) that does not open another section."),
-    Key("haproxy_stats_port", 8404, "Port of haproxy's stats page on 127.0.0.1 (the roll waits there for its master to be UP again)."),
+    Key("haproxy_stats_port", 8404, "Port of haproxy's stats page on 127.0.0.1 (the roll waits there for its master to be UP again); a port of its own."),
     # Step 7 — admin kubeconfig (tasks/kubeconfig.py).
     Key("artifacts_dir", "artifacts", "Local directory for the operator's admin kubeconfig (no control characters)."),
     Key("cluster_name", "kubernetes", "Cluster name in the kubeconfig: a plain name (letters, digits and `_.:@-`, at most 32)."),
