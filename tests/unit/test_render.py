@@ -187,6 +187,27 @@ def test_keepalived_conf(plans, host: str, prio: int, iface: str) -> None:
     assert text.count("{") == text.count("}")
 
 
+def test_keepalived_tracks_exactly_the_haproxy_process(plans, tmp_path: Path) -> None:
+    """chk_haproxy is tracked, and it is `pgrep -x haproxy`: true while a process is named exactly
+    haproxy. A misspelt name never matches, the check fails on every master and the VIP goes nowhere.
+    Run for real against a process of that name."""
+    text = _text(plans["m1"], keepalived.CONF)
+    assert _lines(_block(text, "track_script")) == ["chk_haproxy"]
+    (script,) = [line for line in _lines(_block(text, "vrrp_script chk_haproxy")) if line.startswith("script ")]
+    (command,) = shlex.split(script.removeprefix("script "))  # keepalived's "quoted command line"
+    argv = shlex.split(command)
+    assert argv == ["/usr/bin/pgrep", "-x", "haproxy"]
+    _needed(os.access(argv[0], os.X_OK), f"{argv[0]} is not installed")
+    fake = tmp_path / "haproxy"  # a process named haproxy: sleep under that name
+    shutil.copy(shutil.which("sleep"), fake)
+    proc = subprocess.Popen([str(fake), "30"])
+    try:
+        assert subprocess.run(argv, capture_output=True, timeout=10).returncode == 0
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 def test_keepalived_file_is_secret_and_validated(plans) -> None:
     f = _file(plans["m1"], keepalived.CONF)
     assert (f.mode, f.secret) == ("0600", True)
@@ -280,6 +301,65 @@ def test_haproxy_checks(plans) -> None:
     assert default_server[default_server.index("fall") + 1] == "2"
     assert default_server[default_server.index("rise") + 1] == "2"
     assert "stick" not in text
+
+
+def _default_server(text: str) -> list[str]:
+    """haproxy's default-server words (every server line of the backend inherits them)."""
+    (line,) = [line for line in _lines(text) if line.startswith("default-server ")]
+    assert all(line.split()[:1] == ["server"] and len(line.split()) == 3
+               for line in _lines(text) if line.startswith("server ")), "a server line overrides default-server"
+    return line.split()
+
+
+def _after(words: list[str], word: str) -> str:
+    assert word in words, f"{word} missing from {' '.join(words)}"
+    return words[words.index(word) + 1]
+
+
+def test_haproxy_checks_verify_each_apiservers_certificate_and_its_name(plans, two) -> None:
+    """The /readyz check is TLS that verifies the apiserver: its chain up to the cluster CA
+    (verify required, ca-file) AND its name (verifyhost: a DNS name of the serving certificate,
+    also sent as SNI). Without verifyhost any certificate the cluster CA issued would pass for an
+    apiserver."""
+    from cryptography import x509
+
+    _, p, _ = two
+    words = _default_server(_text(plans["m1"], haproxy.CFG))
+    assert "check-ssl" in words and _after(words, "verify") == "required"
+    ca_file = _after(words, "ca-file")
+    assert _file(plans["m1"], ca_file).content == p.ca_pem
+    name = _after(words, "verifyhost")
+    serving = x509.load_pem_x509_certificate(p.certs["apiserver"].cert_pem)
+    serving.verify_directly_issued_by(x509.load_pem_x509_certificate(p.ca_pem))
+    assert name in serving.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
+        x509.DNSName)
+    assert _after(words, "check-sni") == name
+
+
+def test_haproxy_drains_a_master_whose_agent_says_drain(tmp_path: Path) -> None:
+    """Every server is also agent-checked, on the port of that master's agent socket (set here to a
+    non-default one); the agent answers the roll's drain file, "ready" without it."""
+    inv = make_inventory(tmp_path)
+    inv.cluster["haproxy_agent_port"] = 7444
+    s = inv.load()
+    cfg = s["m1"]
+    text = render.render("haproxy.cfg.j2", cfg=cfg, c=cfg.cluster, pki={"ca": "/ca", "crt": "/crt"}).decode()
+    words = _default_server(text)
+    assert "agent-check" in words
+    assert _after(words, "agent-port") == "7444"
+    assert 0 < int(_after(words, "agent-inter")) <= 1000  # the roll's wait after a drain is sized on it
+    for name in ("m1", "m2"):
+        files = apiserver.desired_files(s[name], None)
+        assert f"ListenStream={s[name].bind_address}:7444" in _lines(files["agent-socket"].content.decode())
+    service = _lines(apiserver.desired_files(cfg, None)["agent-service"].content.decode())
+    (start,) = [line.removeprefix("ExecStart=") for line in service if line.startswith("ExecStart=")]
+    assert PATHS.agent_state in start
+    state = tmp_path / "agent"
+    answer = lambda: subprocess.run(shlex.split(start.replace(PATHS.agent_state, str(state))),  # noqa: E731
+                                    capture_output=True, text=True, timeout=10).stdout
+    assert answer() == "ready\n"
+    state.write_text("drain\n")  # what the roll writes there
+    assert answer() == "drain\n"
 
 
 def test_haproxy_timeouts_long_enough_for_watches(plans) -> None:
