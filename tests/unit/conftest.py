@@ -21,6 +21,17 @@ from hakube.settings import InventoryError, Settings, load_inventory
 IS_ROOT = os.geteuid() == 0
 #: Who owns what the product's commands make root's when a test runs them for real (``root_commands``).
 OWNER_UID = 0 if IS_ROOT else os.geteuid()
+#: CI (`make test` there, CI=true) never skips a test: what one needs missing is a failure.
+IN_CI = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+def needed(found, message: str):
+    """``found`` when it is something; otherwise a failure under CI (never a skip there), a skip elsewhere."""
+    if found:
+        return found
+    if IN_CI:
+        pytest.fail(f"{message}; CI=true, so this is a failure, not a skip", pytrace=False)
+    pytest.skip(message)
 
 AUTH_PASS = "s3cret"
 ENV = {"HAKUBE_VRRP_AUTH_PASS": AUTH_PASS}

@@ -7,6 +7,7 @@ product never imports them.
 from __future__ import annotations
 
 import ast
+import importlib.util
 import json
 import os
 import re
@@ -20,7 +21,7 @@ import pytest
 
 from hakube import render
 
-from .conftest import ENV, make_inventory
+from .conftest import ENV, make_inventory, needed
 
 ROOT = Path(__file__).resolve().parents[2]
 PRODUCT = ROOT / "hakube"
@@ -102,7 +103,7 @@ print(json.dumps({"hakube": hakube.__file__, "templates": str(render.TEMPLATES),
 
 def test_an_installed_hakube_finds_its_templates_as_package_data(tmp_path: Path) -> None:
     """What a wheel holds (setuptools' build_py output, offline), imported from outside the checkout."""
-    pytest.importorskip("setuptools")
+    needed(importlib.util.find_spec("setuptools"), "setuptools is not installed in this environment")
     src, lib, outside = tmp_path / "src", tmp_path / "lib", tmp_path / "outside"
     for name in ("hakube", "templates", "files"):
         shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))

@@ -52,23 +52,16 @@ class Plan:
 def plan(cfg, p) -> Plan:
     return Plan(tasks.desired_state(cfg, p))
 
-from .conftest import AUTH_PASS, IS_ROOT, VIP, make_inventory
+from .conftest import AUTH_PASS, IS_ROOT, VIP, make_inventory, needed
 
 # haproxy -c and keepalived -t check the rendered configs for real. `make test` installs them
 # (`make host-deps`); one missing fails the test under CI=true and skips it elsewhere. They live in
 # /usr/sbin, which is not on a non-root user's PATH.
-IN_CI = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
 SBIN_PATH = os.pathsep.join([os.environ.get("PATH", os.defpath), "/usr/sbin", "/sbin"])
 
 
 def _needed(found, message: str):
-    """``found``, or a failure under CI (never a skip there), or a skip elsewhere."""
-    if found:
-        return found
-    message += " (`make host-deps` installs haproxy, keepalived and procps)"
-    if IN_CI:
-        pytest.fail(f"{message}; CI=true, so this is a failure, not a skip", pytrace=False)
-    pytest.skip(message)
+    return needed(found, message + " (`make host-deps` installs haproxy, keepalived and procps)")
 
 
 def _tool(name: str) -> str:
@@ -418,7 +411,7 @@ def test_keepalived_conf_passes_keepalived_check(tmp_path: Path) -> None:
     """m1's keepalived.conf through the deploy's own validator (`keepalived -t`, with its retry for
     Debian 12's self-killing test), on an interface this machine has; one it lacks is refused."""
     keepalived_bin = _tool("keepalived")
-    iface = _needed(_vrrp_interface_here(), "no non-loopback network interface here for keepalived -t")
+    iface = needed(_vrrp_interface_here(), "no non-loopback network interface here for keepalived -t")
     inv = make_inventory(tmp_path)
     inv.master("m1")["vrrp_interface"] = iface
     text = keepalived.desired_files(inv.load()["m1"], None)["conf"].content.decode()
