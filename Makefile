@@ -23,7 +23,7 @@ help:
 	@echo "make lab          the main job: venv, images, apiserver build, lab up, deploy, health through the VIP"
 	@echo "make test         unit tests and the lab's integration tests (Docker)"
 	@echo "make .venv        create/refresh the virtualenv (pip install -e '.[test]')"
-	@echo "make host-deps    apt-get install the host tools the lab needs (if missing)"
+	@echo "make host-deps    apt-get install the host tools the lab and the unit tests need (if missing; starts no service)"
 	@echo "make lab-up       start the Docker lab (MASTERS=2|3, default 2; OS=bookworm|trixie|mixed, default trixie; NODES=0|1)"
 	@echo "make lab-down     remove the lab's containers and network"
 	@echo "make lab-status   print the lab's state as JSON"
@@ -36,16 +36,31 @@ $(VENV_STAMP): pyproject.toml
 	.venv/bin/pip install -e '.[test]'
 	touch $@
 
-# tool:package pairs; `apt-get update` runs once, only when something is missing
-HOST_TOOLS := debootstrap:debootstrap go:golang-go rsync:rsync dpkg-source:dpkg-dev
+# tool:package pairs; `apt-get update` runs once, only when something is missing. haproxy and
+# keepalived are for the unit tests' `haproxy -c` / `keepalived -t` (they fail, not skip, with CI=true).
+# Tools in /usr/sbin count as present for a non-root user too (it is not on their PATH).
+HOST_TOOLS := debootstrap:debootstrap go:golang-go rsync:rsync dpkg-source:dpkg-dev \
+              haproxy:haproxy keepalived:keepalived pgrep:procps
+
+# Installing must start no daemon: without systemd as PID 1 (a container, a CI runner) the
+# packages' postinst runs /etc/init.d/haproxy start through invoke-rc.d, which would leave a
+# haproxy running. A policy-rc.d that answers 101 ("action forbidden") stops invoke-rc.d and
+# deb-systemd-invoke from starting anything; it is put in place only if the host has none, and
+# removed again whatever happens. (On a systemd host the units are still enabled for the next boot.)
+POLICY_RC_D := /usr/sbin/policy-rc.d
 
 host-deps:
-	@missing=""; \
+	@PATH="$$PATH:/usr/sbin:/sbin"; missing=""; \
 	for pair in $(HOST_TOOLS); do \
 	  command -v "$${pair%%:*}" >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; \
 	done; \
 	if [ -z "$$missing" ]; then echo "host-deps: all present"; exit 0; fi; \
 	echo "host-deps: installing$$missing"; \
+	made=""; trap '[ -z "$$made" ] || $(SUDO) rm -f $(POLICY_RC_D)' EXIT; trap 'exit 130' INT TERM HUP; \
+	if [ ! -e $(POLICY_RC_D) ]; then \
+	  made=1; printf '#!/bin/sh\n# hakube host-deps: start no service while installing\nexit 101\n' | \
+	    $(SUDO) tee $(POLICY_RC_D) >/dev/null && $(SUDO) chmod 0755 $(POLICY_RC_D) || exit 1; \
+	fi; \
 	$(SUDO) apt-get update && \
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing
 

@@ -8,12 +8,30 @@ Every path (pki_dir, artifacts_dir, the VRRP password file) lives under a pytest
 from __future__ import annotations
 
 import copy
+import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from hakube.settings import InventoryError, Settings, load_inventory
+
+#: The suite runs as root (CI, `make test`) and as any other user; a few tests assert per case.
+IS_ROOT = os.geteuid() == 0
+#: Who owns what the product's commands make root's when a test runs them for real (``root_commands``).
+OWNER_UID = 0 if IS_ROOT else os.geteuid()
+#: CI (`make test` there, CI=true) never skips a test: what one needs missing is a failure.
+IN_CI = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+def needed(found, message: str):
+    """``found`` when it is something; otherwise a failure under CI (never a skip there), a skip elsewhere."""
+    if found:
+        return found
+    if IN_CI:
+        pytest.fail(f"{message}; CI=true, so this is a failure, not a skip", pytrace=False)
+    pytest.skip(message)
 
 AUTH_PASS = "s3cret"
 ENV = {"HAKUBE_VRRP_AUTH_PASS": AUTH_PASS}
@@ -107,3 +125,38 @@ def etcd_site(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         "other_ca_key": str(other / "ca-key.pem"),
         "foreign": str(other / "foreign.pem"), "foreign_key": str(other / "foreign-key.pem"),
     }
+
+
+# The product's file commands run as root on a host (``install -o root -g root``, ``chown root:root``).
+# Another user cannot give a file to root: these stand-ins check that root is what was asked for and
+# leave the owner as it is; everything else (modes, contents, order, failures) stays real.
+_CHOWN = """#!/bin/sh
+[ "$1" = root:root ] || { echo "chown (test stand-in): asked for $1, the deploy gives root:root" >&2; exit 1; }
+shift
+for f in "$@"; do [ -e "$f" ] || { echo "chown: cannot access '$f': No such file or directory" >&2; exit 1; }; done
+"""
+_INSTALL = """#!/bin/sh
+n=$#; i=0
+while [ "$i" -lt "$n" ]; do
+  a=$1; shift; i=$((i + 1))
+  case $a in
+    -o|-g) v=$1; shift; i=$((i + 1))
+      [ "$v" = root ] || { echo "install (test stand-in): $a $v, the deploy gives root" >&2; exit 1; };;
+    *) set -- "$@" "$a";;
+  esac
+done
+exec {install} "$@"
+"""
+
+
+@pytest.fixture
+def root_commands(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run the product's root-owning commands for real in a test: as root unchanged; as another user
+    through ``chown``/``install`` stand-ins first on PATH (see above). Owners: ``OWNER_UID``."""
+    if IS_ROOT:
+        return
+    shims = tmp_path_factory.mktemp("root-commands")
+    for name, text in (("chown", _CHOWN), ("install", _INSTALL.replace("{install}", shutil.which("install")))):
+        (shims / name).write_text(text)
+        (shims / name).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{shims}{os.pathsep}{os.environ.get('PATH', os.defpath)}")

@@ -26,7 +26,7 @@ from hakube import ops, roll
 from hakube.facts import HostFacts, HostSnapshot, k8s_arch
 from tasks import apiserver
 
-from .conftest import make_inventory
+from .conftest import OWNER_UID, make_inventory
 from .test_operations import FakeHost
 
 PAYLOAD = b"#!/bin/sh\necho 'kube-apiserver (test double)'\n" * 100
@@ -61,8 +61,9 @@ def server(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture
-def host_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A scratch "host": bin/kube-apiserver is the live binary; pending markers under it too."""
+def host_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, root_commands) -> Path:
+    """A scratch "host": bin/kube-apiserver is the live binary; pending markers under it too.
+    Run by a user other than root, the files are that user's, not root's (``root_commands``)."""
     monkeypatch.setattr(ops, "host", FakeHost())
     for module in (ops, roll):
         monkeypatch.setattr(module, "PENDING_DIR", str(tmp_path / "pending"))
@@ -108,8 +109,8 @@ def test_right_sum_stages_the_download(server: str, host_dir: Path) -> None:
     proc = _run(commands, after)
     assert proc.returncode == 0, proc.stderr
     # Private and root's before the first byte, and still so with every byte in it.
-    assert seen[0] == (0o600, 0, 0)
-    assert seen[1] == (0o600, 0, len(PAYLOAD))
+    assert seen[0] == (0o600, OWNER_UID, 0)
+    assert seen[1] == (0o600, OWNER_UID, len(PAYLOAD))
     assert staged.read_bytes() == PAYLOAD and _mode(staged) == 0o755
     assert not temp.exists()
     assert live.read_bytes() == LIVE  # the roll switches .new in, not the download

@@ -97,7 +97,8 @@ def test_every_custom_operation_has_cases() -> None:
 
 
 @pytest.mark.parametrize("validator, goes_live", [("true", True), ("false", False)], ids=["passes", "fails"])
-def test_the_staged_file_goes_live_only_after_its_validator(tmp_path, monkeypatch, validator, goes_live) -> None:
+def test_the_staged_file_goes_live_only_after_its_validator(tmp_path, monkeypatch, root_commands, validator,
+                                                          goes_live) -> None:
     """The commands of ``managed_file`` run for real in a scratch directory: a failed validation
     leaves the live file, no pending marker and no kept copy; a passing one keeps the old version
     for a rollback, marks the reload owed, and moves the new one in."""

@@ -7,6 +7,7 @@ product never imports them.
 from __future__ import annotations
 
 import ast
+import importlib.util
 import json
 import os
 import re
@@ -20,7 +21,7 @@ import pytest
 
 from hakube import render
 
-from .conftest import ENV, make_inventory
+from .conftest import ENV, make_inventory, needed
 
 ROOT = Path(__file__).resolve().parents[2]
 PRODUCT = ROOT / "hakube"
@@ -102,7 +103,7 @@ print(json.dumps({"hakube": hakube.__file__, "templates": str(render.TEMPLATES),
 
 def test_an_installed_hakube_finds_its_templates_as_package_data(tmp_path: Path) -> None:
     """What a wheel holds (setuptools' build_py output, offline), imported from outside the checkout."""
-    pytest.importorskip("setuptools")
+    needed(importlib.util.find_spec("setuptools"), "setuptools is not installed in this environment")
     src, lib, outside = tmp_path / "src", tmp_path / "lib", tmp_path / "outside"
     for name in ("hakube", "templates", "files"):
         shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
@@ -133,3 +134,22 @@ def test_an_installed_hakube_finds_its_templates_as_package_data(tmp_path: Path)
                  "/etc/keepalived/keepalived.conf", "/etc/haproxy/haproxy.cfg", "/root/.kube/config",
                  "/etc/sysctl.d/99-kube-apiserver-vip.conf", "/etc/kubernetes/audit-policy.yaml"):
         assert path in out["paths"], path
+
+
+def test_every_dependency_is_bounded_above_and_the_installed_versions_fit() -> None:
+    """pyproject.toml: each requirement (runtime, test, build) has an upper bound, pyinfra is the
+    3.10 series, and what this environment runs satisfies them (the build's setuptools lives in
+    pip's isolated build environment, not here)."""
+    from importlib.metadata import version
+
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    runtime = [Requirement(r) for r in project["project"]["dependencies"]]
+    test = [Requirement(r) for r in project["project"]["optional-dependencies"]["test"]]
+    build = [Requirement(r) for r in project["build-system"]["requires"]]
+    for req in runtime + test + build:
+        assert any(s.operator in ("<", "<=", "==", "~=") for s in req.specifier), f"{req} has no upper bound"
+    assert str(next(r for r in runtime if r.name == "pyinfra").specifier) == "==3.10.*"
+    for req in runtime + test:
+        assert req.specifier.contains(version(req.name), prereleases=True), f"{req.name} {version(req.name)}: not {req}"

@@ -53,10 +53,19 @@ STEPS = [
 ]
 
 
-def _write_inventory(base: Path, m2_priority: int = 110, **extra) -> Path:
+def _snapshot(files: dict[str, str]) -> dict:
+    """fake_responses whose host snapshot (``hakube.facts``) reports ``files`` ({path: sha256}), root's, 0644."""
+    lines = [f"H {sha}  {path}" for path, sha in files.items()]
+    lines += [f"M 644:root:root {path}" for path in files]
+    return {"set --; for p in": [*lines, "A amd64"], **FAKE["fake_responses"]}
+
+
+def _write_inventory(base: Path, m2_priority: int = 110, m1_files: dict[str, str] | None = None, **extra) -> Path:
+    """Two masters and a node on @fake. ``m1_files``: files m1's snapshot reports ({path: sha256})."""
     (base / "vrrp_pass").write_text("fAkep4ss\n")
+    m1_snapshot = {"fake_responses": _snapshot(m1_files)} if m1_files else {}
     masters = [
-        (M1, {"bind_address": "10.9.0.11", "vrrp_priority": 120, "vrrp_interface": "eth0"}),
+        (M1, {"bind_address": "10.9.0.11", "vrrp_priority": 120, "vrrp_interface": "eth0", **m1_snapshot}),
         (M2, {"bind_address": "10.9.0.12", "vrrp_priority": m2_priority, "vrrp_interface": "eth0"}),
     ]
     cluster = {
@@ -215,6 +224,47 @@ def test_bad_inventory_stops_before_any_operation(tmp_path: Path) -> None:
     assert '"plan"' not in result.stdout
     assert "Ready: deploy.py" not in out
     assert not (tmp_path / "pki").exists()
+
+
+CA_PEM = "/etc/kubernetes/ssl/ca.pem"
+
+
+def _checkout_ca(base: Path) -> str:
+    """This checkout's cluster CA, made in the inventory's pki_dir: its sha256."""
+    import hashlib
+
+    from hakube import pki
+
+    return hashlib.sha256(pki.ensure_ca(base / "pki").cert_pem).hexdigest()
+
+
+@pytest.mark.parametrize("replace", [None, "c" * 64], ids=["no-replace", "replace-names-another-hash"])
+def test_a_master_with_another_ca_refuses_the_run_before_any_host_is_touched(tmp_path: Path, replace) -> None:
+    """m1 holds another CA's ca.pem than this checkout's, and replace_ca_sha256 does not name it:
+    the run stops while planning (no plan, so no operation anywhere: not on m1, not on m2, not
+    on the node), naming m1 and both hashes, and issues nothing locally."""
+    mine, theirs = _checkout_ca(tmp_path), "a" * 64
+    extra = {"replace_ca_sha256": replace} if replace else {}
+    result = _pyinfra(_write_inventory(tmp_path, m1_files={CA_PEM: theirs}, **extra))
+    out = result.stdout + result.stderr
+    assert result.returncode != 0, out
+    assert "refusing to run: the masters' trust anchors are not this checkout's; no host was changed" in out
+    assert f"{M1}: {CA_PEM} (CA certificate) sha256 {theirs}; this checkout's is {mine}" in out
+    assert f"{M2}: /etc" not in out  # m2 has no CA yet: nothing to refuse there
+    assert f"[{M1}] Ready" not in out and f"[{M2}] Ready" not in out  # neither master's plan was made
+    assert '"plan"' not in result.stdout
+    assert not (tmp_path / "pki" / "apiserver.pem").exists()
+
+
+def test_replace_ca_sha256_naming_the_masters_ca_lets_the_run_replace_it(tmp_path: Path) -> None:
+    """The deliberate change: the same cluster, replace_ca_sha256 set to m1's hash; the run plans
+    this checkout's CA onto m1."""
+    _checkout_ca(tmp_path)
+    theirs = "a" * 64
+    result = _pyinfra(_write_inventory(tmp_path, m1_files={CA_PEM: theirs}, replace_ca_sha256=theirs))
+    assert result.returncode == 0, result.stdout + result.stderr
+    names = [op["name"] for op in _ops_for(json.loads(result.stdout)["plan"], M1)]
+    assert f"Certificates (/etc/kubernetes/ssl) | Install {CA_PEM}" in names
 
 
 def test_diff_prints_each_hosts_file_as_one_block(tmp_path) -> None:

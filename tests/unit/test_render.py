@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import pwd
 import re
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -49,10 +52,40 @@ class Plan:
 def plan(cfg, p) -> Plan:
     return Plan(tasks.desired_state(cfg, p))
 
-from .conftest import AUTH_PASS, VIP, make_inventory
+from .conftest import AUTH_PASS, IS_ROOT, VIP, make_inventory, needed
 
-HAPROXY = shutil.which("haproxy")
-KEEPALIVED = shutil.which("keepalived")
+# haproxy -c and keepalived -t check the rendered configs for real. `make test` installs them
+# (`make host-deps`); one missing fails the test under CI=true and skips it elsewhere. They live in
+# /usr/sbin, which is not on a non-root user's PATH.
+SBIN_PATH = os.pathsep.join([os.environ.get("PATH", os.defpath), "/usr/sbin", "/sbin"])
+
+
+def _needed(found, message: str):
+    return needed(found, message + " (`make host-deps` installs haproxy, keepalived and procps)")
+
+
+def _tool(name: str) -> str:
+    return _needed(shutil.which(name, path=SBIN_PATH), f"{name} is not installed")
+
+
+def _vrrp_interface_here() -> str | None:
+    """A network interface of this machine that keepalived accepts for VRRP (it refuses one that
+    does not exist, and `lo`: "cannot use a loopback interface"): the default route's, else the
+    first Ethernet-type one."""
+    try:
+        rows = [line.split() for line in Path("/proc/net/route").read_text().splitlines()[1:]]
+        default = next((r[0] for r in rows if len(r) > 1 and r[1] == "00000000"), None)
+    except OSError:
+        default = None
+    net = Path("/sys/class/net")
+    ether = []
+    for iface in sorted(p.name for p in net.iterdir()) if net.is_dir() else []:
+        try:
+            if (net / iface / "type").read_text().strip() == "1":  # ARPHRD_ETHER (lo is 772)
+                ether.append(iface)
+        except OSError:
+            continue
+    return default if default in ether else next(iter(ether), None)
 
 
 @pytest.fixture(scope="session")
@@ -145,6 +178,27 @@ def test_keepalived_conf(plans, host: str, prio: int, iface: str) -> None:
     assert "script_user keepalived_script" in globals_
     assert f"router_id {host}" in globals_
     assert text.count("{") == text.count("}")
+
+
+def test_keepalived_tracks_exactly_the_haproxy_process(plans, tmp_path: Path) -> None:
+    """chk_haproxy is tracked, and it is `pgrep -x haproxy`: true while a process is named exactly
+    haproxy. A misspelt name never matches, the check fails on every master and the VIP goes nowhere.
+    Run for real against a process of that name."""
+    text = _text(plans["m1"], keepalived.CONF)
+    assert _lines(_block(text, "track_script")) == ["chk_haproxy"]
+    (script,) = [line for line in _lines(_block(text, "vrrp_script chk_haproxy")) if line.startswith("script ")]
+    (command,) = shlex.split(script.removeprefix("script "))  # keepalived's "quoted command line"
+    argv = shlex.split(command)
+    assert argv == ["/usr/bin/pgrep", "-x", "haproxy"]
+    _needed(os.access(argv[0], os.X_OK), f"{argv[0]} is not installed")
+    fake = tmp_path / "haproxy"  # a process named haproxy: sleep under that name
+    shutil.copy(shutil.which("sleep"), fake)
+    proc = subprocess.Popen([str(fake), "30"])
+    try:
+        assert subprocess.run(argv, capture_output=True, timeout=10).returncode == 0
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 def test_keepalived_file_is_secret_and_validated(plans) -> None:
@@ -242,6 +296,65 @@ def test_haproxy_checks(plans) -> None:
     assert "stick" not in text
 
 
+def _default_server(text: str) -> list[str]:
+    """haproxy's default-server words (every server line of the backend inherits them)."""
+    (line,) = [line for line in _lines(text) if line.startswith("default-server ")]
+    assert all(line.split()[:1] == ["server"] and len(line.split()) == 3
+               for line in _lines(text) if line.startswith("server ")), "a server line overrides default-server"
+    return line.split()
+
+
+def _after(words: list[str], word: str) -> str:
+    assert word in words, f"{word} missing from {' '.join(words)}"
+    return words[words.index(word) + 1]
+
+
+def test_haproxy_checks_verify_each_apiservers_certificate_and_its_name(plans, two) -> None:
+    """The /readyz check is TLS that verifies the apiserver: its chain up to the cluster CA
+    (verify required, ca-file) AND its name (verifyhost: a DNS name of the serving certificate,
+    also sent as SNI). Without verifyhost any certificate the cluster CA issued would pass for an
+    apiserver."""
+    from cryptography import x509
+
+    _, p, _ = two
+    words = _default_server(_text(plans["m1"], haproxy.CFG))
+    assert "check-ssl" in words and _after(words, "verify") == "required"
+    ca_file = _after(words, "ca-file")
+    assert _file(plans["m1"], ca_file).content == p.ca_pem
+    name = _after(words, "verifyhost")
+    serving = x509.load_pem_x509_certificate(p.certs["apiserver"].cert_pem)
+    serving.verify_directly_issued_by(x509.load_pem_x509_certificate(p.ca_pem))
+    assert name in serving.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
+        x509.DNSName)
+    assert _after(words, "check-sni") == name
+
+
+def test_haproxy_drains_a_master_whose_agent_says_drain(tmp_path: Path) -> None:
+    """Every server is also agent-checked, on the port of that master's agent socket (set here to a
+    non-default one); the agent answers the roll's drain file, "ready" without it."""
+    inv = make_inventory(tmp_path)
+    inv.cluster["haproxy_agent_port"] = 7444
+    s = inv.load()
+    cfg = s["m1"]
+    text = render.render("haproxy.cfg.j2", cfg=cfg, c=cfg.cluster, pki={"ca": "/ca", "crt": "/crt"}).decode()
+    words = _default_server(text)
+    assert "agent-check" in words
+    assert _after(words, "agent-port") == "7444"
+    assert 0 < int(_after(words, "agent-inter")) <= 1000  # the roll's wait after a drain is sized on it
+    for name in ("m1", "m2"):
+        files = apiserver.desired_files(s[name], None)
+        assert f"ListenStream={s[name].bind_address}:7444" in _lines(files["agent-socket"].content.decode())
+    service = _lines(apiserver.desired_files(cfg, None)["agent-service"].content.decode())
+    (start,) = [line.removeprefix("ExecStart=") for line in service if line.startswith("ExecStart=")]
+    assert PATHS.agent_state in start
+    state = tmp_path / "agent"
+    answer = lambda: subprocess.run(shlex.split(start.replace(PATHS.agent_state, str(state))),  # noqa: E731
+                                    capture_output=True, text=True, timeout=10).stdout
+    assert answer() == "ready\n"
+    state.write_text("drain\n")  # what the roll writes there
+    assert answer() == "drain\n"
+
+
 def test_haproxy_timeouts_long_enough_for_watches(plans) -> None:
     lines = _lines(_text(plans["m1"], haproxy.CFG))
     timeouts = dict(line.split()[1:3] for line in lines if line.startswith("timeout "))
@@ -273,24 +386,53 @@ def test_haproxy_extra_defaults(tmp_path: Path) -> None:
     assert "timeout tunnel 4h" in _lines(text)
 
 
-@pytest.mark.skipif(not HAPROXY, reason="haproxy not installed")
-def test_haproxy_cfg_passes_haproxy_check(plans, tmp_path: Path) -> None:  # pragma: no cover - needs haproxy
+def test_haproxy_cfg_passes_haproxy_check(plans, tmp_path: Path) -> None:
+    """The rendered haproxy.cfg with its CA and check certificate, through `haproxy -c` (what the
+    host runs before it goes live); a missing ca-file is refused, so the check reads them."""
+    haproxy_bin = _tool("haproxy")
     pl = plans["m1"]
     text = _text(pl, haproxy.CFG)
     for name in ("ca.pem", "healthcheck.pem"):
         (tmp_path / name).write_bytes(_file(pl, f"/etc/haproxy/pki/{name}").content)
         text = text.replace(f"/etc/haproxy/pki/{name}", str(tmp_path / name))
+    # The host's chroot, admin socket and user: not this machine's to give (nor a non-root user's).
     text = re.sub(r"^\s*(chroot|stats socket|user|group) .*$", "", text, flags=re.M)
     (tmp_path / "haproxy.cfg").write_text(text)
-    r = subprocess.run([HAPROXY, "-c", "-f", str(tmp_path / "haproxy.cfg")], capture_output=True, text=True)
+    r = subprocess.run([haproxy_bin, "-c", "-f", str(tmp_path / "haproxy.cfg")], capture_output=True, text=True,
+                       timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr
+    (tmp_path / "bad.cfg").write_text(text.replace(str(tmp_path / "ca.pem"), str(tmp_path / "no-such-ca.pem")))
+    r = subprocess.run([haproxy_bin, "-c", "-f", str(tmp_path / "bad.cfg")], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode != 0, r.stdout + r.stderr
 
 
-@pytest.mark.skipif(not KEEPALIVED, reason="keepalived not installed")
-def test_keepalived_conf_passes_keepalived_check(plans, tmp_path: Path) -> None:  # pragma: no cover
-    (tmp_path / "keepalived.conf").write_bytes(_file(plans["m1"], keepalived.CONF).content)
-    r = subprocess.run([KEEPALIVED, "-t", "-f", str(tmp_path / "keepalived.conf")], capture_output=True, text=True)
+def test_keepalived_conf_passes_keepalived_check(tmp_path: Path) -> None:
+    """m1's keepalived.conf through the deploy's own validator (`keepalived -t`, with its retry for
+    Debian 12's self-killing test), on an interface this machine has; one it lacks is refused."""
+    keepalived_bin = _tool("keepalived")
+    iface = needed(_vrrp_interface_here(), "no non-loopback network interface here for keepalived -t")
+    inv = make_inventory(tmp_path)
+    inv.master("m1")["vrrp_interface"] = iface
+    text = keepalived.desired_files(inv.load()["m1"], None)["conf"].content.decode()
+    # The deploy creates keepalived_script on a master; here the check script runs as nobody (root)
+    # or, for a non-root user, as that user (keepalived cannot switch to anyone else).
+    script_user = f"script_user {keepalived.SCRIPT_USER}\n"
+    assert text.count(script_user) == 1 and f"interface {iface}\n" in text
+    user = "nobody" if IS_ROOT else pwd.getpwuid(os.geteuid()).pw_name
+    text = text.replace(script_user, f"script_user {user}\n")
+    env = {**os.environ, "PATH": f"{Path(keepalived_bin).parent}{os.pathsep}{os.environ.get('PATH', os.defpath)}"}
+
+    def validate(conf: str) -> subprocess.CompletedProcess:
+        path = tmp_path / "keepalived.conf"
+        path.write_text(conf)
+        return subprocess.run(["sh", "-c", keepalived.VALIDATE.format(path=shlex.quote(str(path)))],
+                              capture_output=True, text=True, env=env, timeout=60)
+
+    r = validate(text)
     assert r.returncode == 0, r.stdout + r.stderr
+    r = validate(text.replace(f"interface {iface}\n", "interface hk-no-such0\n"))
+    assert r.returncode != 0, r.stdout + r.stderr
 
 
 # ------------------------------------------------------------------ audit policy
