@@ -16,7 +16,7 @@ from tasks import (apiserver, audit, certs, desired_state, encryption, haproxy, 
 
 cfg = settings_for(host, inventory)  # raises before any host is touched
 facts = host_facts(host, cfg)  # what the host has: one remote command, asked for by the steps
-peers = masters_facts(cfg, host, inventory, facts)  # every master's; the masters' CA is the truth
+peers = masters_facts(cfg, host, inventory, facts, host_facts)  # every master's (read-only outside --limit)
 keepalived.precheck(cfg, facts, peers)  # a new VIP for a running cluster must be free: else refuse now
 pki = certs.ensure_pki(cfg) if cfg.is_member else None
 want = desired_state(cfg, pki)  # every file this host should have, rendered locally, by step

@@ -18,6 +18,7 @@ _facts: dict[int, dict] = {}  # id(inventory) -> master name -> HostFacts
 _local: dict[int, dict] = {}  # id(inventory) -> this checkout's trust anchors
 _local_keys: dict[int, dict] = {}  # id(inventory) -> digests of this checkout's Secrets encryption keys
 _warned: set[int] = set()  # id(inventory) of runs whose rotation warnings were logged
+_taking: dict[int, set] = {}  # id(inventory) -> masters outside --limit whose snapshot is being taken
 
 BARRIER_TIMEOUT = 300  # seconds a master's planning waits for the other masters' snapshots
 
@@ -45,7 +46,43 @@ def inventory_settings(inventory) -> dict[str, Settings]:
     return _loaded[key]
 
 
-def masters_facts(cfg: Settings, host, inventory, facts) -> dict:
+def outside_limit(state, names) -> list[str]:
+    """Of ``names`` (hosts of the inventory), those pyinfra's ``--limit`` leaves out of this run."""
+    return [n for n in names if not state.is_host_in_limit(state.inventory.get_host(n))]
+
+
+def reach(h) -> bool:
+    """Connect to ``h`` when it is not connected (a master outside ``--limit``: only read, never
+    changed); False when it cannot be reached."""
+    if not h.connected:
+        h.connect(reason="read only: outside --limit", show_errors=False)
+    return h.connected
+
+
+def _snapshot_outside(cfg: Settings, host, names, seen: dict, taking: set, snapshot) -> None:
+    """Masters that ``--limit`` leaves out are read, not changed: the first limited master to get
+    here takes their snapshots (``snapshot(host, settings)``) so that every check that needs them
+    sees them. One that cannot be reached is said so, and left out."""
+    for name in names:
+        if name in taking:
+            continue
+        taking.add(name)
+        other = host.state.inventory.get_host(name)
+        try:
+            ok = reach(other)
+        except Exception as e:  # noqa: BLE001 - any connector's failure: say what is not checked
+            ok, why = False, str(e)
+        else:
+            why = "cannot connect"
+        if not ok:
+            logger.warning(f"{name} (outside --limit) could not be read ({why}): its CA, service-account key, "
+                           "Secrets keys, VIP and apiserver are not checked in this run")
+            seen[name] = None
+            continue
+        seen[name] = snapshot(other, inventory_settings(host.state.inventory)[name])
+
+
+def masters_facts(cfg: Settings, host, inventory, facts, snapshot=None) -> dict:
     """Every reachable master's facts, once each has its snapshot; refuse the run unless every
     master's CA, etcd CA and service-account key are this checkout's (``hakube.trust``) and every
     key of its live Secrets encryption config is one this checkout has (``hakube.encryption``).
@@ -54,6 +91,9 @@ def masters_facts(cfg: Settings, host, inventory, facts) -> dict:
     waits until every reachable master has (a leaving one included), so the refusal names them all
     and every master's plan sees the same cluster. Planning comes before any execution: a refusal here leaves every
     host as it was. Other hosts (nodes) get ``{}``.
+
+    Masters that ``--limit`` leaves out are read (``snapshot(host, settings)``, read-only), so the
+    same checks cover them; one that cannot be read is named in a warning and left out.
     """
     if not cfg.is_master:
         return {}
@@ -61,11 +101,16 @@ def masters_facts(cfg: Settings, host, inventory, facts) -> dict:
     seen = _facts.setdefault(id(inventory), {})
     seen[host.name] = facts
     active = {h.name for h in host.state.inventory.get_active_hosts()}
+    every = [m.name for m in (*c.masters, *c.leaving)]
+    outside = outside_limit(host.state, every)
+    if outside and snapshot is not None:
+        _snapshot_outside(cfg, host, outside, seen, _taking.setdefault(id(inventory), set()), snapshot)
+        active |= {n for n in outside if seen.get(n) is not None}
     # A leaving master is asked too: its CA is the cluster's until it has left (then it has none),
     # and the remaining masters wait for its leave (tasks.leave) only if its facts say one is due.
-    masters = [m.name for m in (*c.masters, *c.leaving) if m.name in active]
+    masters = [m for m in every if m in active]
     deadline = time.monotonic() + BARRIER_TIMEOUT
-    while not all(m in seen for m in masters):
+    while not all(seen.get(m) is not None for m in masters):
         if time.monotonic() > deadline:
             missing = ", ".join(m for m in masters if m not in seen)
             raise PyinfraError(f"refusing to run: no snapshot of {missing} to check its CA against")

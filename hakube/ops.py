@@ -399,7 +399,14 @@ def _watch_vip(state, host, vip: str, interfaces: dict, vrid: int, unicast: bool
                settle: float, deadline: float):
     """Poll every master's interface until exactly one holds the VIP for ``settle`` seconds (or fail
     after ``deadline``), then read keepalived's journal on each for adverts no master sent."""
+    from .context import reach  # a master outside --limit is read, not changed
+
     masters = {name: state.inventory.get_host(name) for name in interfaces}
+    unreachable = [name for name, h in masters.items() if not reach(h)]
+    if unreachable:
+        host.log_styled(f"could not read {', '.join(unreachable)} (outside --limit, unreachable): who holds the VIP "
+                        "there is not checked", fg="yellow", log_func=logger.warning)
+        masters = {name: h for name, h in masters.items() if name not in unreachable}
     started, steady_since, held = time.monotonic(), None, {}
     while True:
         for name, h in masters.items():

@@ -23,6 +23,7 @@ from pyinfra.api.exceptions import PyinfraError
 from pyinfra.operations import server
 
 from hakube import vip as vipmod
+from hakube.context import outside_limit
 from hakube.facts import Needs
 from hakube.ops import differs, ensure_running, install, masters_unfailed, reload_roll, vip_one_holder
 from hakube.render import DesiredFile, render
@@ -77,6 +78,10 @@ def precheck(cfg, facts, peers: dict) -> None:
     if moving is None or not cfg.is_member:
         return
     kept = f"Nothing was changed; keepalived still serves {', '.join(moving.old)}."
+    left_out = outside_limit(host.state, [m.name for m in c.masters])
+    if left_out:  # every keepalived switches at once, or a master carries another VIP than the holder
+        raise PyinfraError(f"{cfg.host}: vip: changing the VIP needs every master, but --limit leaves out "
+                           f"{', '.join(left_out)}: run without --limit. {kept}")
     by_hand = vipmod.held_by_hand(c.vip, peers)
     if by_hand:
         raise PyinfraError(

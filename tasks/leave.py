@@ -31,7 +31,9 @@ import shlex
 
 from pyinfra import host
 from pyinfra.api import deploy
+from pyinfra.api.exceptions import PyinfraError
 
+from hakube.context import outside_limit
 from hakube.facts import Needs
 from hakube.ops import UPLOAD_DIR, leave, leavers_left
 from hakube.paths import PATHS
@@ -140,4 +142,9 @@ def wait(cfg, want, facts, peers: dict):
     names = pending(peers, cfg.cluster)
     if not names:
         return None
+    left_out = outside_limit(host.state, names)
+    if left_out:
+        raise PyinfraError(f"{cfg.host}: leaving: {', '.join(left_out)} must leave before the other masters change, "
+                           "but --limit leaves it out of this run: add it to --limit (or run without --limit). "
+                           "Nothing was changed.")
     return leavers_left(name=f"The others go on once {', '.join(names)} left", leavers=names)

@@ -254,8 +254,9 @@ def _plan_masters(s, facts_by_master: dict) -> list:
     """``context.masters_facts`` as pyinfra calls it: one planning greenlet per master."""
     inventory = SimpleNamespace()
     active = [SimpleNamespace(name=m) for m in facts_by_master]
-    hosts = [SimpleNamespace(name=name, state=SimpleNamespace(inventory=SimpleNamespace(get_active_hosts=lambda: active)))
-             for name in facts_by_master]
+    state = SimpleNamespace(inventory=SimpleNamespace(get_active_hosts=lambda: active, get_host=lambda n: n),
+                            is_host_in_limit=lambda h: True)  # no --limit
+    hosts = [SimpleNamespace(name=name, state=state) for name in facts_by_master]
     jobs = [gevent.spawn(context.masters_facts, s[h.name], h, inventory, facts_by_master[h.name]) for h in hosts]
     gevent.joinall(jobs, timeout=10)
     for job in jobs:

@@ -87,11 +87,11 @@ def _write_inventory(base: Path, m2_priority: int = 110, m1_files: dict[str, str
     return inv
 
 
-def _pyinfra(inventory: Path) -> subprocess.CompletedProcess:
+def _pyinfra(inventory: Path, *extra: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "HAKUBE_VRRP_AUTH_PASS"}
     env.update(PYINFRA_FAKE_DELAY="0", PYINFRA_FAKE_DELAY_JITTER="0")
     return subprocess.run(
-        [str(PYINFRA), str(inventory), "deploy.py", "--dry", "--json"],
+        [str(PYINFRA), str(inventory), "deploy.py", "--dry", "--json", *extra],
         cwd=ROOT, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120,
     )
 
@@ -254,6 +254,35 @@ def test_a_master_with_another_ca_refuses_the_run_before_any_host_is_touched(tmp
     assert f"[{M1}] Ready" not in out and f"[{M2}] Ready" not in out  # neither master's plan was made
     assert '"plan"' not in result.stdout
     assert not (tmp_path / "pki" / "apiserver.pem").exists()
+
+
+def test_limit_plans_only_the_limited_master_and_still_reads_the_others(tmp_path: Path) -> None:
+    """``--limit m2``: only m2 gets a plan (nothing for m1 or the node), and m1 outside the limit is
+    still read (read-only): its foreign CA refuses the run as without --limit."""
+    _checkout_ca(tmp_path)
+    ok = _pyinfra(_write_inventory(tmp_path), "--limit", M2)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    plan = json.loads(ok.stdout)["plan"]
+    assert _ops_for(plan, M2) and not _ops_for(plan, M1) and not _ops_for(plan, N1)
+    theirs = "a" * 64
+    refused = _pyinfra(_write_inventory(tmp_path, m1_files={CA_PEM: theirs}), "--limit", M2)
+    out = refused.stdout + refused.stderr
+    assert refused.returncode != 0, out
+    assert f"{M1}: {CA_PEM} (CA certificate) sha256 {theirs}" in out
+
+
+def test_a_vip_change_under_limit_is_refused_while_planning(tmp_path: Path) -> None:
+    """Both masters run keepalived with 10.9.0.50 as their VIP; the inventory says 10.9.0.100:
+    switching one master alone would leave it carrying another VIP than the holder."""
+    running = {"set --; for p in": ["U keepalived.service active enabled", "L 10.9.0.50", "A amd64"],
+               **FAKE["fake_responses"]}
+    inv = _write_inventory(tmp_path)
+    text = inv.read_text().replace("'vrrp_interface': 'eth0'}", f"'vrrp_interface': 'eth0', 'fake_responses': {running!r}}}")
+    inv.write_text(text)
+    result = _pyinfra(inv, "--limit", M2)
+    out = result.stdout + result.stderr
+    assert result.returncode != 0, out
+    assert "changing the VIP needs every master, but --limit leaves out @fake/m1" in out
 
 
 def test_replace_ca_sha256_naming_the_masters_ca_lets_the_run_replace_it(tmp_path: Path) -> None:
