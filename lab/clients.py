@@ -878,6 +878,10 @@ class ClientHarness:
             self.log(f"cleanup of {self.selector} in {self.namespace} failed: {_error_text(e)}")
             return f"failed: {_error_text(e)}"
 
+    def writes_so_far(self) -> int:
+        """Writes the writer clients made until now (while they run: to decide how long to go on)."""
+        return sum(getattr(c, "writes", 0) for c in self.clients.values() if isinstance(c, _Writer))
+
     def report(self) -> dict:
         """{kind: figures} (JSON-able); stops the clients first if they still run."""
         self.stop()

@@ -1,0 +1,111 @@
+"""Real clients through every change (issue 18): the client stacks controllers use, writes, a watch,
+and the operator's ``--limit``.
+
+Around each change the real client stacks (``lab.clients``) call the API through the VIP with the
+admin certificate: a new TLS connection per call, Go's net/http with one kept HTTP/2 connection
+(client-go's transport) reading and writing ConfigMaps, the official Python client (urllib3, kept
+HTTP/1.1 connections) reading and writing, a reflector-style watch, and two naive clients whose
+figures are printed, not judged. Any failed call of a real client, a missed object or a relist
+fails the test, and every client must have made its minimum number of calls.
+
+Runs on the converged mixed lab; every test leaves it converged with inventory.py's data.
+"""
+from __future__ import annotations
+
+import pytest
+
+import lab
+
+from .conftest import (
+    assert_clients_unhurt,
+    assert_converged,
+    assert_no_change,
+    config_checksums,
+    deploy,
+    masters,
+    real_clients,
+    sh,
+    variant_inventory,
+)
+from .test_03_ha import settle
+
+pytestmark = pytest.mark.lab
+
+ROLL = "kube-apiserver | Restart kube-apiserver, one master at a time, waiting for /readyz"
+WRITERS = ("go_h2", "python_client")
+MIN_WRITES = 2000  # the rare lost write needs volume to show
+SSH = {"LAB_CONNECT": "ssh"}
+
+
+def writes(report: dict) -> int:
+    return sum(report[kind].get("writes", 0) for kind in WRITERS)
+
+
+def apiserver_pid(m: str) -> str:
+    return sh(m, "systemctl show -p MainPID --value kube-apiserver").stdout.strip()
+
+
+def test_rolls_of_both_apiservers_fail_no_call_read_or_write(converged, tmp_path):
+    """Flag changes back and forth, each a roll of both apiservers, until the writers made at least
+    MIN_WRITES writes: zero failed calls, nothing missed by the watch."""
+    settle()
+    values = iter((401, 402, 403, 404, 405, 406))
+    runs = []
+    with real_clients() as clients:
+        while clients.writes_so_far() < MIN_WRITES and len(runs) < 6:
+            inventory = variant_inventory(tmp_path, name=f"inv{len(runs)}.py",
+                                          cluster={"apiserver_extra_flags": {"max-requests-inflight": next(values)}})
+            run = deploy(inventory)
+            assert_converged(run)
+            assert sorted(run.changed().get(ROLL, [])) == sorted(f"@docker/{m}" for m in masters()), run.changed()
+            runs.append(run)
+    report = assert_clients_unhurt(clients, 500, f"{len(runs)} rolls of both apiservers")
+    print(f"{len(runs)} rolls, {writes(report)} writes, {sum(r.seconds for r in runs):.0f}s of deploys")
+    assert writes(report) >= MIN_WRITES
+    assert_converged(deploy())  # back to inventory.py's flags (not measured)
+
+
+@pytest.mark.parametrize("data, service", [
+    ({"haproxy_timeout": "2h"}, "haproxy"),
+    ({"keepalived_extra_global_defs": ["vrrp_garp_master_refresh 60"]}, "keepalived"),
+], ids=["haproxy", "keepalived"])
+def test_reloads_fail_no_call(converged, tmp_path, data, service):
+    settle()
+    with real_clients() as clients:
+        run = deploy(variant_inventory(tmp_path, cluster=data))
+        assert_converged(run)
+        back = deploy()
+        assert_converged(back)
+    reloaded = [name for name in run.changed() if name.startswith(f"{service} | Reload")]
+    assert reloaded, run.changed()
+    assert_clients_unhurt(clients, 100, f"{service} reloaded on both masters, and back")
+
+
+def test_limit_changes_only_the_limited_master_over_ssh(converged, tmp_path):
+    """``--limit vm02`` over SSH with a changed flag: only vm02 changes (one roll, drained), vm01 keeps
+    its files and its apiserver's PID; the same --limit again changes nothing; the full run then
+    rolls only vm01."""
+    settle()
+    assert_no_change(deploy(env=SSH))  # converged over SSH too
+    flagged = variant_inventory(tmp_path, cluster={"apiserver_extra_flags": {"max-requests-inflight": 411}})
+    dry = deploy(flagged, dry=True, env=SSH, extra_args=("--limit", "vm02"))
+    assert_converged(dry)
+    planned = {h for hosts in dry.planned_changes().values() for h in hosts}
+    assert planned == {"vm02"}, dry.planned_changes()
+    before_vm01 = (config_checksums(["vm01"]), apiserver_pid("vm01"))
+    before_vm02 = apiserver_pid("vm02")
+    with real_clients() as clients:
+        run = deploy(flagged, env=SSH, extra_args=("--limit", "vm02"))
+    assert_converged(run)
+    assert run.changed().get(ROLL) == ["vm02"], run.changed()
+    assert (config_checksums(["vm01"]), apiserver_pid("vm01")) == before_vm01
+    assert apiserver_pid("vm02") != before_vm02
+    assert "--max-requests-inflight=411" in sh("vm02", "cat /etc/kubernetes/apiserver").stdout
+    assert_clients_unhurt(clients, 100, "--limit vm02: vm02's apiserver rolled")
+    assert_no_change(deploy(flagged, env=SSH, extra_args=("--limit", "vm02")))
+    rest = deploy(flagged, env=SSH)
+    assert_converged(rest)
+    assert rest.changed().get(ROLL) == ["vm01"], rest.changed()
+    assert_converged(deploy())  # back to inventory.py's flags
+    settle()
+    assert lab.vip_holders() and len(lab.vip_holders()) == 1
