@@ -85,6 +85,8 @@ class HostFacts:
     journal: dict = field(default_factory=dict)  # unit -> its matching journal lines (``Needs.journals``)
     #: the addresses in the virtual_ipaddress blocks of ``Needs.vip_configs`` (keepalived's live VIPs)
     live_vips: tuple = ()
+    #: how that keepalived config sends its adverts: "unicast", "multicast" ("" when there is none)
+    live_vrrp_mode: str = ""
 
     def owed(self, handler: str) -> bool:
         """A change that needs ``handler`` went live (or was staged) and the handler has not run yet."""
@@ -92,7 +94,8 @@ class HostFacts:
 
 
 #: ``L <address>`` for each line of a keepalived config's virtual_ipaddress block
-AWK_VIPS = '/^[ \t]*virtual_ipaddress[ \t]*{/{f=1;next} f&&/}/{f=0} f&&NF{split($1,a,"/"); print "L", a[1]}'
+AWK_VIPS = ('/^[ \t]*virtual_ipaddress[ \t]*{/{f=1;next} f&&/}/{f=0} f&&NF{split($1,a,"/"); print "L", a[1]} '
+            '/^[ \t]*unicast_src_ip[ \t]/{u=1} END{print "LM", (u ? "unicast" : "multicast")}')
 
 
 class HostSnapshot(FactBase):
@@ -138,6 +141,7 @@ class HostSnapshot(FactBase):
         digests: dict[str, list] = {}
         journal: dict[str, list] = {}
         live_vips: list[str] = []
+        live_mode = ""
         for line in output:
             kind, _, rest = line.partition(" ")
             if kind == "H":
@@ -165,6 +169,8 @@ class HostSnapshot(FactBase):
                 addresses.add(rest.split("/")[0])
             elif kind == "L":
                 live_vips.append(rest.strip())
+            elif kind == "LM":
+                live_mode = rest.strip()
             elif kind == "A":
                 arch = k8s_arch(rest)
             elif kind == "X":
@@ -178,7 +184,7 @@ class HostSnapshot(FactBase):
             files[path] = FileState(sha, int(mode, 8), f"{user}:{group}")
         return HostFacts(files, units, frozenset(users), sysctls, frozenset(commands), frozenset(objects),
                          frozenset(addresses), arch, {path: tuple(keys) for path, keys in digests.items()},
-                         {unit: tuple(lines) for unit, lines in journal.items()}, tuple(dict.fromkeys(live_vips)))
+                         {unit: tuple(lines) for unit, lines in journal.items()}, tuple(dict.fromkeys(live_vips)), live_mode)
 
 
 def snapshot(host, paths, needs: Needs, kubeconfig: str) -> HostFacts:

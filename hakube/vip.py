@@ -89,6 +89,15 @@ def change_of(vip: str, peers: Mapping[str, object], unit: str = "keepalived.ser
     return VipChange(vip, old) if running and old else None
 
 
+def mode_switch(unicast: bool, peers: Mapping[str, object], unit: str = "keepalived.service") -> bool:
+    """Whether this run switches VRRP between multicast and unicast on a running cluster: a master
+    whose live config sends its adverts the other way than ``unicast`` says. Masters that reloaded
+    one at a time would not hear each other for a while (and the backup would take the VIP too)."""
+    want = "unicast" if unicast else "multicast"
+    running = any(f.units.get(unit, ("", ""))[0] == "active" for f in peers.values())
+    return running and any(f.live_vrrp_mode and f.live_vrrp_mode != want for f in peers.values())
+
+
 def held_by_hand(vip: str, peers: Mapping[str, object]) -> list[str]:
     """Masters that hold ``vip`` though their keepalived config does not carry it (and no reload of a
     changed config is owed there): an address added by hand, or by something else."""

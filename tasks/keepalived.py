@@ -75,10 +75,16 @@ def precheck(cfg, facts, peers: dict) -> None:
     master probes it (ARP duplicate address detection) while the old VIP still serves, and any
     answer refuses the run. Raises ``PyinfraError``; pyinfra then runs nothing on any host."""
     c, moving = cfg.cluster, change(cfg, peers)
-    if moving is None or not cfg.is_member:
+    if not cfg.is_member:
+        return
+    left_out = outside_limit(host.state, [m.name for m in c.masters])
+    if left_out and vipmod.mode_switch(c.vrrp_unicast, peers, UNIT):
+        raise PyinfraError(f"{cfg.host}: vrrp_unicast: switching VRRP between multicast and unicast needs every "
+                           f"master at once, but --limit leaves out {', '.join(left_out)}: run without --limit. "
+                           "Nothing was changed.")
+    if moving is None:
         return
     kept = f"Nothing was changed; keepalived still serves {', '.join(moving.old)}."
-    left_out = outside_limit(host.state, [m.name for m in c.masters])
     if left_out:  # every keepalived switches at once, or a master carries another VIP than the holder
         raise PyinfraError(f"{cfg.host}: vip: changing the VIP needs every master, but --limit leaves out "
                            f"{', '.join(left_out)}: run without --limit. {kept}")
@@ -141,16 +147,18 @@ def apply(cfg, want, facts, peers: dict, one_at_a_time: bool = True, released: b
     install([files["conf"]], facts)
     running = tuple(facts.units.get(UNIT, ("", "")))[0] == "active"
     moving = change(cfg, peers)
-    if running and moving:
+    switching = vipmod.mode_switch(c.vrrp_unicast, peers, UNIT)
+    if running and (moving or switching):
         # Every master at once (haproxy listens on both VIPs already): a master that reloaded alone
-        # would carry another VIP than the holder's adverts. Each waits for the new VIP to serve with
-        # one holder; otherwise its previous config goes back (reloaded: the old VIP returns).
+        # would carry another VIP, or send its adverts another way, than the holder. Each waits for
+        # the VIP to serve with one holder; otherwise its previous config goes back (reloaded).
+        what = (f"the VIP {', '.join(moving.old)} -> {c.vip}" if moving else
+                f"VRRP to {'unicast' if c.vrrp_unicast else 'multicast'}")
         reload_roll("keepalived", files.values(), facts, cfg.short_name, one_at_a_time=False,
                     timeout=int(15 + 6 * c.vrrp_advert_int),
                     ready=vipmod.switch_ready(c.vip, cfg.vrrp_interface, c.lb_port, HAPROXY_CA, HAPROXY_CERT,
                                               settle=3.0 * c.vrrp_advert_int),
-                    name=f"Switch the VIP {', '.join(moving.old)} -> {c.vip} on every master at once, "
-                         "waiting for it to serve")
+                    name=f"Switch {what} on every master at once, waiting for the VIP to serve")
     elif running:
         reload_roll("keepalived", files.values(), facts, cfg.short_name, one_at_a_time=one_at_a_time)
     # A keepalived that does not run yet (a new master) starts in a later operation than the

@@ -109,3 +109,19 @@ def test_limit_changes_only_the_limited_master_over_ssh(converged, tmp_path):
     assert_converged(deploy())  # back to inventory.py's flags
     settle()
     assert lab.vip_holders() and len(lab.vip_holders()) == 1
+
+
+def test_switching_vrrp_to_unicast_and_back_fails_no_call(converged, tmp_path):
+    """Every master's keepalived switches at once (one at a time, they would not hear each other
+    for a while and the backup would take the VIP too)."""
+    settle()
+    with real_clients() as clients:
+        on = deploy(variant_inventory(tmp_path, cluster={"vrrp_unicast": True}))
+        assert_converged(on)
+        off = deploy()
+        assert_converged(off)
+    for run, mode in ((on, "unicast"), (off, "multicast")):
+        assert any(f"Switch VRRP to {mode} on every master at once" in name for name in run.changed()), run.changed()
+    assert_clients_unhurt(clients, 100, "vrrp_unicast switched on, then off")
+    settle()
+    assert len(lab.vip_holders()) == 1

@@ -184,3 +184,19 @@ def test_the_snapshot_reads_the_live_vip_out_of_keepalived_conf(tmp_path):
     out = subprocess.run(["awk", AWK_VIPS, str(conf)], capture_output=True, text=True, check=True).stdout
     assert out.split("\n")[0] == "L 10.0.0.100"
     assert HostSnapshot().process(out.splitlines()).live_vips == ("10.0.0.100",)
+
+
+def test_a_switch_between_multicast_and_unicast_is_seen_from_the_live_configs(tmp_path):
+    from dataclasses import replace
+
+    from hakube.facts import AWK_VIPS, HostSnapshot
+
+    conf = tmp_path / "keepalived.conf"
+    conf.write_text("vrrp_instance kube_api {\n    unicast_src_ip 10.0.0.11\n    virtual_ipaddress {\n"
+                    "        10.0.0.100/24 dev eth0 scope global\n    }\n}\n")
+    out = subprocess.run(["awk", AWK_VIPS, str(conf)], capture_output=True, text=True, check=True).stdout
+    assert HostSnapshot().process(out.splitlines()).live_vrrp_mode == "unicast"
+    multicast = {n: replace(_facts(live=["10.0.0.100"]), live_vrrp_mode="multicast") for n in ("vm01", "vm02")}
+    assert vip.mode_switch(True, multicast) and not vip.mode_switch(False, multicast)
+    idle = {n: replace(f, units={}) for n, f in multicast.items()}
+    assert not vip.mode_switch(True, idle)  # keepalived runs nowhere: a first start, nothing to switch
