@@ -11,8 +11,8 @@ Secrets encryption config must be one this checkout has; nothing runs on any hos
 from pyinfra import host, inventory
 
 from hakube.context import masters_facts, settings_for
-from tasks import (apiserver, audit, certs, desired_state, encryption, haproxy, host_facts, keepalived, kubeconfig,
-                   leave, packages, rbac)
+from hakube.tasks import (apiserver, audit, certs, desired_state, encryption, haproxy, host_facts, keepalived, kubeconfig,
+                          leave, packages, rbac)
 
 cfg = settings_for(host, inventory)  # raises before any host is touched
 facts = host_facts(host, cfg)  # what the host has: one remote command, asked for by the steps

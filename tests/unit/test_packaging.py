@@ -58,10 +58,46 @@ def test_the_import_check_sees_every_kind_of_import() -> None:
 
 
 def test_only_the_product_is_installed() -> None:
-    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
-    assert setuptools["packages"] == ["hakube", "hakube.templates", "hakube.files"]
-    assert setuptools["package-dir"] == {"hakube": "hakube", "hakube.templates": "templates", "hakube.files": "files"}
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    setuptools = project["tool"]["setuptools"]
+    assert setuptools["packages"] == ["hakube", "hakube.tasks", "hakube.templates", "hakube.files"]
+    assert setuptools["package-dir"] == {"hakube": "hakube", "hakube.tasks": "tasks", "hakube.templates": "templates",
+                                         "hakube.files": "files"}
     assert not (PRODUCT / "lab").exists() and not (PRODUCT / "bench.py").exists()
+    assert not (PRODUCT / "tasks").exists()  # tasks/ stays at the top; the mapping installs it
+
+
+def _python_sources() -> list[Path]:
+    """Every Python file of the repository: the product, the steps, the lab, the bench, the tests."""
+    skip = {".venv", ".git", "build", "dist", "pki", "artifacts", ".lab"}
+    return sorted(p for p in ROOT.rglob("*.py") if not skip & set(p.relative_to(ROOT).parts))
+
+
+def test_nothing_imports_the_top_level_tasks_package() -> None:
+    """The steps are ``hakube.tasks``, installed or not; importing them as ``tasks`` too would make
+    a second copy of every step module (its own module state) from the checkout."""
+    sources = _python_sources()
+    assert ROOT / "deploy.py" in sources and ROOT / "tasks" / "certs.py" in sources
+    offenders = [str(p.relative_to(ROOT)) for p in sources if "tasks" in _imported(ast.parse(p.read_text(), str(p)))]
+    assert not offenders
+
+
+def _import_path_changes(tree: ast.AST) -> set[str]:
+    """What a module does to where imports come from: sys.path, sys.meta_path, sys.path_hooks, a
+    package's __path__, site.addsitedir."""
+    found = set()
+    for node in ast.walk(tree):
+        text = ast.unparse(node) if isinstance(node, (ast.Attribute, ast.Name)) else ""
+        if text in ("sys.path", "sys.meta_path", "sys.path_hooks", "__path__", "site.addsitedir", "addsitedir"):
+            found.add(text)
+    return found
+
+
+def test_the_product_changes_no_import_path() -> None:
+    assert _import_path_changes(ast.parse("import sys\nsys.path.append('.')\n__path__ = []\n")) == \
+        {"sys.path", "__path__"}
+    for path in [*PRODUCT.rglob("*.py"), *(ROOT / "tasks").rglob("*.py"), ROOT / "deploy.py"]:
+        assert not _import_path_changes(ast.parse(path.read_text(), str(path))), str(path.relative_to(ROOT))
 
 
 def test_render_finds_every_template_and_file_it_names() -> None:
@@ -90,8 +126,8 @@ from pathlib import Path
 import hakube
 from hakube import render
 from hakube.settings import load_inventory
-from tasks import desired_state
-from tasks.certs import ensure_pki
+from hakube.tasks import desired_state
+from hakube.tasks.certs import ensure_pki
 
 hosts, env = json.loads(sys.argv[1])
 settings = load_inventory([(name, data, groups) for name, data, groups in hosts], env)
@@ -105,7 +141,7 @@ def test_an_installed_hakube_finds_its_templates_as_package_data(tmp_path: Path)
     """What a wheel holds (setuptools' build_py output, offline), imported from outside the checkout."""
     needed(importlib.util.find_spec("setuptools"), "setuptools is not installed in this environment")
     src, lib, outside = tmp_path / "src", tmp_path / "lib", tmp_path / "outside"
-    for name in ("hakube", "templates", "files"):
+    for name in ("hakube", "tasks", "templates", "files"):
         shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "pyproject.toml", src)
     build = subprocess.run(
@@ -117,12 +153,12 @@ def test_an_installed_hakube_finds_its_templates_as_package_data(tmp_path: Path)
     assert {p.name for p in (lib / "hakube" / "templates").glob("*.j2")} == \
         {p.name for p in (ROOT / "templates").glob("*.j2")}
     assert (lib / "hakube" / "files" / "99-kube-apiserver-vip.conf").is_file()
+    assert {p.name for p in (lib / "hakube" / "tasks").glob("*.py")} == {p.name for p in (ROOT / "tasks").glob("*.py")}
 
     outside.mkdir()
-    shutil.copytree(ROOT / "tasks", outside / "tasks", ignore=shutil.ignore_patterns("__pycache__"))  # the deploy
     inv = make_inventory(outside)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env["PYTHONPATH"] = f"{lib}:{outside}"
+    env["PYTHONPATH"] = str(lib)
     run = subprocess.run([sys.executable, "-c", RENDER_INSTALLED, json.dumps([inv.hosts(), ENV])],
                          cwd=outside, env=env, capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stdout + run.stderr
@@ -153,3 +189,4 @@ def test_every_dependency_is_bounded_above_and_the_installed_versions_fit() -> N
     assert str(next(r for r in runtime if r.name == "pyinfra").specifier) == "==3.10.*"
     for req in runtime + test:
         assert req.specifier.contains(version(req.name), prereleases=True), f"{req.name} {version(req.name)}: not {req}"
+
