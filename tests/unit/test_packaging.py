@@ -63,9 +63,24 @@ def test_only_the_product_is_installed() -> None:
     assert setuptools["packages"] == ["hakube", "hakube.tasks", "hakube.templates", "hakube.files"]
     assert setuptools["package-dir"] == {"hakube": "hakube", "hakube.tasks": "tasks", "hakube.templates": "templates",
                                          "hakube.files": "files"}
+    assert project["project"]["scripts"] == {"hakube": "hakube.cli:main"}
     assert not (PRODUCT / "lab").exists() and not (PRODUCT / "bench.py").exists()
     assert not (PRODUCT / "tasks").exists()  # tasks/ stays at the top; the mapping installs it
 
+
+
+def test_make_check_the_hakube_command_and_python_m_run_the_same_code(monkeypatch) -> None:
+    from hakube import check, cli
+
+    recipe = re.search(r"^check:.*\n((?:\t.*\n)+)", (ROOT / "Makefile").read_text(), re.M).group(1)
+    assert recipe.strip() == "@.venv/bin/hakube check $(ARGS) $(INVENTORY)"
+    seen = []
+    monkeypatch.setattr(check, "run", lambda args: seen.append(vars(args)) or 0)
+    assert cli.main(["check", "--json", "site.py"]) == 0 and check.main(["--json", "site.py"]) == 0
+    assert cli.main(["check"]) == 0 and check.main([]) == 0
+    assert seen == [{"command": "check", "json": True, "inventory": "site.py"}, {"json": True, "inventory": "site.py"},
+                    {"command": "check", "json": False, "inventory": "inventory.py"},
+                    {"json": False, "inventory": "inventory.py"}]
 
 def _python_sources() -> list[Path]:
     """Every Python file of the repository: the product, the steps, the lab, the bench, the tests."""
