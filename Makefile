@@ -81,8 +81,9 @@ lab: $(VENV_STAMP) host-deps
 
 # Day two: is the cluster what the deploy left, and does it serve? Changes nothing anywhere.
 # Exit 0 healthy, 1 degraded, 2 broken. `make check ARGS=--json` prints one JSON document on stdout.
+# The package's own command (`hakube check`, also `python -m hakube.check`): the same code.
 check: $(VENV_STAMP)
-	@$(PY) -m hakube.check $(ARGS) $(INVENTORY)
+	@.venv/bin/hakube check $(ARGS) $(INVENTORY)
 
 # Unit tests (fast, no Docker), then the integration tests on the real lab (they bring it up).
 test: $(VENV_STAMP) host-deps

@@ -1,47 +1,11 @@
-"""Highly available kube-apiserver: the tutorial's table of contents, done right for today.
+"""Highly available kube-apiserver: the tutorial's table of contents is ``hakube/deploy.py``.
 
     pyinfra inventory.py deploy.py            apply
     pyinfra inventory.py deploy.py --dry --diff   show what would change, touch nothing
 
-All inventory data is validated first (every problem, each naming host and key), then every
-master's CA and service-account key are checked against this checkout's, and every key of its
-Secrets encryption config must be one this checkout has; nothing runs on any host if one is wrong.
+From your own deploy file: ``from hakube import deploy_ha_apiserver; deploy_ha_apiserver()``.
 """
 
-from pyinfra import host, inventory
+from hakube.deploy import ha_apiserver
 
-from hakube.context import masters_facts, settings_for
-from tasks import (apiserver, audit, certs, desired_state, encryption, haproxy, host_facts, keepalived, kubeconfig,
-                   leave, packages, rbac)
-
-cfg = settings_for(host, inventory)  # raises before any host is touched
-facts = host_facts(host, cfg)  # what the host has: one remote command, asked for by the steps
-peers = masters_facts(cfg, host, inventory, facts, host_facts)  # every master's (read-only outside --limit)
-keepalived.precheck(cfg, facts, peers)  # a new VIP for a running cluster must be free: else refuse now
-pki = certs.ensure_pki(cfg) if cfg.is_member else None
-want = desired_state(cfg, pki)  # every file this host should have, rendered locally, by step
-serving = apiserver.serving(peers)  # anything to protect? then one master at a time
-
-if cfg.leaving:
-    leave.apply(cfg, want, facts)  # -. a master that leaves (`leaving`): VIP off, drain, stop, keys removed; first
-elif cfg.is_master:
-    leave.wait(cfg, want, facts, peers)  # -. ... the others change nothing until it has left
-    packages.apply(cfg, want, facts)  # 0. keepalived, haproxy, kubectl, curl, ... (installed in the background)
-    certs.apply(cfg, want, facts)  # 1. Kubernetes certificates and keys (staged)
-    audit.apply(cfg, want, facts)  # 2. audit policy (staged)
-    encryption.apply(cfg, want, facts)  # 2b. Secrets encrypted at rest: the keys' config (staged)
-    apiserver.apply(cfg, want, facts)  # 3. config, flags, unit, a local binary (staged)
-    packages.wait(cfg, want, facts)  # 0. ... installed before anything runs them
-    apiserver.download(cfg, want, facts)  # 3. ... or the binary downloaded with that curl, checked (staged)
-    released = keepalived.release(cfg, want, facts, peers)  # 5. a live VIP the apiserver needs: given up first
-    apiserver.roll_out(cfg, want, facts, one_at_a_time=serving)  # 3. the roll: start or restart, /readyz
-    moving = keepalived.change(cfg, peers)  # a new VIP for a running cluster (or None)
-    haproxy.listen_both(cfg, want, facts, moving)  # 6. ... haproxy listens on the new VIP too
-    keepalived.apply(cfg, want, facts, peers, one_at_a_time=serving, released=released)  # 5. the VIP
-    haproxy.apply(cfg, want, facts, one_at_a_time=serving, moving=moving)  # 6. haproxy in front of every apiserver
-    keepalived.verify(cfg, want, facts, peers)  # 5. ... exactly one master holds the VIP
-    kubeconfig.apply(cfg, want, facts)  # 7. admin kubeconfig (masters)
-    kubeconfig.write_local(cfg, pki)  #    ... and for the operator
-    rbac.apply(cfg, want, facts)  # 4. RBAC, once the VIP answers
-else:
-    apiserver.apply(cfg, want, facts)  # /etc/kubernetes/config on the other nodes
+ha_apiserver()

@@ -95,7 +95,7 @@ def figure(samples: list[float], unit: str, description: str, **extra) -> dict:
 def _clean_env(extra: dict | None = None) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYINFRA_")}
     env["LAB_MASTERS"] = str(BENCH_MASTERS)  # the bench lab has 2 masters, whatever the caller exported
-    if SOURCE.root != REPO:  # the snapshot's hakube/ and tasks/, not the editable install's
+    if SOURCE.root != REPO:  # the snapshot's hakube/ and tasks/ (its hakube/tasks), not the editable install's
         env["PYTHONPATH"] = os.pathsep.join(filter(None, (str(SOURCE.root), env.get("PYTHONPATH"))))
     env.update(extra or {})
     return env
@@ -507,6 +507,9 @@ def source_tree(worktree: bool):
             target = REPO / name
             target.mkdir(mode=0o700, exist_ok=True)
             (root / name).symlink_to(target, target_is_directory=True)
+        # hakube.tasks is the top-level tasks/ (pyproject's package-dir): the snapshot's own, not the
+        # one the editable install maps it to (the working tree's)
+        (root / "hakube" / "tasks").symlink_to("../tasks", target_is_directory=True)
         SOURCE = Source(root, commit, "HEAD snapshot (git archive)")
         try:
             yield SOURCE

@@ -1,4 +1,4 @@
-"""`make check` / ``python -m hakube.check [--json] [INVENTORY]``: read-only health and drift.
+"""`hakube check [--json] [INVENTORY]` (`make check`, ``python -m hakube.check``): read-only health and drift.
 
 The verdicts are ``hakube.health`` (pure: facts in, findings and the JSON document out); the
 gathering is ``hakube.check_runner`` (pyinfra's inventory, read-only commands). This module only
@@ -8,23 +8,26 @@ joins them: stdout carries the report alone, progress goes to stderr, the exit c
 
 from __future__ import annotations
 
+import argparse
 import sys
 
-from .check_runner import collect
-from .health import render_text
+DESCRIPTION = "read-only health and drift of the cluster INVENTORY describes; exit 0 healthy, 1 degraded, 2 broken"
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m hakube.check [--json] [INVENTORY]``: print the report, return the exit code."""
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="python -m hakube.check", description=__doc__.split("\n\n")[0])
+def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The check's arguments: the same for ``hakube check`` and ``python -m hakube.check``."""
     parser.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     parser.add_argument("inventory", nargs="?", default="inventory.py", help="pyinfra inventory (default inventory.py)")
-    args = parser.parse_args(argv)
+    return parser
 
+
+def run(args: argparse.Namespace) -> int:
+    """Print the report of ``args.inventory``, return the exit code."""
     import contextlib
     import json
+
+    from .check_runner import collect
+    from .health import render_text
 
     stdout = sys.stdout
     with contextlib.redirect_stdout(sys.stderr):  # stdout carries the report only
@@ -36,6 +39,11 @@ def main(argv: list[str] | None = None) -> int:
     stdout.flush()
     return doc["exit_code"]
 
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m hakube.check [--json] [INVENTORY]``: print the report, return the exit code."""
+    parser = add_arguments(argparse.ArgumentParser(prog="python -m hakube.check", description=DESCRIPTION))
+    return run(parser.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -4,8 +4,8 @@ The inventory is loaded by pyinfra's own CLI loader (``pyinfra_cli.inventory.mak
 ``inventory.py`` means exactly what it means to ``pyinfra inventory.py deploy.py``: groups, group
 data, ``@docker/NAME`` and ``@ssh`` hosts, ``_sudo`` and the other connector arguments from the
 data (facts apply them as operations do). The data is validated by ``hakube.context`` like the
-deploy's, the desired files are rendered by ``tasks.desired_state`` from the PKI as it is in
-``pki_dir`` (``tasks.certs.load_pki``: nothing is created or rewritten there).
+deploy's, the desired files are rendered by ``hakube.tasks.desired_state`` from the PKI as it is
+in ``pki_dir`` (``hakube.tasks.certs.load_pki``: nothing is created or rewritten there).
 
 Per host two facts run, both read-only commands: the deploy's own snapshot (``hakube.facts``:
 sha256/mode/owner of every managed file, units, ...) and ``hakube.health.HostStatusFact``. No
@@ -36,10 +36,11 @@ from pyinfra.api.facts import get_fact
 from pyinfra.connectors.docker import DockerConnector
 from pyinfra.context import ctx_config, ctx_host, ctx_inventory, ctx_state
 
-from . import health
+from . import health, tasks
 from .context import inventory_settings
 from .facts import HostSnapshot, Needs
 from .paths import PATHS
+from .tasks import certs as certs_step
 
 FACT_TIMEOUT = 60  # seconds per remote command
 API_TIMEOUT = 3.0
@@ -71,8 +72,6 @@ def load(inventory_path: str) -> tuple[State, object]:
         logger.addHandler(handler)
         logger.setLevel(logging.WARNING)
     cwd = os.getcwd()
-    if cwd not in sys.path:
-        sys.path.append(cwd)
     state = State(check_for_changes=False)
     state.cwd = cwd
     ctx_state.set(state)
@@ -136,8 +135,6 @@ def _fact(state, host, cls, **kwargs):
 
 def observe(state, host, cfg, want: dict, needs: Needs) -> health.Observed:
     """Both read-only facts of one host."""
-    import tasks
-
     problem = connect(host)
     if problem:
         return health.Observed(error=problem)
@@ -201,9 +198,6 @@ def api_via_vip(cluster, timeout: float = API_TIMEOUT) -> tuple[bool, str]:
 
 def collect(inventory_path: str, api_check=api_via_vip) -> dict:
     """The check's JSON document for ``inventory_path`` (``hakube.health.evaluate``)."""
-    import tasks
-    from tasks import certs as certs_step
-
     from . import pki as pkimod
     from .ops import binary_sha256
 

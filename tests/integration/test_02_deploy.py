@@ -16,7 +16,7 @@ import pytest
 from cryptography import x509
 
 import lab
-from tasks import packages
+from hakube.tasks import packages
 
 from .conftest import (
     REPO,

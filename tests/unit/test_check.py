@@ -25,8 +25,8 @@ from hakube.facts import FileState, HostFacts
 from hakube.ops import differs
 from hakube.paths import PATHS
 from hakube.roll import pending_marker
-from tasks import desired_state
-from tasks.certs import ensure_pki, load_pki
+from hakube.tasks import desired_state
+from hakube.tasks.certs import ensure_pki, load_pki
 
 from .conftest import SHA, make_inventory
 

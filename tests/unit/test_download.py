@@ -24,7 +24,7 @@ from pyinfra.api.exceptions import PyinfraError
 
 from hakube import ops, roll
 from hakube.facts import HostFacts, HostSnapshot, k8s_arch
-from tasks import apiserver
+from hakube.tasks import apiserver
 
 from .conftest import OWNER_UID, make_inventory
 from .test_operations import FakeHost

@@ -18,8 +18,8 @@ from hakube import apiserver_args, context, encryption
 from hakube.encryption import LiveKey
 from hakube.facts import HostFacts, HostSnapshot
 from hakube.paths import PATHS
-from tasks import certs, desired_state
-from tasks import encryption as step
+from hakube.tasks import certs, desired_state
+from hakube.tasks import encryption as step
 
 from .conftest import Inv, problem_for
 

@@ -29,11 +29,11 @@ import pytest
 
 from hakube import flags, ops, pki, render, settings
 from hakube.paths import PATHS
-from tasks import desired_state
-from tasks.certs import ensure_pki
+from hakube.tasks import desired_state
+from hakube.tasks.certs import ensure_pki
 from hakube.settings import AUTH_PASS_ENV, KEY_BY_NAME, InventoryError, load_inventory
 
-from tasks.apiserver import _roll_script
+from hakube.tasks.apiserver import _roll_script
 
 from .conftest import ENV, SHA, VIP, Inv, make_inventory
 

@@ -18,8 +18,8 @@ from cryptography import x509
 from hakube.facts import FileState, HostFacts
 from hakube.ops import differs
 from hakube.paths import PATHS
-from tasks import desired_state, leave, packages, steps_for
-from tasks.certs import ensure_pki
+from hakube.tasks import desired_state, leave, packages, steps_for
+from hakube.tasks.certs import ensure_pki
 
 from .conftest import SHA, VIP, make_inventory, problem_for
 
@@ -293,7 +293,7 @@ def test_a_master_joining_or_leaving_a_serving_cluster_keeps_the_roll_one_at_a_t
     """``serving`` over every master's facts (``masters_facts``): old masters active and a fresh one
     joining -> True, so every roll (the new master's too) is serial and drains first; a leaving
     master that still serves counts as serving (it plans no roll of its own)."""
-    from tasks.apiserver import serving
+    from hakube.tasks.apiserver import serving
 
     active = HostFacts(units={"kube-apiserver.service": ("active", "enabled")})
     assert serving({"m1": active, "m2": active, "m3": HostFacts()})

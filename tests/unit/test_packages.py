@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 from hakube import ops
-from tasks import packages
+from hakube.tasks import packages
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -14,13 +14,12 @@ from pathlib import Path
 
 import pytest
 
-import tasks
-from hakube import apiserver_args, render
+from hakube import apiserver_args, render, tasks
 from hakube.paths import PATHS
 from hakube.render import DesiredFile
 from hakube.roll import pending_marker
-from tasks import apiserver, certs, haproxy, keepalived, kubeconfig
-from tasks.certs import ensure_pki
+from hakube.tasks import apiserver, certs, haproxy, keepalived, kubeconfig
+from hakube.tasks.certs import ensure_pki
 
 
 class Plan:

@@ -17,14 +17,13 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
-import tasks
 from pyinfra.api.exceptions import PyinfraError
 
-from hakube import pki
+from hakube import pki, tasks
 from hakube.facts import FileState, HostFacts
 from hakube.ops import roll_owed
 from hakube.pki import PKIError, Subject
-from tasks import certs, haproxy, kubeconfig
+from hakube.tasks import certs, haproxy, kubeconfig
 
 from .conftest import make_inventory
 

@@ -230,7 +230,7 @@ def _apiserver_roll(box: Path, monkeypatch, paths: dict) -> tuple[str, float]:
 
     from hakube import render
     from hakube.paths import PATHS
-    from tasks import apiserver
+    from hakube.tasks import apiserver
 
     from .conftest import make_inventory
 
