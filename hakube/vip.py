@@ -72,6 +72,13 @@ def switch_ready(vip: str, interface: str, port: int, ca: str, cert: str, settle
     return f"{{ {one}; }} && sleep {settle:g} && {{ {one}; }}"
 
 
+def holder_first(vips: Iterable[str], interface: str, delay: float = 1.0) -> str:
+    """Shell: a master that holds none of ``vips`` waits ``delay`` seconds (the holder goes first)."""
+    pattern = "|".join(re.escape(v) for v in vips)
+    return (f"ip -o -4 addr show dev {shlex.quote(interface)} | grep -Eq {shlex.quote(f' ({pattern})/')} "
+            f"|| sleep {delay:g}")
+
+
 @dataclass(frozen=True)
 class VipChange:
     """A VIP change on a running cluster: the addresses keepalived serves now (``old``) and the new one."""

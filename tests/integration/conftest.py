@@ -146,13 +146,13 @@ class Prober:
         return [s for s in self.samples if not s[1]]
 
 
-def real_clients(host: str = lab.VIP, port: int = 6443):
+def real_clients(host: str = lab.VIP, port: int = 6443, **options):
     """The real client stacks (``lab.clients``: a new connection per call, Go's kept HTTP/2, the
     official Python client, a reflector-style watch, two naive clients) through ``host``."""
     from lab.clients import ClientHarness
     from lab.config import PKI_DIR
 
-    return ClientHarness(host, port, PKI_DIR / "ca.pem", PKI_DIR / "admin.pem", PKI_DIR / "admin-key.pem")
+    return ClientHarness(host, port, PKI_DIR / "ca.pem", PKI_DIR / "admin.pem", PKI_DIR / "admin-key.pem", **options)
 
 
 def assert_clients_unhurt(harness, min_calls: int, what: str) -> dict:

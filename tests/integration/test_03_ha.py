@@ -166,25 +166,7 @@ def _restart_window(name: str) -> tuple[int, int]:
     return int(values["ActiveExitTimestampMonotonic"]), int(values["ActiveEnterTimestampMonotonic"])
 
 
-def test_rolling_apply_drops_no_request(healthy, tmp_path):
-    changed_inv = variant_inventory(tmp_path, cluster={"apiserver_extra_flags": {"max-requests-inflight": 401}})
-    with Prober(0.1) as probe:
-        run = deploy(changed_inv)
-        time.sleep(1)
-    try:
-        assert_converged(run)
-        restarted = run.changed().get("kube-apiserver | Restart kube-apiserver, one master at a time, waiting for /readyz")
-        assert sorted(restarted or []) == sorted(f"@docker/{m}" for m in masters())
-        print(f"\nrolling apply: {len(probe.samples)} calls through the VIP, {len(probe.failures)} failed")
-        assert len(probe.samples) > 50
-        assert probe.failures == []
-        windows = sorted(_restart_window(m) for m in masters())
-        for (stop_a, up_a), (stop_b, _) in zip(windows, windows[1:]):
-            assert up_a < stop_b, f"restarts overlapped: {windows}"
-        for m in masters():
-            assert "--max-requests-inflight=401" in sh(m, "cat /etc/kubernetes/apiserver").stdout
-    finally:
-        assert_converged(deploy())  # back to inventory.py's data
+# The rolling apply under real clients (and its restart windows) is test_13_real_clients.py.
 
 
 # 5 -----------------------------------------------------------------------------------------------
