@@ -116,15 +116,30 @@ def holders() -> list[str]:
 # --- clients through the VIP ------------------------------------------------------------------------
 
 
-class Prober:
-    """Calls /readyz through the VIP every ``interval`` seconds in a thread; records (t, ok, detail)."""
+#: failed calls per real client tolerated through apiserver rolls (measured: 0-2 per test; README)
+ROLL_TOLERANCE = 2
 
-    def __init__(self, interval: float = 0.1, path: str = "/readyz", host: str = lab.VIP):
+
+class Prober:
+    """Calls /readyz through the VIP every ``interval`` seconds in a thread; records (t, ok, detail).
+
+    ``real=True``: the real client stacks (``real_clients``: kept HTTP/2 and HTTP/1.1 connections,
+    writes, a watch) run alongside; their problems (a failed call, a missed object, a relist, a
+    client that made fewer than ``min_real_calls`` calls) count as failures too, and their figures
+    are printed. Through an apiserver roll a kept connection still loses a call now and then on
+    1.20.2 (README: What a client sees): ``ROLL_TOLERANCE`` failed calls per client are tolerated
+    there, so that a broken drain or rollback (many failures) fails the test and a rare race does not."""
+
+    def __init__(self, interval: float = 0.1, path: str = "/readyz", host: str = lab.VIP, real: bool = False,
+                 min_real_calls: int = 10, tolerated: int = 0):
         self.interval, self.path, self.host = interval, path, host
         self.samples: list[tuple[float, bool, str]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._ctx = client_context()
+        self._clients = real_clients(host) if real else None
+        self.min_real_calls, self.tolerated = min_real_calls, tolerated
+        self.real_report: dict | None = None
 
     def _run(self):
         while not self._stop.is_set():
@@ -134,16 +149,30 @@ class Prober:
             self._stop.wait(max(0.0, self.interval - (time.monotonic() - started)))
 
     def __enter__(self):
+        if self._clients is not None:
+            self._clients.__enter__()
         self._thread.start()
         return self
 
     def __exit__(self, *exc):
         self._stop.set()
         self._thread.join(timeout=10)
+        if self._clients is not None:
+            from lab.clients import format_report
+
+            self._clients.__exit__(*exc)
+            self.real_report = self._clients.report()
+            print(f"\nreal clients through {self.host}:\n{format_report(self.real_report)}")
 
     @property
     def failures(self) -> list[tuple[float, bool, str]]:
-        return [s for s in self.samples if not s[1]]
+        mine = [s for s in self.samples if not s[1]]
+        if self.real_report is None:
+            return mine
+        from lab.clients import problems
+
+        return mine + [(0.0, False, f"real client: {p}")
+                       for p in problems(self.real_report, self.min_real_calls, self.tolerated)]
 
 
 def real_clients(host: str = lab.VIP, port: int = 6443, **options):
@@ -155,14 +184,14 @@ def real_clients(host: str = lab.VIP, port: int = 6443, **options):
     return ClientHarness(host, port, PKI_DIR / "ca.pem", PKI_DIR / "admin.pem", PKI_DIR / "admin-key.pem", **options)
 
 
-def assert_clients_unhurt(harness, min_calls: int, what: str) -> dict:
+def assert_clients_unhurt(harness, min_calls: int, what: str, tolerated: int = 0) -> dict:
     """No call of a real client failed, no object was missed by the watch, every client made at
     least ``min_calls`` calls; the figures are printed either way."""
     from lab.clients import assert_no_failures, format_report
 
     report = harness.report()
     print(f"{what}:\n{format_report(report)}")
-    assert_no_failures(report, min_calls=min_calls)
+    assert_no_failures(report, min_calls=min_calls, allowed_failures=tolerated)
     return report
 
 

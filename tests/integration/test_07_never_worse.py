@@ -22,6 +22,7 @@ import pytest
 import lab
 
 from .conftest import (
+    ROLL_TOLERANCE,
     PYINFRA,  # noqa: F401
     REPO,
     Prober,
@@ -77,7 +78,7 @@ def test_a_fresh_clone_is_refused_and_changes_nothing(steady, tmp_path):
     host_ca = hashlib.sha256((lab.PKI_DIR / "ca.pem").read_bytes()).hexdigest()  # what the masters hold
     env = {"HAKUBE_VRRP_AUTH_PASS": lab.vrrp_auth_pass()}
     before = config_checksums()
-    with Prober(0.1) as probe:
+    with Prober(0.1, real=True, tolerated=ROLL_TOLERANCE) as probe:
         runs = [deploy(clone / "inventory.py", dry=True, env=env, cwd=clone),
                 deploy(clone / "inventory.py", env=env, cwd=clone)]
     for run in runs:
@@ -115,7 +116,7 @@ def roll_back_and_stop(tmp_path, data: dict, journal_says: str) -> dict:
     names = masters()
     inputs = {m: apiserver_inputs(m) for m in names}
     pids = {m: apiserver_pid(m) for m in names}
-    with Prober(0.1) as probe:
+    with Prober(0.1, real=True, tolerated=ROLL_TOLERANCE) as probe:
         run = deploy(variant_inventory(tmp_path, cluster=data))
         time.sleep(1)
     out = run.output

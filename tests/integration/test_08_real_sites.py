@@ -17,6 +17,7 @@ import lab
 from hakube.paths import PATHS
 
 from .conftest import (
+    ROLL_TOLERANCE,
     Prober,
     api_ok,
     assert_converged,
@@ -216,7 +217,7 @@ def test_the_binary_is_downloaded_checked_and_rolled_and_a_wrong_sum_is_refused(
         assert all(sha == want for sha, _ in before.values())
         for m in masters():  # as on a master that runs another version: the live binary is not this one
             sh(m, f"rm -f {PATHS.apiserver_binary}")
-        with Prober() as probe:
+        with Prober(real=True, tolerated=ROLL_TOLERANCE) as probe:
             run = deploy(good)
         assert_converged(run)
         print(f"\ndownload + roll: {len(probe.samples)} calls through the VIP, {len(probe.failures)} failed")
@@ -230,7 +231,7 @@ def test_the_binary_is_downloaded_checked_and_rolled_and_a_wrong_sum_is_refused(
         wrong = "0" * 64
         bad = variant_inventory(tmp_path, cluster={"kube_apiserver_binary": None, "kube_apiserver_url": url,
                                                    "kube_apiserver_sha256": wrong}, name="inv_wrong.py")
-        with Prober() as probe:
+        with Prober(real=True, tolerated=ROLL_TOLERANCE) as probe:
             run = deploy(bad)
         assert run.returncode != 0, run.describe()
         assert wrong in run.output and want in run.output, run.describe()  # expected and actual

@@ -20,7 +20,8 @@ from cryptography import x509
 
 import lab
 
-from .conftest import (REPO, Prober, api_ok, assert_converged, assert_no_change, deploy, holders, masters, sh,
+from .conftest import (
+    ROLL_TOLERANCE, REPO, Prober, api_ok, assert_converged, assert_no_change, deploy, holders, masters, sh,
                        variant_inventory, wait_for)
 
 pytestmark = pytest.mark.lab
@@ -77,7 +78,7 @@ def added(converged):
     """vm03 added to the converged pair, deployed under a client through the VIP."""
     assert masters() == ("vm01", "vm02")
     lab_up(3)
-    with Prober() as probe:
+    with Prober(real=True, tolerated=ROLL_TOLERANCE) as probe:
         run = deploy()
     yield {"run": run, "probe": probe, "second": deploy()}
     # Back to two converged masters whatever happened: vm03 goes with the scale-down.

@@ -17,6 +17,7 @@ import lab
 from hakube import pki
 
 from .conftest import (
+    ROLL_TOLERANCE,
     REPO,
     Prober,
     assert_converged,
@@ -68,7 +69,7 @@ def rolled(run, probe) -> None:
 def test_certificates_inside_the_window_are_renewed_without_a_failed_call(converged, tmp_path):
     short = variant_inventory(tmp_path, cluster={"cert_validity_days": 20, "cert_renewal_days": 10},
                               name="inv_short.py")
-    with Prober() as probe:
+    with Prober(real=True, tolerated=ROLL_TOLERANCE) as probe:
         run = deploy(short)
     rolled(run, probe)
     days = days_left_on_masters()
@@ -82,7 +83,7 @@ def test_certificates_inside_the_window_are_renewed_without_a_failed_call(conver
     assert "apiserver" in warned and "haproxy-healthcheck" in warned, warned
 
     # ...and the next run with inventory.py's data renews every one, rolling the apiservers
-    with Prober() as probe:
+    with Prober(real=True, tolerated=ROLL_TOLERANCE) as probe:
         run = deploy()
     rolled(run, probe)
     days = days_left_on_masters()
@@ -133,12 +134,12 @@ def test_secrets_are_encrypted_in_etcd_and_the_key_rotates_without_a_failed_call
 
     steps = []
     # (a) the new key second: every apiserver can read it, writes still use key1
-    with Prober() as probe:
+    with Prober(real=True, tolerated=ROLL_TOLERANCE) as probe:
         run = deploy(with_keys(tmp_path, "key1", "key2"))
     rolled(run, probe)
     steps.append(len(probe.samples))
     # (b) the new key first: new writes use key2
-    with Prober() as probe:
+    with Prober(real=True, tolerated=ROLL_TOLERANCE) as probe:
         run = deploy(with_keys(tmp_path, "key2", "key1"))
     rolled(run, probe)
     steps.append(len(probe.samples))
@@ -149,7 +150,7 @@ def test_secrets_are_encrypted_in_etcd_and_the_key_rotates_without_a_failed_call
     rewrite_every_secret()
     assert stored_prefix("enc-one").startswith("k8s:enc:secretbox:v1:key2:")
     # (d) the old key removed: everything still readable
-    with Prober() as probe:
+    with Prober(real=True, tolerated=ROLL_TOLERANCE) as probe:
         run = deploy(with_keys(tmp_path, "key2"))
     rolled(run, probe)
     steps.append(len(probe.samples))
@@ -158,12 +159,12 @@ def test_secrets_are_encrypted_in_etcd_and_the_key_rotates_without_a_failed_call
 
     # back to inventory.py's key1, the same way round: (a) (b) (c) (d)
     for keys in (("key2", "key1"), ("key1", "key2")):
-        with Prober() as probe:
+        with Prober(real=True, tolerated=ROLL_TOLERANCE) as probe:
             run = deploy(with_keys(tmp_path, *keys))
         rolled(run, probe)
         steps.append(len(probe.samples))
     rewrite_every_secret()
-    with Prober() as probe:
+    with Prober(real=True, tolerated=ROLL_TOLERANCE) as probe:
         run = deploy()
     rolled(run, probe)
     steps.append(len(probe.samples))

@@ -111,7 +111,9 @@ def test_a_users_deploy_with_the_installed_package_converges_and_stays_converged
         assert_converged(first)
         names = [op["name"] for op in first.data["results"]["operations"]]
         assert names[0] == BEFORE and names[-1] == AFTER, names
-        assert len(names) > 2 and all(n.startswith(PREFIX) for n in names[1:-1]), names
+        # the lab is converged: hakube's steps plan no operation here (its order between the user's
+        # own operations is proven on @fake hosts, tests/unit/test_deploy_function.py)
+        assert all(n.startswith(PREFIX) for n in names[1:-1]), names
         # the lab was converged by the checkout's deploy.py: only the user's operations change anything
         changed = {name: _short(hosts) for name, hosts in first.changed().items()}
         assert changed == {BEFORE: sorted(_hosts()), AFTER: sorted(_hosts())}, changed

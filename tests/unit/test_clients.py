@@ -370,3 +370,16 @@ def test_stop_compares_what_the_writers_created_with_what_the_watch_saw(tmp_path
 def test_unknown_kinds_are_refused(tmp_path):
     with pytest.raises(ValueError, match="unknown client kinds"):
         harness(tmp_path, kinds=("new_conn", "grpc"))
+
+
+def test_a_tolerated_number_of_failures_passes_and_one_more_fails():
+    from lab.clients import problems
+
+    report = {"go_h2": {"naive": False, "calls": 500, "failed": 2},
+              "watch": {"naive": False, "calls": 2, "failed": 0, "events": 300, "missed": 0}}
+    assert problems(report, 10, allowed_failures=2) == []
+    assert problems(report, 10) == ["go_h2: 2 of 500 calls failed"]
+    report["go_h2"]["failed"] = 3
+    assert problems(report, 10, allowed_failures=2) == ["go_h2: 3 of 500 calls failed (more than the 2 tolerated)"]
+    report["watch"]["missed"] = 1  # never tolerated
+    assert any("missed 1" in p for p in problems(report, 10, allowed_failures=2))
