@@ -29,12 +29,13 @@ from hakube.ops import differs, ensure_running, install, masters_unfailed, reloa
 from hakube.render import DesiredFile, render
 from hakube.settings import etcd_endpoints
 
+from . import haproxy
+
 NAME = "keepalived"
 CONF = "/etc/keepalived/keepalived.conf"
 SCRIPT_USER = "keepalived_script"  # runs the health script: never root
 UNIT = "keepalived.service"
 NEEDS = Needs(units=(UNIT,), users=(SCRIPT_USER,), journals=((UNIT, vipmod.FOREIGN_ADVERT),), vip_configs=(CONF,))
-HAPROXY_CA, HAPROXY_CERT = "/etc/haproxy/pki/ca.pem", "/etc/haproxy/pki/healthcheck.pem"  # tasks/haproxy.py's
 # `keepalived -t`, as a validator ({path} is the staged copy). Debian 12's keepalived 2.2.7 kills
 # its own config test (SIGTERM, exit 143) whenever a tracked script runs under script security
 # (keepalived#2587, #2617; fixed in 2.2.8). A test killed that way without a word is run once more
@@ -153,13 +154,13 @@ def apply(cfg, want, facts, peers: dict, one_at_a_time: bool = True, released: b
         # would carry another VIP, or send its adverts another way, than the holder. Each waits for
         # the VIP to serve with one holder; otherwise its previous config goes back (reloaded).
         # A switch between multicast and unicast re-inits keepalived's instance on every master (the
-        # VIP is unheld for ~3 advert intervals): the holder reloads a second before the others, so
-        # it takes the VIP back and kept connections survive.
+        # VIP is unheld for ~3 advert intervals, calls then fail: README): the holder reloads a
+        # second before the others, so the VIP comes back to the same master.
         what = (f"the VIP {', '.join(moving.old)} -> {c.vip}" if moving else
                 f"VRRP to {'unicast' if c.vrrp_unicast else 'multicast'}")
         reload_roll("keepalived", files.values(), facts, cfg.short_name, one_at_a_time=False,
                     timeout=int(15 + 6 * c.vrrp_advert_int),
-                    ready=vipmod.switch_ready(c.vip, cfg.vrrp_interface, c.lb_port, HAPROXY_CA, HAPROXY_CERT,
+                    ready=vipmod.switch_ready(c.vip, cfg.vrrp_interface, c.lb_port, haproxy.CA, haproxy.CHECK_CERT,
                                               settle=3.0 * c.vrrp_advert_int),
                     wait_first=vipmod.holder_first(moving.old if moving else (c.vip,), cfg.vrrp_interface),
                     name=f"Switch {what} on every master at once, waiting for the VIP to serve")
