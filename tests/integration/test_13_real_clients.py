@@ -50,25 +50,24 @@ def test_rolls_of_both_apiservers_fail_no_call_read_or_write(converged, tmp_path
     """Flag changes back and forth, each a roll of both apiservers, until the writers made at least
     MIN_WRITES writes: zero failed calls, nothing missed by the watch."""
     settle()
-    values = iter((401, 402, 403, 404, 405, 406))
+    values = iter((401, 402, 403))
     runs = []
     with real_clients(write_every=2) as clients:  # every other call a write: 2000 writes in two rolls
         while clients.writes_so_far() < MIN_WRITES and len(runs) < 6:
-            inventory = variant_inventory(tmp_path, name=f"inv{len(runs)}.py",
-                                          cluster={"apiserver_extra_flags": {"max-requests-inflight": next(values)}})
-            run = deploy(inventory)
-            assert_converged(run)
-            assert sorted(run.changed().get(ROLL, [])) == sorted(f"@docker/{m}" for m in masters()), run.changed()
-            windows = sorted(_restart_window(m) for m in masters())  # one master at a time
-            for (_, up_a), (stop_b, _) in zip(windows, windows[1:]):
-                assert up_a < stop_b, f"restarts overlapped: {windows}"
-            runs.append(run)
-    # Zero is the promise; on 1.20.2 a kept connection still loses about one call in 3000 through
-    # rolls (README: What a client sees during each change): tolerated up to ROLL_TOLERANCE.
+            # a changed flag, then inventory.py's again: every roll measured, the lab left as it was
+            for inventory in (variant_inventory(tmp_path, name=f"inv{len(runs)}.py",
+                                                cluster={"apiserver_extra_flags": {"max-requests-inflight": next(values)}}),
+                              "inventory.py"):
+                run = deploy(inventory)
+                assert_converged(run)
+                assert sorted(run.changed().get(ROLL, [])) == sorted(f"@docker/{m}" for m in masters()), run.changed()
+                windows = sorted(_restart_window(m) for m in masters())  # one master at a time
+                for (_, up_a), (stop_b, _) in zip(windows, windows[1:]):
+                    assert up_a < stop_b, f"restarts overlapped: {windows}"
+                runs.append(run)
     report = assert_clients_unhurt(clients, 500, f"{len(runs)} rolls of both apiservers", tolerated=ROLL_TOLERANCE)
     print(f"{len(runs)} rolls, {writes(report)} writes, {sum(r.seconds for r in runs):.0f}s of deploys")
     assert writes(report) >= MIN_WRITES
-    assert_converged(deploy())  # back to inventory.py's flags (not measured)
 
 
 @pytest.mark.parametrize("data, service", [
