@@ -19,6 +19,7 @@ _local: dict[int, dict] = {}  # id(inventory) -> this checkout's trust anchors
 _local_keys: dict[int, dict] = {}  # id(inventory) -> digests of this checkout's Secrets encryption keys
 _warned: set[int] = set()  # id(inventory) of runs whose rotation warnings were logged
 _taking: dict[int, set] = {}  # id(inventory) -> masters outside --limit whose snapshot is being taken
+UNREADABLE = object()  # the snapshot of a master outside --limit that could not be reached
 
 BARRIER_TIMEOUT = 300  # seconds a master's planning waits for the other masters' snapshots
 
@@ -77,7 +78,7 @@ def _snapshot_outside(cfg: Settings, host, names, seen: dict, taking: set, snaps
         if not ok:
             logger.warning(f"{name} (outside --limit) could not be read ({why}): its CA, service-account key, "
                            "Secrets keys, VIP and apiserver are not checked in this run")
-            seen[name] = None
+            seen[name] = UNREADABLE
             continue
         seen[name] = snapshot(other, inventory_settings(host.state.inventory)[name])
 
@@ -105,17 +106,17 @@ def masters_facts(cfg: Settings, host, inventory, facts, snapshot=None) -> dict:
     outside = outside_limit(host.state, every)
     if outside and snapshot is not None:
         _snapshot_outside(cfg, host, outside, seen, _taking.setdefault(id(inventory), set()), snapshot)
-        active |= {n for n in outside if seen.get(n) is not None}
+        active |= set(outside)  # another limited master may still be taking it: wait for it below
     # A leaving master is asked too: its CA is the cluster's until it has left (then it has none),
     # and the remaining masters wait for its leave (tasks.leave) only if its facts say one is due.
     masters = [m for m in every if m in active]
     deadline = time.monotonic() + BARRIER_TIMEOUT
-    while not all(seen.get(m) is not None for m in masters):
+    while not all(m in seen for m in masters):
         if time.monotonic() > deadline:
             missing = ", ".join(m for m in masters if m not in seen)
             raise PyinfraError(f"refusing to run: no snapshot of {missing} to check its CA against")
         gevent.sleep(0.01)
-    peers = {m: seen[m] for m in masters}
+    peers = {m: seen[m] for m in masters if seen[m] is not UNREADABLE}
     allow = {a.kind: getattr(c, a.replace_key) for a in trust.ANCHORS}
     anchors = {m: trust.host_anchors(f.files) for m, f in peers.items()}
     if id(inventory) not in _local:  # read once per run, not once per master

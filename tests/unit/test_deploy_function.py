@@ -40,16 +40,7 @@ deploy_ha_apiserver()
 server.shell(name={AFTER!r}, commands=["echo mine again"])
 """
 
-FAKE = {
-    "fake_delay": 0,
-    "fake_delay_jitter": 0,
-    "fake_responses": {
-        "command -v apt-get": "/usr/bin/apt-get",
-        "uname -s": "Linux",
-        "command -v useradd": "/usr/sbin/useradd",
-        "dpkg --print-architecture": "A amd64",  # the host snapshot: nothing installed, amd64
-    },
-}
+from .test_planning import FAKE  # the @fake answers of a fresh amd64 host (one place)
 
 
 def write_inventory(base: Path, drop: tuple[str, ...] = ()) -> Path:
