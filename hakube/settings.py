@@ -95,7 +95,7 @@ KEYS: tuple[Key, ...] = (
     # Step 6 — haproxy (tasks/haproxy.py).
     Key("lb_port", 6443, "Port haproxy listens on at the VIP. May equal apiserver_port (other address), no other port of the deploy."),
     Key("haproxy_agent_port", 6444, "Port of each master's haproxy agent on its bind_address (drains an apiserver before the deploy restarts it); a port of its own."),
-    Key("haproxy_check_interval_ms", 1000, "haproxy health-check interval (GET /readyz with a client certificate)."),
+    Key("haproxy_check_interval_ms", 1000, "haproxy health-check interval (GET /livez with a client certificate)."),
     Key("haproxy_check_fall", 2, "Failed checks before a backend leaves rotation."),
     Key("haproxy_check_rise", 2, "Good checks before a backend returns to rotation."),
     Key("haproxy_timeout", "1h", "Client/server/tunnel timeout: long enough for watches, logs -f and exec."),

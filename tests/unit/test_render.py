@@ -281,7 +281,7 @@ def test_haproxy_checks(plans) -> None:
     assert "mode tcp" in lines
     assert "option httpchk" in lines
     send = next(line for line in lines if line.startswith("http-check send"))
-    assert re.search(r"\bmeth GET uri /readyz\b", send), send
+    assert re.search(r"\bmeth GET uri /livez\b", send), send
     assert "http-check expect status 200" in lines
     default_server = next(line for line in lines if line.startswith("default-server")).split()
     for word in ("check", "check-ssl"):
