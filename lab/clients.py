@@ -19,8 +19,10 @@ chain verified against the CA:
                     resourceVersion, re-watch from the last one seen whenever the stream ends, relist
                     on 410 Gone); at the end, every ConfigMap the writers created must have been seen;
 ``naive_keepalive`` one raw http.client connection reused for every call without checking whether the
-                    server closed it (a figure, never a failure);
-``httpx_h2``        httpx with HTTP/2, one client (a figure, never a failure).
+                    server closed it (a figure, never a failure); reads the ConfigMaps as the real
+                    clients do (not /readyz: a kept connection stays on a draining apiserver, whose
+                    /readyz fails on purpose while it still serves the API);
+``httpx_h2``        httpx with HTTP/2, one client, the same read (a figure, never a failure).
 
 A failed call is an exception or a status outside 2xx (a 5xx, a 429, or anything else: a 4xx here
 means the harness itself is wrong). Every loop is bounded in time and in count and stops by itself.
@@ -350,8 +352,8 @@ class _Client:
     def call(self, i: int) -> None:
         raise NotImplementedError
 
-    def _readyz(self, conn: http.client.HTTPSConnection) -> None:
-        conn.request("GET", "/readyz")
+    def _readyz(self, conn: http.client.HTTPSConnection, path: str = "/readyz") -> None:
+        conn.request("GET", path)
         resp = conn.getresponse()
         body = resp.read().decode(errors="replace").strip()
         if resp.status == 200:
@@ -390,7 +392,7 @@ class NaiveKeepaliveClient(_Client):
 
     def call(self, i: int) -> None:
         try:
-            self._readyz(self.conn)
+            self._readyz(self.conn, self.h.read_path)
         except (OSError, http.client.HTTPException) as e:
             self.stats.record(False, _error_text(e))
             self.conn.close()
@@ -414,7 +416,7 @@ class HttpxH2Client(_Client):
         import httpx
 
         try:
-            resp = self.client.get("/readyz")
+            resp = self.client.get(self.h.read_path)
         except httpx.HTTPError as e:
             self.stats.record(False, _error_text(e))
             return
@@ -738,6 +740,11 @@ class ClientHarness:
         self._report: dict | None = None
 
     # connections
+    @property
+    def read_path(self) -> str:
+        """The naive clients' read: one ConfigMap of the probe namespace, as the real clients read."""
+        return f"/api/v1/namespaces/{self.namespace}/configmaps?limit=1"
+
     @property
     def base_url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
