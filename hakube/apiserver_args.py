@@ -78,8 +78,32 @@ def apiserver_flags(s: "Settings") -> dict[str, dict[str, object]]:
     }
     if c.secrets_encryption:
         groups["KUBE_API_ARGS"]["encryption-provider-config"] = p.encryption_config
+    groups["KUBE_API_ARGS"].update(graceful_shutdown_flags(minor_of(c.kube_version), c.shutdown_delay_seconds))
     groups["KUBE_API_ARGS"].update(c.apiserver_extra_flags)  # validated: never a RESERVED flag
     return groups
+
+
+#: The apiserver's own help for clients that keep their connections, by the version that has it
+#: (sources in ``hakube.flags.FLAGS``). Each is a default: ``apiserver_extra_flags`` overrides it
+#: (e.g. ``goaway-chance: 0`` turns it off).
+GRACEFUL_SHUTDOWN = (
+    # 1.18+: now and then an HTTP/2 client is sent a graceful GOAWAY, so after a roll client-go's one
+    # connection per server moves to the other apiservers too (0.001 is upstream's advice behind a
+    # load balancer). Graceful: the request answered, new ones retried on a new connection.
+    ("goaway-chance", lambda delay: "0.001"),
+    # 1.23+: after the shutdown delay, a request on a kept connection is answered 429 with
+    # Retry-After and `Connection: close` instead of the connection being closed under it:
+    # client-go retries it; HTTP/1.1 keep-alive clients reconnect.
+    ("shutdown-send-retry-after", lambda delay: "true"),
+    # 1.27+: watches are ended (rate-limited) during the shutdown instead of held until the request
+    # timeout, so their clients re-watch at once from their resourceVersion.
+    ("shutdown-watch-termination-grace-period", lambda delay: f"{max(delay, 5)}s"),
+)
+
+
+def graceful_shutdown_flags(version, shutdown_delay: int) -> dict[str, str]:
+    """The flags of ``GRACEFUL_SHUTDOWN`` that ``version`` accepts."""
+    return {name: value(shutdown_delay) for name, value in GRACEFUL_SHUTDOWN if FLAGS[name].accepted_by(version)}
 
 
 def apiserver_env(s: "Settings") -> dict[str, str]:

@@ -142,11 +142,32 @@ def test_extra_flag_may_not_override_what_the_deploy_sets(tmp_path: Path, flag: 
 
 
 def test_new_extra_flag_lands_in_api_args(tmp_path: Path) -> None:
-    s = _settings(tmp_path, apiserver_extra_flags={"goaway-chance": "0.001", "profiling": False})
+    s = _settings(tmp_path, apiserver_extra_flags={"max-mutating-requests-inflight": "300", "profiling": False})
     groups = _parse(apiserver_env(s))
-    assert groups["KUBE_API_ARGS"]["goaway-chance"] == "0.001"
+    assert groups["KUBE_API_ARGS"]["max-mutating-requests-inflight"] == "300"
     assert groups["KUBE_API_ARGS"]["profiling"] == "false"
-    assert list(groups["KUBE_API_ARGS"])[-2:] == ["goaway-chance", "profiling"]
+    assert list(groups["KUBE_API_ARGS"])[-2:] == ["max-mutating-requests-inflight", "profiling"]
+
+
+@pytest.mark.parametrize("version, expected", [
+    ("1.20.2", {"goaway-chance": "0.001"}),
+    ("1.35.0", {"goaway-chance": "0.001", "shutdown-send-retry-after": "true",
+                "shutdown-watch-termination-grace-period": "5s"}),
+    ("1.37.1", {"goaway-chance": "0.001", "shutdown-send-retry-after": "true",
+                "shutdown-watch-termination-grace-period": "5s"}),
+])
+def test_graceful_shutdown_flags_by_version(tmp_path: Path, version: str, expected: dict) -> None:
+    """The apiserver's own help for kept connections: each flag where the version has it, and only there."""
+    args = _parse(apiserver_env(_settings(tmp_path, version)))["KUBE_API_ARGS"]
+    names = ("goaway-chance", "shutdown-send-retry-after", "shutdown-watch-termination-grace-period")
+    assert {n: args[n] for n in names if n in args} == expected
+
+
+def test_a_graceful_shutdown_default_is_overridden_by_extra_flags(tmp_path: Path) -> None:
+    s = _settings(tmp_path, "1.36.0",
+                  apiserver_extra_flags={"goaway-chance": "0", "shutdown-send-retry-after": False})
+    args = _parse(apiserver_env(s))["KUBE_API_ARGS"]
+    assert args["goaway-chance"] == "0" and args["shutdown-send-retry-after"] == "false"
 
 
 def test_old_flag_rendered_for_1_20(tmp_path: Path) -> None:
