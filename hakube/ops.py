@@ -364,11 +364,12 @@ def roll(service: str, script: str, on_stop: str, guard: bool = True):
 
 def reload_roll(service: str, files, facts: HostFacts, host_name: str, timeout: int = 10,
                 one_at_a_time: bool = True, name: str | None = None, ready: str | None = None,
-                wait_first: str = ":"):
+                wait_first: str = ":", after: str = ":"):
     """Reload ``service`` (one master at a time) when one of ``files`` changed content; if the
     daemon is not running afterwards (or ``ready``, a shell condition, does not hold within
     ``timeout`` seconds), put its previous files back, reload it on them and stop the run.
-    ``wait_first``: shell run just before the reload (e.g. let the VIP holder reload first)."""
+    ``wait_first``: shell run just before the reload (e.g. let the VIP holder reload first);
+    ``after``: shell run on exit, whatever happened."""
     if not roll_owed(service, files, facts):
         return None
     unit = shlex.quote(service)
@@ -377,7 +378,7 @@ def reload_roll(service: str, files, facts: HostFacts, host_name: str, timeout: 
         service, host_name, (), apply=f"{{ {wait_first}; }} && systemctl reload-or-restart {unit} && sleep 1",
         ready=f"{active} && {{ {ready}; }}" if ready else active, timeout=timeout,
         # a reload keeps what still serves (keepalived keeps its VRRP state, haproxy its sessions)
-        revert=f"systemctl reload-or-restart {unit}",
+        revert=f"systemctl reload-or-restart {unit}", after=after,
     )
     return roll(name=name or f"Reload {service} (config changed)", service=service, script=script,
                 on_stop=rollsh.stopped_elsewhere(service), guard=one_at_a_time, _serial=one_at_a_time)

@@ -79,6 +79,30 @@ def holder_first(vips: Iterable[str], interface: str, delay: float = 1.0) -> str
             f"|| sleep {delay:g}")
 
 
+def switch_in_place(vip: str, interface: str, unit: str, advert_int: float, seconds: float) -> tuple[str, str]:
+    """Shell (before, after) around every master's reload for a switch between multicast and unicast,
+    so that the VIP stays on its holder and its sessions live on.
+
+    keepalived re-inits its VRRP instance on such a reload ("Entering BACKUP STATE (init)") and
+    gives up the VIP with a priority-0 advert: a backup still on the old mode took the VIP over at
+    once and reset every connection (seen in the lab), and for about three advert intervals nobody
+    held it. So the masters that do not hold the VIP stop keepalived first; the holder adds the VIP
+    to ``lo`` as a /32 (it stays a local address, so its sessions live on; a detached timer removes
+    it after ``seconds`` whatever happens to the run), waits a second, and reloads: alone, it is
+    MASTER again within 3 advert intervals and skew. The others start on the new config after
+    that (4 intervals and 2 s), hear its adverts and stay backups. After: the copy on ``lo`` goes
+    (a no-op elsewhere). The deploy's snapshot reads every interface: a copy left behind would show
+    as a second holder, never silently."""
+    q_vip, q_if = shlex.quote(vip), shlex.quote(interface)
+    drop = f"ip addr del {q_vip}/32 dev lo"
+    before = (f"if ip -o -4 addr show dev {q_if} | grep -q {shlex.quote(f' {vip}/')}; then "
+              f"ip addr add {q_vip}/32 dev lo 2>/dev/null; "
+              f"setsid -f sh -c {shlex.quote(f'sleep {seconds:g}; {drop}')} >/dev/null 2>&1 </dev/null; sleep 1; "
+              f"else systemctl stop {shlex.quote(unit)}; sleep {4 * advert_int + 2:g}; fi")
+    after = f"{drop} 2>/dev/null || true"
+    return before, after
+
+
 @dataclass(frozen=True)
 class VipChange:
     """A VIP change on a running cluster: the addresses keepalived serves now (``old``) and the new one."""

@@ -153,16 +153,20 @@ def apply(cfg, want, facts, peers: dict, one_at_a_time: bool = True, released: b
         # Every master at once (haproxy listens on both VIPs already): a master that reloaded alone
         # would carry another VIP, or send its adverts another way, than the holder. Each waits for
         # the VIP to serve with one holder; otherwise its previous config goes back (reloaded).
-        # A switch between multicast and unicast re-inits keepalived's instance on every master (the
-        # VIP is unheld for ~3 advert intervals, calls then fail: README): the holder reloads a
-        # second before the others, so the VIP comes back to the same master.
+        # A VIP move: the holder reloads a second before the others, so the VIP comes back to the
+        # same master. A switch between multicast and unicast re-inits keepalived's instance: the
+        # others stop while the holder reloads alone (``switch_in_place``).
         what = (f"the VIP {', '.join(moving.old)} -> {c.vip}" if moving else
                 f"VRRP to {'unicast' if c.vrrp_unicast else 'multicast'}")
-        reload_roll("keepalived", files.values(), facts, cfg.short_name, one_at_a_time=False,
-                    timeout=int(15 + 6 * c.vrrp_advert_int),
+        timeout = int(15 + 6 * c.vrrp_advert_int)
+        if switching and not moving:  # the holder keeps the VIP through its re-init (hakube.vip)
+            first, after = vipmod.switch_in_place(c.vip, cfg.vrrp_interface, UNIT, c.vrrp_advert_int, timeout + 10)
+        else:
+            first, after = vipmod.holder_first(moving.old if moving else (c.vip,), cfg.vrrp_interface), ":"
+        reload_roll("keepalived", files.values(), facts, cfg.short_name, one_at_a_time=False, timeout=timeout,
                     ready=vipmod.switch_ready(c.vip, cfg.vrrp_interface, c.lb_port, haproxy.CA, haproxy.CHECK_CERT,
                                               settle=3.0 * c.vrrp_advert_int),
-                    wait_first=vipmod.holder_first(moving.old if moving else (c.vip,), cfg.vrrp_interface),
+                    wait_first=first, after=after,
                     name=f"Switch {what} on every master at once, waiting for the VIP to serve")
     elif running:
         reload_roll("keepalived", files.values(), facts, cfg.short_name, one_at_a_time=one_at_a_time)
