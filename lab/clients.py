@@ -160,14 +160,15 @@ def parse_go_line(line: str) -> dict | None:
     return value if isinstance(value, dict) else None
 
 
-def problems(report: dict, min_calls: dict | int = 1, allowed_failures: int = 0) -> list[str]:
+def problems(report: dict, min_calls: dict | int = 1, allowed_failures: dict | int = 0) -> list[str]:
     """Why ``report`` breaks the promise; empty when it keeps it.
 
     Any non-naive client with a failed call; a watch that missed an object or relisted; any client
     (naive ones too) that made fewer than its minimum of calls (the watch: of events) or died.
     ``min_calls``: one minimum for every kind, or {kind: minimum} (kinds not named: 1; a kind
     named but absent from the report is a problem). ``allowed_failures``: failed calls per client
-    that are tolerated (a known, measured limit; 0 is the promise).
+    that are tolerated (a known, measured limit; 0 is the promise): one figure for every kind, or
+    {kind: figure} (kinds not named: 0).
     """
     found = []
     minimums = ({kind: min_calls for kind in report} if isinstance(min_calls, int)
@@ -185,9 +186,10 @@ def problems(report: dict, min_calls: dict | int = 1, allowed_failures: int = 0)
             found.append(f"{kind}: died: {entry['died']}")
         if entry.get("naive"):
             continue
-        if entry.get("failed", 0) > allowed_failures:
+        allowed = allowed_failures if isinstance(allowed_failures, int) else allowed_failures.get(kind, 0)
+        if entry.get("failed", 0) > allowed:
             found.append(f"{kind}: {entry['failed']} of {entry.get('calls', 0)} calls failed"
-                         + (f" (more than the {allowed_failures} tolerated)" if allowed_failures else ""))
+                         + (f" (more than the {allowed} tolerated)" if allowed else ""))
         if entry.get("missed"):
             found.append(f"{kind}: missed {entry['missed']} created objects "
                          f"(e.g. {', '.join(entry.get('missed_names', [])[:3])})")
@@ -226,7 +228,7 @@ def format_report(report: dict) -> str:
     return "\n".join(lines)
 
 
-def assert_no_failures(report: dict, min_calls: dict | int = 1, allowed_failures: int = 0) -> None:
+def assert_no_failures(report: dict, min_calls: dict | int = 1, allowed_failures: dict | int = 0) -> None:
     """AssertionError with the table when :func:`problems` finds any."""
     found = problems(report, min_calls, allowed_failures)
     if found:

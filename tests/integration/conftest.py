@@ -116,8 +116,11 @@ def holders() -> list[str]:
 # --- clients through the VIP ------------------------------------------------------------------------
 
 
-#: failed calls per real client tolerated through apiserver rolls (measured: 0-2 per test; README)
-ROLL_TOLERANCE = 2
+#: failed calls per real client tolerated through apiserver rolls: none, but for the Python client's
+#: kept HTTP/1.1 connection one, 1.20.2's idle-close race (README: What a client sees): Go's
+#: http.Server.Shutdown closes an idle keep-alive connection while the next request may be on its
+#: way; 1.23+ answers it with `Connection: close` instead (--shutdown-send-retry-after).
+ROLL_TOLERANCE = {"python_client": 1}
 
 
 class Prober:
@@ -126,12 +129,11 @@ class Prober:
     ``real=True``: the real client stacks (``real_clients``: kept HTTP/2 and HTTP/1.1 connections,
     writes, a watch) run alongside; their problems (a failed call, a missed object, a relist, a
     client that made fewer than ``min_real_calls`` calls) count as failures too, and their figures
-    are printed. Through an apiserver roll a kept connection still loses a call now and then on
-    1.20.2 (README: What a client sees): ``ROLL_TOLERANCE`` failed calls per client are tolerated
-    there, so that a broken drain or rollback (many failures) fails the test and a rare race does not."""
+    are printed. ``tolerated``: failed calls per client (or {kind: figure}) that are a known limit
+    (``ROLL_TOLERANCE``); 0 is the promise."""
 
     def __init__(self, interval: float = 0.1, path: str = "/readyz", host: str = lab.VIP, real: bool = False,
-                 min_real_calls: int = 10, tolerated: int = 0):
+                 min_real_calls: int = 10, tolerated: dict | int = 0):
         self.interval, self.path, self.host = interval, path, host
         self.samples: list[tuple[float, bool, str]] = []
         self._stop = threading.Event()
@@ -184,7 +186,7 @@ def real_clients(host: str = lab.VIP, port: int = 6443, **options):
     return ClientHarness(host, port, PKI_DIR / "ca.pem", PKI_DIR / "admin.pem", PKI_DIR / "admin-key.pem", **options)
 
 
-def assert_clients_unhurt(harness, min_calls: int, what: str, tolerated: int = 0) -> dict:
+def assert_clients_unhurt(harness, min_calls: int, what: str, tolerated: dict | int = 0) -> dict:
     """No call of a real client failed, no object was missed by the watch, every client made at
     least ``min_calls`` calls; the figures are printed either way."""
     from lab.clients import assert_no_failures, format_report

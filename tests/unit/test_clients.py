@@ -383,3 +383,16 @@ def test_a_tolerated_number_of_failures_passes_and_one_more_fails():
     assert problems(report, 10, allowed_failures=2) == ["go_h2: 3 of 500 calls failed (more than the 2 tolerated)"]
     report["watch"]["missed"] = 1  # never tolerated
     assert any("missed 1" in p for p in problems(report, 10, allowed_failures=2))
+
+
+def test_a_tolerance_per_client_kind_spares_only_that_kind():
+    from lab.clients import problems
+
+    report = {"go_h2": {"naive": False, "calls": 500, "failed": 1},
+              "python_client": {"naive": False, "calls": 500, "failed": 1}}
+    assert problems(report, 10, allowed_failures={"python_client": 1}) == ["go_h2: 1 of 500 calls failed"]
+    report["go_h2"]["failed"] = 0
+    assert problems(report, 10, allowed_failures={"python_client": 1}) == []
+    report["python_client"]["failed"] = 2
+    assert problems(report, 10, allowed_failures={"python_client": 1}) == [
+        "python_client: 2 of 500 calls failed (more than the 1 tolerated)"]
