@@ -199,7 +199,7 @@ def api_via_vip(cluster, timeout: float = API_TIMEOUT) -> tuple[bool, str]:
 def collect(inventory_path: str, api_check=api_via_vip) -> dict:
     """The check's JSON document for ``inventory_path`` (``hakube.health.evaluate``)."""
     from . import pki as pkimod
-    from .ops import binary_sha256
+    from .hostfiles import binary_sha256
 
     try:
         state, inventory = load(inventory_path)

@@ -208,7 +208,7 @@ def readyz_text(s: HostStatus) -> str | None:
 
 
 def file_drift(path: str, mode: str, sha256: str | None, state: FileState | None) -> list[str]:
-    """What differs between a file on the host and what the deploy writes (``hakube.ops.differs``):
+    """What differs between a file on the host and what the deploy writes (``hakube.hostfiles.differs``):
     ``["missing"]`` or any of ``"content"``, ``"mode"``, ``"owner"`` (root:root)."""
     if state is None:
         return ["missing"]

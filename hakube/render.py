@@ -1,7 +1,7 @@
 """Desired state as data: a file the deploy manages, and the templates that render it.
 
 Each step of the deploy declares its files (``tasks/<step>.py``: ``desired_files``) and hands them
-to one operation (``hakube.ops.managed_file``). Rendering needs no host, so every template is
+to one operation (``hakube.hostfiles.managed_file``). Rendering needs no host, so every template is
 unit-tested without pyinfra.
 """
 

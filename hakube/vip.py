@@ -19,7 +19,7 @@ through haproxy with exactly one holder (``switch_ready``); otherwise keepalived
 is put back and reloaded (the old VIP returns) and the run stops. A live VIP that is an address the
 cluster needs (an etcd server's, a master's) is given up before the apiserver's roll waits on it.
 
-Pure: shell text and verdicts; the operations live in ``tasks/keepalived.py`` and ``hakube.ops``.
+Pure: shell text and verdicts; the operations live in ``tasks/keepalived.py`` and ``hakube.barriers``.
 """
 
 from __future__ import annotations

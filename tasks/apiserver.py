@@ -20,7 +20,9 @@ from pyinfra.api.exceptions import PyinfraError
 from hakube import roll as rollsh
 from hakube.apiserver_args import apiserver_env, config_env
 from hakube.facts import Needs
-from hakube.ops import binary, binary_differs, binary_sha256, ensure_running, handler, install, roll, roll_owed
+from hakube.hostfiles import binary, binary_differs, binary_sha256, install
+from hakube.rolls import roll, roll_owed
+from hakube.units import ensure_running, handler
 from hakube.paths import PATHS
 from hakube.render import DesiredFile, render
 

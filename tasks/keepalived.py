@@ -23,9 +23,11 @@ from pyinfra.api.exceptions import PyinfraError
 from pyinfra.operations import server
 
 from hakube import vip as vipmod
-from hakube.context import outside_limit
 from hakube.facts import Needs
-from hakube.ops import differs, ensure_running, install, masters_unfailed, reload_roll, vip_one_holder
+from hakube.barriers import masters_unfailed, outside_limit, vip_one_holder
+from hakube.hostfiles import differs, install
+from hakube.rolls import reload_roll
+from hakube.units import ensure_running
 from hakube.render import DesiredFile, render
 from hakube.settings import etcd_endpoints
 

@@ -33,9 +33,9 @@ from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.api.exceptions import PyinfraError
 
-from hakube.context import outside_limit
 from hakube.facts import Needs
-from hakube.ops import UPLOAD_DIR, leave, leavers_left
+from hakube.barriers import leave, leavers_left, outside_limit
+from hakube.hostfiles import UPLOAD_DIR
 from hakube.paths import PATHS
 from hakube.roll import PENDING_DIR, ROLLBACK_DIR
 

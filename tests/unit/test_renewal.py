@@ -21,7 +21,7 @@ from pyinfra.api.exceptions import PyinfraError
 
 from hakube import pki, tasks
 from hakube.facts import FileState, HostFacts
-from hakube.ops import roll_owed
+from hakube.rolls import roll_owed
 from hakube.pki import PKIError, Subject
 from hakube.tasks import certs, haproxy, kubeconfig
 
