@@ -40,18 +40,17 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import hashlib
 import posixpath
 import re
 import shlex
 import sys
 from dataclasses import dataclass, field
 
-from cryptography import x509
 from pyinfra.api import FactBase
 
 from .facts import FileState, HostFacts
 from .paths import PATHS
+from .pki import PKIError, expiry
 from .roll import PENDING_DIR
 
 WARNING, ERROR = "warning", "error"
@@ -244,24 +243,6 @@ def drift(want: dict, files: dict, binary: tuple[str, str | None] | None = None)
     return sorted(out, key=lambda d: d["path"])
 
 
-@dataclass(frozen=True)
-class CertDays:
-    days_left: int
-    not_after: dt.datetime
-    is_ca: bool
-
-
-def cert_days(pem: bytes, now: dt.datetime) -> CertDays:
-    """Days left on the (first) certificate of ``pem``; ValueError when it is not one."""
-    cert = x509.load_pem_x509_certificate(pem)
-    try:
-        is_ca = cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
-    except x509.ExtensionNotFound:
-        is_ca = False
-    left = cert.not_valid_after_utc - now
-    return CertDays(int(left.total_seconds() // 86400), cert.not_valid_after_utc, is_ca)
-
-
 def cert_name(path: str) -> str:
     """/etc/kubernetes/ssl/apiserver.pem -> apiserver; /etc/haproxy/pki/healthcheck.pem ->
     haproxy-healthcheck; the admin kubeconfig -> admin."""
@@ -307,8 +288,8 @@ def certificates(name: str, status: HostStatus, now: dt.datetime, renewal_days: 
     for path in sorted(status.certs):
         label = cert_name(path)
         try:
-            days = cert_days(status.certs[path], now)
-        except ValueError:
+            days = expiry(status.certs[path], now)
+        except PKIError:
             out.warn(name, f"{path}: no readable certificate")
             continue
         result[label] = {"days_left": days.days_left, "not_after": _iso(days.not_after), "path": path}
@@ -568,11 +549,3 @@ def render_text(doc: dict) -> str:
     lines += findings(None)
     lines.append(doc["status"])
     return "\n".join(lines) + "\n"
-
-
-def sha256_file(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()

@@ -35,7 +35,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Union
+from typing import NamedTuple, Union
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -71,7 +71,6 @@ __all__ = [
     "expiry",
     "first_service_ip",
     "load_ca",
-    "pki_expiries",
 ]
 
 StrPath = Union[str, "os.PathLike[str]"]
@@ -83,7 +82,6 @@ ETCD_CA_COMMON_NAME = "etcd-ca"
 CA_VALIDITY = dt.timedelta(days=3650)  # a CA the deploy creates
 LEAF_VALIDITY = dt.timedelta(days=365)  # the longest a leaf lives (never past its CA)
 RENEW_BEFORE = dt.timedelta(days=30)  # a leaf that expires within this is reissued
-CA_WARN_BEFORE = dt.timedelta(days=365)  # a CA this close to its expiry needs a plan (health check)
 # A leaf valid for longer than the configured validity (plus this, for clock skew between runs)
 # was issued under a longer validity: it is reissued, so lowering cert_validity_days takes effect.
 VALIDITY_SLACK = dt.timedelta(days=1)
@@ -1030,80 +1028,32 @@ def combined_pem(cert: IssuedCert) -> bytes:
 
 
 # --------------------------------------------------------------------------
-# Expiry, read-only (for health checks): nothing is created or written
+# Expiry, read-only (``make check``): nothing is created or written
 # --------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Expiry:
-    """How long one certificate of the PKI has left (see :func:`pki_expiries`).
+class Expiry(NamedTuple):
+    """How long one certificate has left: ``days_left`` in whole days, rounded down (negative once
+    expired); ``is_ca`` picks the warning window (a CA is replaced by hand)."""
 
-    ``within_window``: it expires within the renewal window (a leaf: the next run reissues it; a
-    CA: the next run refuses to issue from it). ``ca_warning``: a CA within ``CA_WARN_BEFORE``
-    (a year) of its expiry, time to plan its replacement. ``problem``: why there is no date
-    (missing or unreadable file); the other fields are then ``None``/``False``.
-    """
-
-    name: str
-    path: str
+    not_after: dt.datetime
+    days_left: int
     is_ca: bool
-    not_after: dt.datetime | None
-    days_left: int | None
-    within_window: bool
-    ca_warning: bool = False
-    problem: str | None = None
 
 
-def expiry(cert_pem: bytes, now: dt.datetime | None = None) -> tuple[dt.datetime, int]:
-    """``(not_after, days_left)`` of the first certificate in ``cert_pem``.
-
-    ``days_left`` is whole days, rounded down (negative once expired). A PEM holding a key as well
-    (haproxy's combined file) works. :class:`PKIError` when there is no readable certificate.
-    """
+def expiry(cert_pem: bytes, now: dt.datetime | None = None) -> Expiry:
+    """The :class:`Expiry` of the first certificate in ``cert_pem``. A PEM holding a key as well
+    (haproxy's combined file) works. :class:`PKIError` when there is no readable certificate."""
     try:
         cert = x509.load_pem_x509_certificate(cert_pem)
     except ValueError as exc:
         raise PKIError(f"not a PEM certificate: {exc}") from exc
+    try:
+        is_ca = cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    except x509.ExtensionNotFound:
+        is_ca = False
     not_after = cert.not_valid_after_utc
-    return not_after, (not_after - _utcnow(now)) // dt.timedelta(days=1)
-
-
-def pki_expiries(
-    pki_dir: StrPath,
-    renew_before: dt.timedelta = RENEW_BEFORE,
-    now: dt.datetime | None = None,
-    names: Iterable[str] | None = None,
-    ca_warn_before: dt.timedelta = CA_WARN_BEFORE,
-) -> list[Expiry]:
-    """Both CAs, then every leaf of the certificate table (or ``names``), as found in ``pki_dir``.
-
-    Read-only: a missing directory or file is reported (``problem``), never created. The
-    service-account keypair has no expiry and is not listed.
-    """
-    when = _utcnow(now)
-    pki = Path(pki_dir)
-    if names is None:
-        names = [s.name for s in cluster_cert_specs((), Subject())]
-    wanted = [(k.cert_file.removesuffix(".pem"), k.cert_file, True) for k in CA_KINDS.values()]
-    wanted += [(n, f"{n}.pem", False) for n in names]
-    out = []
-    for name, file, is_ca in wanted:
-        path = pki / file
-        try:
-            pem = path.read_bytes()
-        except OSError as exc:
-            problem = "missing" if isinstance(exc, FileNotFoundError) else f"unreadable: {exc.strerror}"
-            out.append(Expiry(name, str(path), is_ca, None, None, False, problem=problem))
-            continue
-        try:
-            not_after, days_left = expiry(pem, when)
-        except PKIError as exc:
-            out.append(Expiry(name, str(path), is_ca, None, None, False, problem=str(exc)))
-            continue
-        left = not_after - when
-        out.append(Expiry(name, str(path), is_ca, not_after, days_left, within_window=left < renew_before,
-                          ca_warning=is_ca and left < ca_warn_before))
-    return out
+    return Expiry(not_after, (not_after - _utcnow(now)) // dt.timedelta(days=1), is_ca)
 
 
 # --------------------------------------------------------------------------

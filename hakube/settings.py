@@ -252,10 +252,6 @@ def _ipv4(v: Any) -> ipaddress.IPv4Address:
     return addr
 
 
-def _ip(v: Any) -> str:
-    return str(_ipv4(v))
-
-
 def _bind_ip(v: Any) -> str:
     addr = _ipv4(v)
     if addr.is_unspecified or addr.is_loopback:
