@@ -21,7 +21,7 @@ health check, ...) can read etcd. Which CA issues a leaf is a column of the cert
 
 Private keys are written as unencrypted PKCS#8 (``BEGIN PRIVATE KEY``) with
 mode 0600, certificates and public keys with mode 0644. Every write is
-atomic (temporary file in the same directory, then ``os.replace``).
+atomic (``hakube.private``: a temporary file in the same directory, then ``os.replace``).
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ import datetime as dt
 import ipaddress
 import os
 import secrets
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -46,6 +45,8 @@ from cryptography.hazmat.primitives.asymmetric.types import (
     PrivateKeyTypes,
 )
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from .private import KEY_MODE, private_dir, write_private
 
 __all__ = [
     "CA",
@@ -94,9 +95,7 @@ ETCD_CA_KEY_FILE = "etcd-ca-key.pem"
 SA_PUB_FILE = "sa.pub"
 SA_KEY_FILE = "sa-key.pem"
 
-KEY_MODE = 0o600
 CERT_MODE = 0o644
-DIR_MODE = 0o700
 
 
 class PKIError(Exception):
@@ -308,32 +307,6 @@ def _utcnow(now: dt.datetime | None) -> dt.datetime:
     if now.tzinfo is None:
         return now.replace(tzinfo=dt.timezone.utc)
     return now.astimezone(dt.timezone.utc)
-
-
-def _ensure_dir(pki_dir: StrPath) -> Path:
-    """Create ``pki_dir`` (and parents) if needed and force mode 0700."""
-    path = Path(pki_dir)
-    path.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
-    os.chmod(path, DIR_MODE)
-    return path
-
-
-def _atomic_write(path: Path, data: bytes, mode: int) -> None:
-    """Write ``data`` to ``path`` atomically with permissions ``mode``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def _read(path: Path) -> bytes | None:
@@ -561,8 +534,8 @@ def _create_ca(
 def _write_ca(pki: Path, ca: CA, files: CAKind) -> None:
     """Persist a CA (key first, so a crash never leaves a cert without its key)."""
     if ca.key_pem is not None:
-        _atomic_write(pki / files.key_file, ca.key_pem, KEY_MODE)
-    _atomic_write(pki / files.cert_file, ca.cert_pem, CERT_MODE)
+        write_private(pki / files.key_file, ca.key_pem, KEY_MODE)
+    write_private(pki / files.cert_file, ca.cert_pem, CERT_MODE)
 
 
 def _fingerprint(ca: CA) -> bytes:
@@ -602,7 +575,7 @@ def ensure_ca(
         import_cert is not None and import_key is None and not cert_only
     ):
         raise PKIError("CA import needs both a certificate and a key path")
-    pki = _ensure_dir(pki_dir)
+    pki = private_dir(pki_dir)
     cert_path, key_path = pki / files.cert_file, pki / files.key_file
     imported = None
     if import_cert is not None:
@@ -626,7 +599,7 @@ def ensure_ca(
                     f"issued, or move {cert_path} away if a new CA is really intended."
                 )
             if imported.key_pem is not None:
-                _atomic_write(key_path, imported.key_pem, KEY_MODE)
+                write_private(key_path, imported.key_pem, KEY_MODE)
                 return imported
         return existing
 
@@ -803,15 +776,15 @@ def ensure_cert(
     _check_renewal_args(validity, renew_before)
     when = _utcnow(now)
     check_ca_life(ca, Path(pki_dir) / _ca_kind(spec.ca).cert_file, renew_before, when)
-    pki = _ensure_dir(pki_dir)
+    pki = private_dir(pki_dir)
     cert_path, key_path = pki / f"{spec.name}.pem", pki / f"{spec.name}-key.pem"
     cert_pem, key_pem = _read(cert_path), _read(key_path)
     reason = _reissue_reason(spec, ca, cert_pem, key_pem, when, validity, renew_before)
     if reason is None and cert_pem is not None and key_pem is not None:
         return IssuedCert(spec.name, cert_pem, key_pem, issued=False, reason=None)
     cert_pem, key_pem = _issue(spec, ca, when, validity)
-    _atomic_write(key_path, key_pem, KEY_MODE)
-    _atomic_write(cert_path, cert_pem, CERT_MODE)
+    write_private(key_path, key_pem, KEY_MODE)
+    write_private(cert_path, cert_pem, CERT_MODE)
     return IssuedCert(spec.name, cert_pem, key_pem, issued=True, reason=reason)
 
 
@@ -872,12 +845,12 @@ def adopt_cert(
     always holds what the masters get; ``issued`` says whether that copy changed.
     """
     cert_pem, key_pem = check_imported_cert(spec, ca, cert_path, key_path, now)
-    pki = _ensure_dir(pki_dir)
+    pki = private_dir(pki_dir)
     dest_cert, dest_key = pki / f"{spec.name}.pem", pki / f"{spec.name}-key.pem"
     changed = _read(dest_cert) != cert_pem or _read(dest_key) != key_pem
     if changed:
-        _atomic_write(dest_key, key_pem, KEY_MODE)
-        _atomic_write(dest_cert, cert_pem, CERT_MODE)
+        write_private(dest_key, key_pem, KEY_MODE)
+        write_private(dest_cert, cert_pem, CERT_MODE)
     return IssuedCert(spec.name, cert_pem, key_pem, issued=changed, reason=f"imported from {cert_path}" if changed else None)
 
 
@@ -900,7 +873,7 @@ def ensure_sa_keypair(pki_dir: StrPath, import_key: StrPath | None = None) -> tu
     being replaced, since that would invalidate every issued token; so does an import that
     differs from the key already there.
     """
-    pki = _ensure_dir(pki_dir)
+    pki = private_dir(pki_dir)
     key_path, pub_path = pki / SA_KEY_FILE, pki / SA_PUB_FILE
     key_pem = _read(key_path)
     if import_key is not None:
@@ -911,7 +884,7 @@ def ensure_sa_keypair(pki_dir: StrPath, import_key: StrPath | None = None) -> tu
             raise PKIError(f"cannot import service-account key {import_key}: {exc}") from exc
         if key_pem is None:
             key_pem = imported
-            _atomic_write(key_path, key_pem, KEY_MODE)
+            write_private(key_path, key_pem, KEY_MODE)
         elif public_pem(key_pem) != public_pem(imported):
             raise PKIError(
                 f"{key_path} already holds a different service-account key than {import_key}; refusing "
@@ -920,7 +893,7 @@ def ensure_sa_keypair(pki_dir: StrPath, import_key: StrPath | None = None) -> tu
     if key_pem is None:
         key: PrivateKeyTypes = _new_rsa_key()
         key_pem = _key_pem(key)
-        _atomic_write(key_path, key_pem, KEY_MODE)
+        write_private(key_path, key_pem, KEY_MODE)
     else:
         try:
             key = _load_key(key_pem)
@@ -928,7 +901,7 @@ def ensure_sa_keypair(pki_dir: StrPath, import_key: StrPath | None = None) -> tu
             raise PKIError(f"service-account key {key_path} is unreadable: {exc}") from exc
     pub_pem = _pub_pem(key)
     if _read(pub_path) != pub_pem:
-        _atomic_write(pub_path, pub_pem, CERT_MODE)
+        write_private(pub_path, pub_pem, CERT_MODE)
     return pub_pem, key_pem
 
 
