@@ -17,6 +17,7 @@ from pyinfra.api import FunctionCommand, QuoteString, StringCommand, operation
 from pyinfra.api.arguments import CONNECTOR_ARGUMENT_KEYS
 
 from . import vip as vipmod
+from .probes import short_name
 
 
 @dataclass
@@ -108,7 +109,7 @@ def _watch_vip(state, host, vip: str, interfaces: dict, vrid: int, unicast: bool
                                           **_connector_args(h))
             held[name] = vipmod.holds(out.stdout, vip) if ok else None
         now = time.monotonic()
-        known = {n.rsplit("/", 1)[-1]: bool(v) for n, v in held.items()}
+        known = {short_name(n): bool(v) for n, v in held.items()}
         verdict = vipmod.holders_verdict(known, vip, vrid, unicast)
         if verdict is None and None not in held.values():
             steady_since = steady_since or now
@@ -126,7 +127,7 @@ def _watch_vip(state, host, vip: str, interfaces: dict, vrid: int, unicast: bool
     for name, h in masters.items():
         ok, out = h.run_shell_command(StringCommand("sh", "-c", QuoteString(vipmod.journal_command())),
                                       **_connector_args(h))
-        heard[name.rsplit("/", 1)[-1]] = vipmod.foreign_adverts(out.stdout_lines if ok else [], addresses)
+        heard[short_name(name)] = vipmod.foreign_adverts(out.stdout_lines if ok else [], addresses)
     verdict = vipmod.foreign_verdict(heard, vrid, vip)
     if verdict:
         host.log_styled(verdict, fg="red", log_func=logger.error)

@@ -51,13 +51,13 @@ from pyinfra.api import FactBase
 from .facts import FileState, HostFacts
 from .paths import PATHS
 from .pki import PKIError, expiry
+from .probes import BACKEND
 from .roll import PENDING_DIR
 
 WARNING, ERROR = "warning", "error"
 STATUS = {0: "healthy", 1: "degraded", 2: "broken"}
 CA_WARN_DAYS = 365  # a CA is replaced by hand: warn a year ahead
 APISERVER_UNIT, HAPROXY_UNIT, KEEPALIVED_UNIT = "kube-apiserver.service", "haproxy.service", "keepalived.service"
-BACKEND = "kube_api"  # haproxy's backend of every apiserver (templates/haproxy.cfg.j2)
 END = "END"  # the status command's last line: a command cut short is not a healthy host
 
 

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import jinja2
 
+from .probes import BACKEND
+
 HERE = Path(__file__).resolve().parent  # the hakube package
 ROOT = HERE.parent  # the repository root when hakube runs from a checkout
 
@@ -65,6 +67,7 @@ def _env() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters["json"] = lambda v: json.dumps(v, sort_keys=True)
+    env.globals["haproxy_backend"] = BACKEND  # the stats rows the roll and the check read are named so
     return env
 
 

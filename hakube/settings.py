@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterable, Mapping
 from . import encryption
 from . import flags as flagmod
 from . import pki
+from .probes import short_name
 
 REQUIRED = object()
 AUTH_PASS_ENV = "HAKUBE_VRRP_AUTH_PASS"
@@ -118,11 +119,6 @@ class InventoryError(ValueError):
             f"invalid inventory data ({len(problems)} problem{'s' if len(problems) != 1 else ''}); "
             "no host was changed:\n  " + "\n  ".join(problems)
         )
-
-
-def short_name(host_name: str) -> str:
-    """``@docker/vm01`` -> ``vm01``: a name haproxy and keepalived accept."""
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", host_name.rsplit("/", 1)[-1])
 
 
 @dataclass(frozen=True)

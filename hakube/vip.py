@@ -29,6 +29,8 @@ import shlex
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
+from .probes import readyz_ok, readyz_url, short_name
+
 #: keepalived's words for an advert that no master sent (2.2.7 and 2.3.x):
 #: "(kube_api) received an invalid passwd[ from 10.0.0.9]!",
 #: "(kube_api) ip address associated with VRID 80 not present in [MASTER ]advert[ from 10.0.0.9]: ...",
@@ -63,8 +65,7 @@ def switch_ready(vip: str, interface: str, port: int, ca: str, cert: str, settle
     ``ca``, the VIP an IP SAN) and exactly one machine holds it, twice ``settle`` seconds apart: seen
     from this master, it holds the VIP and nobody else answers ARP for it, or one other machine does."""
     q_vip, q_if = shlex.quote(vip), shlex.quote(interface)
-    url = shlex.quote(f"https://{vip}:{port}/readyz")
-    one = (f"curl -sf -o /dev/null --max-time 2 --cacert {shlex.quote(ca)} --cert {shlex.quote(cert)} {url} && "
+    one = (f"{readyz_ok(readyz_url(vip, port), ca, cert)} && "
            f"n=$(arping -c 2 -w 3 -I {q_if} {q_vip} 2>/dev/null | grep -io 'reply from [^ ]* \\[[^]]*\\]' | "
            "sort -u | wc -l) && "
            f"if ip -o -4 addr show dev {q_if} | awk '{{print $4}}' | cut -d/ -f1 | grep -qxF {q_vip}; "
@@ -108,7 +109,7 @@ def mode_switch(unicast: bool, peers: Mapping[str, object], unit: str = "keepali
 def held_by_hand(vip: str, peers: Mapping[str, object]) -> list[str]:
     """Masters that hold ``vip`` though their keepalived config does not carry it (and no reload of a
     changed config is owed there): an address added by hand, or by something else."""
-    return [name.rsplit("/", 1)[-1] for name, f in peers.items()
+    return [short_name(name) for name, f in peers.items()
             if vip in f.addresses and vip not in f.live_vips and not f.owed("keepalived")]
 
 

@@ -14,9 +14,9 @@ from pyinfra.operations import server
 from hakube import pki as pkimod
 from hakube.facts import FileState, Needs
 from hakube.hostfiles import install
+from hakube.render import DesiredFile, render, static
 from hakube.rolls import reload_roll
 from hakube.units import ensure_running
-from hakube.render import DesiredFile, render, static
 
 NAME = "haproxy"
 CFG = "/etc/haproxy/haproxy.cfg"

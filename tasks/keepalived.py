@@ -23,13 +23,14 @@ from pyinfra.api.exceptions import PyinfraError
 from pyinfra.operations import server
 
 from hakube import vip as vipmod
-from hakube.facts import Needs
 from hakube.barriers import masters_unfailed, outside_limit, vip_one_holder
+from hakube.facts import Needs
 from hakube.hostfiles import differs, install
-from hakube.rolls import reload_roll
-from hakube.units import ensure_running
+from hakube.probes import short_name
 from hakube.render import DesiredFile, render
+from hakube.rolls import reload_roll
 from hakube.settings import etcd_endpoints
+from hakube.units import ensure_running
 
 from . import haproxy
 
@@ -190,7 +191,7 @@ def verify(cfg, want, facts, peers: dict):
     router speaks our VRID. A run that changed neither, on a cluster whose snapshots already show
     one holder and no foreign advert, has nothing to wait for."""
     c = cfg.cluster
-    held = {name.rsplit("/", 1)[-1]: c.vip in f.addresses for name, f in peers.items()}
+    held = {short_name(name): c.vip in f.addresses for name, f in peers.items()}
     heard = {name: vipmod.foreign_adverts(f.journal.get(UNIT, ()), c.bind_addresses) for name, f in peers.items()}
     if _in_place(want, facts) and vipmod.holders_verdict(held, c.vip, c.virtual_router_id, c.vrrp_unicast) is None \
             and not any(heard.values()):
