@@ -120,7 +120,7 @@ def masters_facts(cfg: Settings, host, inventory, facts, snapshot=None) -> dict:
         raise PyinfraError(encryption.refusal(lines, c.pki_dir))
     if c.secrets_encryption and not run.warned:
         run.warned = True
-        serving = any(f.units.get("kube-apiserver.service", ("", ""))[0] == "active" for f in peers.values())
+        serving = any(f.active("kube-apiserver.service") for f in peers.values())
         for warning in encryption.rotation_warnings(c.masters[0].name, c.secrets_encryption_keys, live, serving):
             logger.warning(warning)
     return peers

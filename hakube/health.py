@@ -304,7 +304,7 @@ def certificates(name: str, status: HostStatus, now: dt.datetime, renewal_days: 
 
 
 def _unit(facts: HostFacts, unit: str) -> str:
-    return tuple(facts.units.get(unit, ("unknown", "unknown")))[0]
+    return facts.unit_state(unit)[0]
 
 
 def _owed(facts: HostFacts | None, status: HostStatus | None) -> list[str]:

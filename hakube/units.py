@@ -14,7 +14,7 @@ from .roll import pending_marker
 
 def ensure_running(unit: str, facts: HostFacts, name: str):
     """``unit_running`` only when the snapshot says the unit is not enabled and active."""
-    if tuple(facts.units.get(unit, ())) == ("active", "enabled"):
+    if facts.running(unit):
         host.noop(f"{unit} is enabled and running")
         return None
     return unit_running(name=name, unit=unit, facts=facts)
@@ -27,7 +27,7 @@ def unit_running(unit: str, facts: HostFacts):
 
     + unit: e.g. ``haproxy.service``
     """
-    active, enabled = facts.units.get(unit, ("unknown", "unknown"))
+    active, enabled = facts.unit_state(unit)
     q = shlex.quote(unit)
     if enabled != "enabled":
         yield f"systemctl enable {'--now ' if active != 'active' else ''}{q}"

@@ -92,7 +92,7 @@ def change_of(vip: str, peers: Mapping[str, object], unit: str = "keepalived.ser
     """The VIP change this run makes, judged from every master's snapshot (``HostFacts``): keepalived
     runs somewhere and a master's live config carries an address other than ``vip``. None otherwise
     (also on a first install: nothing serves a VIP yet)."""
-    running = any(f.units.get(unit, ("", ""))[0] == "active" for f in peers.values())
+    running = any(f.active(unit) for f in peers.values())
     old = tuple(dict.fromkeys(a for f in peers.values() for a in f.live_vips if a != vip))
     return VipChange(vip, old) if running and old else None
 
@@ -102,7 +102,7 @@ def mode_switch(unicast: bool, peers: Mapping[str, object], unit: str = "keepali
     whose live config sends its adverts the other way than ``unicast`` says. Masters that reloaded
     one at a time would not hear each other for a while (and the backup would take the VIP too)."""
     want = "unicast" if unicast else "multicast"
-    running = any(f.units.get(unit, ("", ""))[0] == "active" for f in peers.values())
+    running = any(f.active(unit) for f in peers.values())
     return running and any(f.live_vrrp_mode and f.live_vrrp_mode != want for f in peers.values())
 
 

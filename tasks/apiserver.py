@@ -59,7 +59,7 @@ def serving(masters_facts: dict) -> bool:
     ``masters_facts`` includes a leaving master: it counts as something serving (its leave comes
     first in the run), never as a roll target (it plans no roll). A master joining a serving
     cluster rolls in its turn like the others."""
-    return any(f.units.get("kube-apiserver.service", ("", ""))[0] == "active" for f in masters_facts.values())
+    return any(f.active("kube-apiserver.service") for f in masters_facts.values())
 
 
 def _roll_script(cfg, staged: dict, drain: bool = True) -> str:

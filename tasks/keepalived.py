@@ -60,7 +60,7 @@ def desired_files(cfg, pki) -> dict[str, DesiredFile]:
 
 
 def _running_anywhere(peers: dict) -> bool:
-    return any(f.units.get(UNIT, ("", ""))[0] == "active" for f in peers.values())
+    return any(f.active(UNIT) for f in peers.values())
 
 
 def change(cfg, peers: dict):
@@ -124,7 +124,7 @@ def release(cfg, want, facts, peers: dict) -> bool:
     cuts this master off from it, so its apiserver cannot become ready: the roll would wait on it
     for ever. keepalived's config goes live here, before the roll. True when it did."""
     bad = vipmod.harmful(facts.live_vips, needed_addresses(cfg.cluster))
-    if not bad or UNIT not in facts.units or facts.units[UNIT][0] != "active":
+    if not bad or not facts.active(UNIT):
         return False
     files = want[NAME]
     install([files["conf"]], facts)
@@ -149,7 +149,7 @@ def apply(cfg, want, facts, peers: dict, one_at_a_time: bool = True, released: b
         ensure_running(UNIT, facts, name="keepalived enabled and running")
         return
     install([files["conf"]], facts)
-    running = tuple(facts.units.get(UNIT, ("", "")))[0] == "active"
+    running = facts.active(UNIT)
     moving = change(cfg, peers)
     switching = vipmod.mode_switch(c.vrrp_unicast, peers, UNIT)
     if running and (moving or switching):
@@ -181,7 +181,7 @@ def apply(cfg, want, facts, peers: dict, one_at_a_time: bool = True, released: b
 def _in_place(want, facts) -> bool:
     """keepalived and haproxy on this host as the run leaves them: nothing to change, nothing owed."""
     files = [*want[NAME].values(), *want["haproxy"].values()]
-    units_ok = all(tuple(facts.units.get(u, ())) == ("active", "enabled") for u in (UNIT, "haproxy.service"))
+    units_ok = all(facts.running(u) for u in (UNIT, "haproxy.service"))
     return units_ok and not any(differs(f, facts) for f in files) and not (facts.owed("keepalived") or facts.owed("haproxy"))
 
 

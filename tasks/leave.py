@@ -71,7 +71,7 @@ def desired_files(cfg, pki) -> dict:
 
 def needed(facts) -> bool:
     """Has this master still something to give up: a unit running or enabled, a key or certificate?"""
-    units = any(tuple(facts.units.get(u, ("", "")))[0] == "active" or tuple(facts.units.get(u, ("", "")))[1] == "enabled"
+    units = any(facts.active(u) or facts.enabled(u)
                 for u in UNITS)
     return units or any(p in facts.files for p in removed_files())
 
