@@ -1,9 +1,10 @@
 """Run-wide barriers: what one host's operation waits for, or refuses on, from the other hosts.
 
 pyinfra plans and runs the hosts concurrently (one greenlet each) and keeps nothing across them;
-what must be shared within one run lives here, keyed by the run's inventory: the validated
-settings, every master's snapshot, the roll that stopped, the masters that left. A master outside
-``--limit`` is read, never changed (``reach``).
+what must be shared within one run lives here: the validated settings and every master's
+snapshot (keyed by the run's inventory, while planning), the roll that stopped and the masters
+that left (keyed by its State, while executing). A master outside ``--limit`` is read, never
+changed (``reach``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from .probes import short_name
 
 @dataclass
 class Run:
-    """What the hosts of one run share (one per inventory)."""
+    """What the hosts of one run share (``run_of`` its inventory or its State)."""
 
     settings: dict | None = None  # host name -> Settings, validated once
     facts: dict = field(default_factory=dict)  # master name -> HostFacts (or UNREADABLE)
@@ -34,15 +35,15 @@ class Run:
     left: set = field(default_factory=set)  # masters whose leave ran to its end
 
 
-_RUNS: dict[int, Run] = {}  # id(inventory) -> Run
+_RUNS: dict[int, Run] = {}  # id(inventory or State) -> Run
 
 
-def run_of(inventory) -> Run:
-    return _RUNS.setdefault(id(inventory), Run())
+def run_of(key) -> Run:
+    return _RUNS.setdefault(id(key), Run())
 
 
-def forget_run(inventory) -> None:
-    _RUNS.pop(id(inventory), None)
+def forget_run(key) -> None:
+    _RUNS.pop(id(key), None)
 
 
 def outside_limit(state, names) -> list[str]:
@@ -63,7 +64,7 @@ def reach(h) -> bool:
 
 def roll_guard(state, host, service: str, on_stop: str):
     """Start the roll here unless it failed on an earlier master; then leave this one as it was."""
-    rolls = run_of(state.inventory).rolls
+    rolls = run_of(state).rolls
     last = rolls.get(service)
     if last and not last["done"]:
         host.log_styled(
@@ -79,7 +80,7 @@ def roll_guard(state, host, service: str, on_stop: str):
 
 
 def roll_done(state, host, service: str):
-    run_of(state.inventory).rolls[service]["done"] = True
+    run_of(state).rolls[service]["done"] = True
     return True
 
 
@@ -178,12 +179,12 @@ def masters_unfailed(masters: tuple):
 # --- membership: a master leaves before the others change ------------------------------------------
 
 def _record_left(state, host):
-    run_of(state.inventory).left.add(host.name)
+    run_of(state).left.add(host.name)
     return True
 
 
 def _check_left(state, host, leavers: tuple[str, ...]):
-    missing = [name for name in leavers if name not in run_of(state.inventory).left]
+    missing = [name for name in leavers if name not in run_of(state).left]
     if missing:
         host.log_styled(
             f"not changed: {', '.join(missing)} did not leave (its error is above); "
