@@ -40,6 +40,7 @@ from . import health, tasks
 from .context import inventory_settings
 from .facts import HostSnapshot, Needs
 from .paths import PATHS
+from .probes import readyz_url, stats_url
 from .tasks import certs as certs_step
 
 FACT_TIMEOUT = 60  # seconds per remote command
@@ -149,9 +150,9 @@ def observe(state, host, cfg, want: dict, needs: Needs) -> health.Observed:
         status = _fact(
             state, host, health.HostStatusFact,
             binary=PATHS.apiserver_binary,
-            readyz_url=f"https://{cfg.bind_address}:{c.apiserver_port}/readyz" if master else None,
+            readyz_url=readyz_url(cfg.bind_address, c.apiserver_port) if master else None,
             ca=PATHS.cert("ca"), cert=PATHS.cert("apiserver-kubelet-client"), key=PATHS.key("apiserver-kubelet-client"),
-            stats_url=f"http://127.0.0.1:{c.haproxy_stats_port}/stats;csv" if master else None,
+            stats_url=stats_url(c.haproxy_stats_port) if master else None,
             interface=cfg.vrrp_interface, cert_paths=health.cert_paths(want), kubeconfig=PATHS.kubeconfig,
         )
     except (PyinfraError, OSError, gevent.Timeout) as e:
@@ -199,7 +200,7 @@ def api_via_vip(cluster, timeout: float = API_TIMEOUT) -> tuple[bool, str]:
 def collect(inventory_path: str, api_check=api_via_vip) -> dict:
     """The check's JSON document for ``inventory_path`` (``hakube.health.evaluate``)."""
     from . import pki as pkimod
-    from .ops import binary_sha256
+    from .hostfiles import binary_sha256
 
     try:
         state, inventory = load(inventory_path)

@@ -1,5 +1,6 @@
 """Glue between pyinfra's planning and the pure logic: validated settings (the only reader of
-host.data) and every master's facts, with the trust check across them before any host is touched."""
+host.data) and every master's facts, with the trust check across them before any host is touched.
+What the run's hosts share is kept in ``hakube.barriers``."""
 
 from __future__ import annotations
 
@@ -10,15 +11,10 @@ from pyinfra import logger
 from pyinfra.api.exceptions import PyinfraError
 
 from . import encryption, trust
+from .barriers import outside_limit, reach, run_of
 from .paths import PATHS
 from .settings import InventoryError, Settings, inventory_warnings, load_inventory
 
-_loaded: dict[int, dict[str, Settings]] = {}
-_facts: dict[int, dict] = {}  # id(inventory) -> master name -> HostFacts
-_local: dict[int, dict] = {}  # id(inventory) -> this checkout's trust anchors
-_local_keys: dict[int, dict] = {}  # id(inventory) -> digests of this checkout's Secrets encryption keys
-_warned: set[int] = set()  # id(inventory) of runs whose rotation warnings were logged
-_taking: dict[int, set] = {}  # id(inventory) -> masters outside --limit whose snapshot is being taken
 UNREADABLE = object()  # the snapshot of a master outside --limit that could not be reached
 
 BARRIER_TIMEOUT = 300  # seconds a master's planning waits for the other masters' snapshots
@@ -36,28 +32,15 @@ def settings_for(host, inventory) -> Settings:
 def inventory_settings(inventory) -> dict[str, Settings]:
     """``{host name: Settings}`` of a pyinfra inventory, validated once (``PyinfraError`` listing
     every problem); ``settings_for`` and ``make check`` (``hakube.check``) read it."""
-    key = id(inventory)
-    if key not in _loaded:
+    run = run_of(inventory)
+    if run.settings is None:
         try:
-            _loaded[key] = load_inventory((h.name, h.data.dict(), h.groups) for h in inventory)
+            run.settings = load_inventory((h.name, h.data.dict(), h.groups) for h in inventory)
         except InventoryError as e:
             raise PyinfraError(str(e)) from None
-        for warning in inventory_warnings(_loaded[key]):
+        for warning in inventory_warnings(run.settings):
             logger.warning(warning)
-    return _loaded[key]
-
-
-def outside_limit(state, names) -> list[str]:
-    """Of ``names`` (hosts of the inventory), those pyinfra's ``--limit`` leaves out of this run."""
-    return [n for n in names if not state.is_host_in_limit(state.inventory.get_host(n))]
-
-
-def reach(h) -> bool:
-    """Connect to ``h`` when it is not connected (a master outside ``--limit``: only read, never
-    changed); False when it cannot be reached."""
-    if not h.connected:
-        h.connect(reason="read only: outside --limit", show_errors=False)
-    return h.connected
+    return run.settings
 
 
 def _snapshot_outside(cfg: Settings, host, names, seen: dict, taking: set, snapshot) -> None:
@@ -99,13 +82,14 @@ def masters_facts(cfg: Settings, host, inventory, facts, snapshot=None) -> dict:
     if not cfg.is_master:
         return {}
     c = cfg.cluster
-    seen = _facts.setdefault(id(inventory), {})
+    run = run_of(inventory)
+    seen = run.facts
     seen[host.name] = facts
     active = {h.name for h in host.state.inventory.get_active_hosts()}
     every = [m.name for m in (*c.masters, *c.leaving)]
     outside = outside_limit(host.state, every)
     if outside and snapshot is not None:
-        _snapshot_outside(cfg, host, outside, seen, _taking.setdefault(id(inventory), set()), snapshot)
+        _snapshot_outside(cfg, host, outside, seen, run.taking, snapshot)
         active |= set(outside)  # another limited master may still be taking it: wait for it below
     # A leaving master is asked too: its CA is the cluster's until it has left (then it has none),
     # and the remaining masters wait for its leave (tasks.leave) only if its facts say one is due.
@@ -119,25 +103,24 @@ def masters_facts(cfg: Settings, host, inventory, facts, snapshot=None) -> dict:
     peers = {m: seen[m] for m in masters if seen[m] is not UNREADABLE}
     allow = {a.kind: getattr(c, a.replace_key) for a in trust.ANCHORS}
     anchors = {m: trust.host_anchors(f.files) for m, f in peers.items()}
-    if id(inventory) not in _local:  # read once per run, not once per master
-        _local[id(inventory)] = trust.local_anchors(c)
-    local = _local[id(inventory)]
-    lines = trust.problems(local, anchors, allow, c.pki_dir)
+    if run.local is None:  # read once per run, not once per master
+        run.local = trust.local_anchors(c)
+    lines = trust.problems(run.local, anchors, allow, c.pki_dir)
     if lines:
         raise PyinfraError(trust.refusal(lines, c.pki_dir))
     # Secrets at rest: every key of a master's live config must be one this checkout has (by the
     # sha256 of its secret; read before this run makes any key), under the same provider. Turning
     # encryption off over a live config is refused too: the apiservers would no longer read it.
-    if id(inventory) not in _local_keys:
-        _local_keys[id(inventory)] = encryption.local_digests(c.pki_dir)
+    if run.local_keys is None:
+        run.local_keys = encryption.local_digests(c.pki_dir)
     live = {m: f.secret_digests.get(PATHS.encryption_config) for m, f in peers.items()}
-    lines = encryption.check_problems(c.secrets_encryption, c.secrets_encryption_provider, _local_keys[id(inventory)],
+    lines = encryption.check_problems(c.secrets_encryption, c.secrets_encryption_provider, run.local_keys,
                                       live, PATHS.encryption_config, c.pki_dir)
     if lines:
         raise PyinfraError(encryption.refusal(lines, c.pki_dir))
-    if c.secrets_encryption and id(inventory) not in _warned:
-        _warned.add(id(inventory))
-        serving = any(f.units.get("kube-apiserver.service", ("", ""))[0] == "active" for f in peers.values())
+    if c.secrets_encryption and not run.warned:
+        run.warned = True
+        serving = any(f.active("kube-apiserver.service") for f in peers.values())
         for warning in encryption.rotation_warnings(c.masters[0].name, c.secrets_encryption_keys, live, serving):
             logger.warning(warning)
     return peers

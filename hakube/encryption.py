@@ -19,19 +19,17 @@ import hashlib
 import os
 import re
 import secrets
-import tempfile
 from functools import lru_cache
 from pathlib import Path
 from typing import Iterable, Mapping, NamedTuple
 
+from .private import KEY_MODE, private_dir, write_private
 from .render import render
 
 PROVIDERS = ("secretbox", "aescbc")  # secretbox first: upstream's recommendation of the two
 KEY_NAME_RE = re.compile(r"[a-z0-9-]{1,32}")
 KEY_BYTES = 32  # secretbox needs 32; aescbc accepts 16, 24 or 32
 KEY_DIR = "encryption"
-KEY_MODE = 0o600
-DIR_MODE = 0o700
 DATA_KEY = "secrets_encryption_keys"
 
 
@@ -65,31 +63,16 @@ def _decode(path: Path, data: bytes) -> bytes:
 
 
 def _create(path: Path) -> None:
-    """Write a new key at ``path`` unless one is there: private from its first byte (a 0600 temp
-    file in the same directory), complete before it has its name (``os.link`` never overwrites,
-    so two planners racing for the same name both end up reading the one that won)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")  # 0600
-    try:
-        os.fchmod(fd, KEY_MODE)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(base64.b64encode(secrets.token_bytes(KEY_BYTES)) + b"\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            pass  # made meanwhile: that one is the key
-    finally:
-        os.unlink(tmp)
+    """Write a new key at ``path`` unless one is there (two planners racing for the same name both
+    end up reading the one that won)."""
+    write_private(path, base64.b64encode(secrets.token_bytes(KEY_BYTES)) + b"\n", replace=False)
 
 
 @lru_cache(maxsize=8)
 def ensure_keys(pki_dir: str, names: tuple[str, ...]) -> tuple[tuple[str, bytes], ...]:
     """``((name, 32 raw bytes), ...)`` in ``names`` order: each key read from ``pki_dir``, or made
     there once. Once per process (every master's planning gets the same keys)."""
-    folder = key_dir(pki_dir)
-    folder.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
-    os.chmod(folder, DIR_MODE)
+    private_dir(key_dir(pki_dir))
     out = []
     for name in names:
         path = key_path(pki_dir, name)

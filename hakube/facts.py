@@ -73,7 +73,7 @@ class HostFacts:
     """A host as the snapshot saw it."""
 
     files: dict = field(default_factory=dict)  # path -> FileState (missing files are absent)
-    units: dict = field(default_factory=dict)  # unit -> (is-active, is-enabled)
+    units: dict = field(default_factory=dict)  # unit -> (is-active, is-enabled): a tuple of two words
     users: frozenset = frozenset()
     sysctls: dict = field(default_factory=dict)  # key -> value
     commands: frozenset = frozenset()  # of the commands asked for, those on the PATH
@@ -87,6 +87,20 @@ class HostFacts:
     live_vips: tuple = ()
     #: how that keepalived config sends its adverts: "unicast", "multicast" ("" when there is none)
     live_vrrp_mode: str = ""
+
+    def unit_state(self, unit: str) -> tuple[str, str]:
+        """``(is-active, is-enabled)`` of ``unit``; ``("unknown", "unknown")`` when it was not asked."""
+        return tuple(self.units.get(unit, ("unknown", "unknown")))
+
+    def active(self, unit: str) -> bool:
+        return self.unit_state(unit)[0] == "active"
+
+    def enabled(self, unit: str) -> bool:
+        return self.unit_state(unit)[1] == "enabled"
+
+    def running(self, unit: str) -> bool:
+        """Active and enabled: nothing for ``ensure_running`` to do."""
+        return self.active(unit) and self.enabled(unit)
 
     def owed(self, handler: str) -> bool:
         """A change that needs ``handler`` went live (or was staged) and the handler has not run yet."""
@@ -152,7 +166,7 @@ class HostSnapshot(FactBase):
                 metas[path] = meta
             elif kind == "U":
                 unit, *states = rest.split()
-                units[unit] = (states + ["unknown", "unknown"])[:2]
+                units[unit] = tuple((states + ["unknown", "unknown"])[:2])
             elif kind == "P":
                 users.add(rest)
             elif kind == "S":

@@ -40,25 +40,24 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import hashlib
 import posixpath
 import re
 import shlex
 import sys
 from dataclasses import dataclass, field
 
-from cryptography import x509
 from pyinfra.api import FactBase
 
 from .facts import FileState, HostFacts
 from .paths import PATHS
+from .pki import PKIError, expiry
+from .probes import BACKEND
 from .roll import PENDING_DIR
 
 WARNING, ERROR = "warning", "error"
 STATUS = {0: "healthy", 1: "degraded", 2: "broken"}
 CA_WARN_DAYS = 365  # a CA is replaced by hand: warn a year ahead
 APISERVER_UNIT, HAPROXY_UNIT, KEEPALIVED_UNIT = "kube-apiserver.service", "haproxy.service", "keepalived.service"
-BACKEND = "kube_api"  # haproxy's backend of every apiserver (templates/haproxy.cfg.j2)
 END = "END"  # the status command's last line: a command cut short is not a healthy host
 
 
@@ -208,7 +207,7 @@ def readyz_text(s: HostStatus) -> str | None:
 
 
 def file_drift(path: str, mode: str, sha256: str | None, state: FileState | None) -> list[str]:
-    """What differs between a file on the host and what the deploy writes (``hakube.ops.differs``):
+    """What differs between a file on the host and what the deploy writes (``hakube.hostfiles.differs``):
     ``["missing"]`` or any of ``"content"``, ``"mode"``, ``"owner"`` (root:root)."""
     if state is None:
         return ["missing"]
@@ -242,24 +241,6 @@ def drift(want: dict, files: dict, binary: tuple[str, str | None] | None = None)
         if differs:
             out.append({"path": path, "differs": differs})
     return sorted(out, key=lambda d: d["path"])
-
-
-@dataclass(frozen=True)
-class CertDays:
-    days_left: int
-    not_after: dt.datetime
-    is_ca: bool
-
-
-def cert_days(pem: bytes, now: dt.datetime) -> CertDays:
-    """Days left on the (first) certificate of ``pem``; ValueError when it is not one."""
-    cert = x509.load_pem_x509_certificate(pem)
-    try:
-        is_ca = cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
-    except x509.ExtensionNotFound:
-        is_ca = False
-    left = cert.not_valid_after_utc - now
-    return CertDays(int(left.total_seconds() // 86400), cert.not_valid_after_utc, is_ca)
 
 
 def cert_name(path: str) -> str:
@@ -307,8 +288,8 @@ def certificates(name: str, status: HostStatus, now: dt.datetime, renewal_days: 
     for path in sorted(status.certs):
         label = cert_name(path)
         try:
-            days = cert_days(status.certs[path], now)
-        except ValueError:
+            days = expiry(status.certs[path], now)
+        except PKIError:
             out.warn(name, f"{path}: no readable certificate")
             continue
         result[label] = {"days_left": days.days_left, "not_after": _iso(days.not_after), "path": path}
@@ -323,7 +304,7 @@ def certificates(name: str, status: HostStatus, now: dt.datetime, renewal_days: 
 
 
 def _unit(facts: HostFacts, unit: str) -> str:
-    return tuple(facts.units.get(unit, ("unknown", "unknown")))[0]
+    return facts.unit_state(unit)[0]
 
 
 def _owed(facts: HostFacts | None, status: HostStatus | None) -> list[str]:
@@ -568,11 +549,3 @@ def render_text(doc: dict) -> str:
     lines += findings(None)
     lines.append(doc["status"])
     return "\n".join(lines) + "\n"
-
-
-def sha256_file(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()

@@ -21,7 +21,7 @@ health check, ...) can read etcd. Which CA issues a leaf is a column of the cert
 
 Private keys are written as unencrypted PKCS#8 (``BEGIN PRIVATE KEY``) with
 mode 0600, certificates and public keys with mode 0644. Every write is
-atomic (temporary file in the same directory, then ``os.replace``).
+atomic (``hakube.private``: a temporary file in the same directory, then ``os.replace``).
 """
 
 from __future__ import annotations
@@ -30,12 +30,11 @@ import datetime as dt
 import ipaddress
 import os
 import secrets
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Union
+from typing import NamedTuple, Union
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -46,6 +45,8 @@ from cryptography.hazmat.primitives.asymmetric.types import (
     PrivateKeyTypes,
 )
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from .private import KEY_MODE, private_dir, write_private
 
 __all__ = [
     "CA",
@@ -71,7 +72,6 @@ __all__ = [
     "expiry",
     "first_service_ip",
     "load_ca",
-    "pki_expiries",
 ]
 
 StrPath = Union[str, "os.PathLike[str]"]
@@ -83,7 +83,6 @@ ETCD_CA_COMMON_NAME = "etcd-ca"
 CA_VALIDITY = dt.timedelta(days=3650)  # a CA the deploy creates
 LEAF_VALIDITY = dt.timedelta(days=365)  # the longest a leaf lives (never past its CA)
 RENEW_BEFORE = dt.timedelta(days=30)  # a leaf that expires within this is reissued
-CA_WARN_BEFORE = dt.timedelta(days=365)  # a CA this close to its expiry needs a plan (health check)
 # A leaf valid for longer than the configured validity (plus this, for clock skew between runs)
 # was issued under a longer validity: it is reissued, so lowering cert_validity_days takes effect.
 VALIDITY_SLACK = dt.timedelta(days=1)
@@ -96,9 +95,7 @@ ETCD_CA_KEY_FILE = "etcd-ca-key.pem"
 SA_PUB_FILE = "sa.pub"
 SA_KEY_FILE = "sa-key.pem"
 
-KEY_MODE = 0o600
 CERT_MODE = 0o644
-DIR_MODE = 0o700
 
 
 class PKIError(Exception):
@@ -310,32 +307,6 @@ def _utcnow(now: dt.datetime | None) -> dt.datetime:
     if now.tzinfo is None:
         return now.replace(tzinfo=dt.timezone.utc)
     return now.astimezone(dt.timezone.utc)
-
-
-def _ensure_dir(pki_dir: StrPath) -> Path:
-    """Create ``pki_dir`` (and parents) if needed and force mode 0700."""
-    path = Path(pki_dir)
-    path.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
-    os.chmod(path, DIR_MODE)
-    return path
-
-
-def _atomic_write(path: Path, data: bytes, mode: int) -> None:
-    """Write ``data`` to ``path`` atomically with permissions ``mode``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def _read(path: Path) -> bytes | None:
@@ -563,8 +534,8 @@ def _create_ca(
 def _write_ca(pki: Path, ca: CA, files: CAKind) -> None:
     """Persist a CA (key first, so a crash never leaves a cert without its key)."""
     if ca.key_pem is not None:
-        _atomic_write(pki / files.key_file, ca.key_pem, KEY_MODE)
-    _atomic_write(pki / files.cert_file, ca.cert_pem, CERT_MODE)
+        write_private(pki / files.key_file, ca.key_pem, KEY_MODE)
+    write_private(pki / files.cert_file, ca.cert_pem, CERT_MODE)
 
 
 def _fingerprint(ca: CA) -> bytes:
@@ -604,7 +575,7 @@ def ensure_ca(
         import_cert is not None and import_key is None and not cert_only
     ):
         raise PKIError("CA import needs both a certificate and a key path")
-    pki = _ensure_dir(pki_dir)
+    pki = private_dir(pki_dir)
     cert_path, key_path = pki / files.cert_file, pki / files.key_file
     imported = None
     if import_cert is not None:
@@ -628,7 +599,7 @@ def ensure_ca(
                     f"issued, or move {cert_path} away if a new CA is really intended."
                 )
             if imported.key_pem is not None:
-                _atomic_write(key_path, imported.key_pem, KEY_MODE)
+                write_private(key_path, imported.key_pem, KEY_MODE)
                 return imported
         return existing
 
@@ -805,15 +776,15 @@ def ensure_cert(
     _check_renewal_args(validity, renew_before)
     when = _utcnow(now)
     check_ca_life(ca, Path(pki_dir) / _ca_kind(spec.ca).cert_file, renew_before, when)
-    pki = _ensure_dir(pki_dir)
+    pki = private_dir(pki_dir)
     cert_path, key_path = pki / f"{spec.name}.pem", pki / f"{spec.name}-key.pem"
     cert_pem, key_pem = _read(cert_path), _read(key_path)
     reason = _reissue_reason(spec, ca, cert_pem, key_pem, when, validity, renew_before)
     if reason is None and cert_pem is not None and key_pem is not None:
         return IssuedCert(spec.name, cert_pem, key_pem, issued=False, reason=None)
     cert_pem, key_pem = _issue(spec, ca, when, validity)
-    _atomic_write(key_path, key_pem, KEY_MODE)
-    _atomic_write(cert_path, cert_pem, CERT_MODE)
+    write_private(key_path, key_pem, KEY_MODE)
+    write_private(cert_path, cert_pem, CERT_MODE)
     return IssuedCert(spec.name, cert_pem, key_pem, issued=True, reason=reason)
 
 
@@ -874,12 +845,12 @@ def adopt_cert(
     always holds what the masters get; ``issued`` says whether that copy changed.
     """
     cert_pem, key_pem = check_imported_cert(spec, ca, cert_path, key_path, now)
-    pki = _ensure_dir(pki_dir)
+    pki = private_dir(pki_dir)
     dest_cert, dest_key = pki / f"{spec.name}.pem", pki / f"{spec.name}-key.pem"
     changed = _read(dest_cert) != cert_pem or _read(dest_key) != key_pem
     if changed:
-        _atomic_write(dest_key, key_pem, KEY_MODE)
-        _atomic_write(dest_cert, cert_pem, CERT_MODE)
+        write_private(dest_key, key_pem, KEY_MODE)
+        write_private(dest_cert, cert_pem, CERT_MODE)
     return IssuedCert(spec.name, cert_pem, key_pem, issued=changed, reason=f"imported from {cert_path}" if changed else None)
 
 
@@ -902,7 +873,7 @@ def ensure_sa_keypair(pki_dir: StrPath, import_key: StrPath | None = None) -> tu
     being replaced, since that would invalidate every issued token; so does an import that
     differs from the key already there.
     """
-    pki = _ensure_dir(pki_dir)
+    pki = private_dir(pki_dir)
     key_path, pub_path = pki / SA_KEY_FILE, pki / SA_PUB_FILE
     key_pem = _read(key_path)
     if import_key is not None:
@@ -913,7 +884,7 @@ def ensure_sa_keypair(pki_dir: StrPath, import_key: StrPath | None = None) -> tu
             raise PKIError(f"cannot import service-account key {import_key}: {exc}") from exc
         if key_pem is None:
             key_pem = imported
-            _atomic_write(key_path, key_pem, KEY_MODE)
+            write_private(key_path, key_pem, KEY_MODE)
         elif public_pem(key_pem) != public_pem(imported):
             raise PKIError(
                 f"{key_path} already holds a different service-account key than {import_key}; refusing "
@@ -922,7 +893,7 @@ def ensure_sa_keypair(pki_dir: StrPath, import_key: StrPath | None = None) -> tu
     if key_pem is None:
         key: PrivateKeyTypes = _new_rsa_key()
         key_pem = _key_pem(key)
-        _atomic_write(key_path, key_pem, KEY_MODE)
+        write_private(key_path, key_pem, KEY_MODE)
     else:
         try:
             key = _load_key(key_pem)
@@ -930,7 +901,7 @@ def ensure_sa_keypair(pki_dir: StrPath, import_key: StrPath | None = None) -> tu
             raise PKIError(f"service-account key {key_path} is unreadable: {exc}") from exc
     pub_pem = _pub_pem(key)
     if _read(pub_path) != pub_pem:
-        _atomic_write(pub_path, pub_pem, CERT_MODE)
+        write_private(pub_path, pub_pem, CERT_MODE)
     return pub_pem, key_pem
 
 
@@ -1030,80 +1001,32 @@ def combined_pem(cert: IssuedCert) -> bytes:
 
 
 # --------------------------------------------------------------------------
-# Expiry, read-only (for health checks): nothing is created or written
+# Expiry, read-only (``make check``): nothing is created or written
 # --------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Expiry:
-    """How long one certificate of the PKI has left (see :func:`pki_expiries`).
+class Expiry(NamedTuple):
+    """How long one certificate has left: ``days_left`` in whole days, rounded down (negative once
+    expired); ``is_ca`` picks the warning window (a CA is replaced by hand)."""
 
-    ``within_window``: it expires within the renewal window (a leaf: the next run reissues it; a
-    CA: the next run refuses to issue from it). ``ca_warning``: a CA within ``CA_WARN_BEFORE``
-    (a year) of its expiry, time to plan its replacement. ``problem``: why there is no date
-    (missing or unreadable file); the other fields are then ``None``/``False``.
-    """
-
-    name: str
-    path: str
+    not_after: dt.datetime
+    days_left: int
     is_ca: bool
-    not_after: dt.datetime | None
-    days_left: int | None
-    within_window: bool
-    ca_warning: bool = False
-    problem: str | None = None
 
 
-def expiry(cert_pem: bytes, now: dt.datetime | None = None) -> tuple[dt.datetime, int]:
-    """``(not_after, days_left)`` of the first certificate in ``cert_pem``.
-
-    ``days_left`` is whole days, rounded down (negative once expired). A PEM holding a key as well
-    (haproxy's combined file) works. :class:`PKIError` when there is no readable certificate.
-    """
+def expiry(cert_pem: bytes, now: dt.datetime | None = None) -> Expiry:
+    """The :class:`Expiry` of the first certificate in ``cert_pem``. A PEM holding a key as well
+    (haproxy's combined file) works. :class:`PKIError` when there is no readable certificate."""
     try:
         cert = x509.load_pem_x509_certificate(cert_pem)
     except ValueError as exc:
         raise PKIError(f"not a PEM certificate: {exc}") from exc
+    try:
+        is_ca = cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    except x509.ExtensionNotFound:
+        is_ca = False
     not_after = cert.not_valid_after_utc
-    return not_after, (not_after - _utcnow(now)) // dt.timedelta(days=1)
-
-
-def pki_expiries(
-    pki_dir: StrPath,
-    renew_before: dt.timedelta = RENEW_BEFORE,
-    now: dt.datetime | None = None,
-    names: Iterable[str] | None = None,
-    ca_warn_before: dt.timedelta = CA_WARN_BEFORE,
-) -> list[Expiry]:
-    """Both CAs, then every leaf of the certificate table (or ``names``), as found in ``pki_dir``.
-
-    Read-only: a missing directory or file is reported (``problem``), never created. The
-    service-account keypair has no expiry and is not listed.
-    """
-    when = _utcnow(now)
-    pki = Path(pki_dir)
-    if names is None:
-        names = [s.name for s in cluster_cert_specs((), Subject())]
-    wanted = [(k.cert_file.removesuffix(".pem"), k.cert_file, True) for k in CA_KINDS.values()]
-    wanted += [(n, f"{n}.pem", False) for n in names]
-    out = []
-    for name, file, is_ca in wanted:
-        path = pki / file
-        try:
-            pem = path.read_bytes()
-        except OSError as exc:
-            problem = "missing" if isinstance(exc, FileNotFoundError) else f"unreadable: {exc.strerror}"
-            out.append(Expiry(name, str(path), is_ca, None, None, False, problem=problem))
-            continue
-        try:
-            not_after, days_left = expiry(pem, when)
-        except PKIError as exc:
-            out.append(Expiry(name, str(path), is_ca, None, None, False, problem=str(exc)))
-            continue
-        left = not_after - when
-        out.append(Expiry(name, str(path), is_ca, not_after, days_left, within_window=left < renew_before,
-                          ca_warning=is_ca and left < ca_warn_before))
-    return out
+    return Expiry(not_after, (not_after - _utcnow(now)) // dt.timedelta(days=1), is_ca)
 
 
 # --------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Desired state as data: a file the deploy manages, and the templates that render it.
 
 Each step of the deploy declares its files (``tasks/<step>.py``: ``desired_files``) and hands them
-to one operation (``hakube.ops.managed_file``). Rendering needs no host, so every template is
+to one operation (``hakube.hostfiles.managed_file``). Rendering needs no host, so every template is
 unit-tested without pyinfra.
 """
 
@@ -15,6 +15,8 @@ from functools import lru_cache
 from pathlib import Path
 
 import jinja2
+
+from .probes import BACKEND
 
 HERE = Path(__file__).resolve().parent  # the hakube package
 ROOT = HERE.parent  # the repository root when hakube runs from a checkout
@@ -65,6 +67,7 @@ def _env() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters["json"] = lambda v: json.dumps(v, sort_keys=True)
+    env.globals["haproxy_backend"] = BACKEND  # the stats rows the roll and the check read are named so
     return env
 
 

@@ -12,7 +12,7 @@ leaves it in place, so it always holds the last inputs that served. Then, one ma
 * haproxy / keepalived: their validated files went live already; reload, and if the daemon is not
   running afterwards put the copies back, restart it, and fail with "rolled back".
 
-Every later master is left alone: ``hakube.ops.roll`` refuses to start there once a master's roll
+Every later master is left alone: ``hakube.rolls.roll`` refuses to start there once a master's roll
 failed, and puts that master's own staged or backed-up inputs back (nothing of the failed change
 stays live anywhere).
 """

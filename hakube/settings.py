@@ -1,6 +1,7 @@
 """A typed, validated view of the inventory's data.
 
-``KEYS`` documents every data key with its default (the README's table is this table).
+``KEYS`` holds one row per data key: its default, its check and its doc (the README's table is
+this table); ``Cluster`` has a field per cluster key and no default of its own.
 ``load_inventory`` turns every host's raw data into one frozen ``Settings`` per host, collecting
 *all* problems first; each problem names the host and the key. Nothing else in the deploy reads
 ``host.data``.
@@ -18,6 +19,7 @@ from typing import Any, Callable, Iterable, Mapping
 from . import encryption
 from . import flags as flagmod
 from . import pki
+from .probes import short_name
 
 REQUIRED = object()
 AUTH_PASS_ENV = "HAKUBE_VRRP_AUTH_PASS"
@@ -27,86 +29,16 @@ AUTH_PASS_FORBIDDEN = "{}#!\"'$\\`"
 
 @dataclass(frozen=True)
 class Key:
+    """One data key, one row: its default, the README's words, and the check that turns the raw
+    value into the clean one (or raises ValueError with a short reason)."""
+
     name: str
     default: Any
     doc: str
     per_host: bool = False
+    check: Callable[[Any], Any] = field(default=None, repr=False, compare=False)
 
 
-KEYS: tuple[Key, ...] = (
-    # Per master (steps 3, 5, 6).
-    Key("bind_address", REQUIRED, "This master's IPv4 address: apiserver bind and advertise address, haproxy backend. Not 0.0.0.0 or 127.0.0.1.", per_host=True),
-    Key("vrrp_priority", REQUIRED, "keepalived priority, 1-254, unique among masters; the highest starts as VIP holder.", per_host=True),
-    Key("vrrp_interface", REQUIRED, "Interface that carries VRRP and the VIP (e.g. eth0, ens160): a Linux interface name, 1-15 of letters, digits and `_.-`.", per_host=True),
-    Key("leaving", False, "true: this master leaves the cluster (README, Day two: adding and removing a master). It stays in the inventory so the run can reach it: the VIP is moved off it, its apiserver drained, kube-apiserver, haproxy, keepalived and the haproxy agent stopped and disabled, its keys and certificates removed (packages and binary stay); the other masters drop it from their certificate SANs, haproxy backends and VRRP peers. At least 2 masters must remain; masters only.", per_host=True),
-    # Step 1 — certificates (tasks/certs.py).
-    Key("cert_subject", {"C": "CN", "ST": "Fuzhou", "L": "Fujian", "O": "k8s", "OU": "System"}, "Subject fields (C, ST, L, O, OU) of the serving certificate: printable, at most 64 characters, no quotes or backslash."),
-    Key("cert_extra_sans", [], "Extra SANs for the serving certificate: IP addresses or DNS names (a wildcard only as a whole first label, `*.example.com`)."),
-    Key("cert_validity_days", 365, "Days a certificate the deploy issues is valid; never past its CA's expiry. Lowering it reissues the certificates that live longer at the next run. At most ca_validity_days."),
-    Key("cert_renewal_days", 30, "A run reissues (and rolls out) every certificate that expires within this many days; less than cert_validity_days. A CA with less than this left stops the run: replace it."),
-    Key("ca_validity_days", 3650, "Days a CA the deploy creates is valid (an imported or existing CA keeps its own dates)."),
-    Key("ca_cert_file", None, "Import this CA certificate instead of creating one (with ca_key_file)."),
-    Key("ca_key_file", None, "Private key of the imported CA; stays on the deploy machine."),
-    Key("sa_key_file", None, "Import this service-account signing key (PEM) instead of creating one; stays on the deploy machine."),
-    Key("replace_ca_sha256", None, "sha256 of the masters' ca.pem that this run may replace (the refusal prints it). Replacing the CA reissues every certificate: a deliberate change."),
-    Key("replace_sa_sha256", None, "sha256 of the masters' sa.pub that this run may replace. A new service-account key invalidates every service-account token."),
-    Key("etcd_ca_cert_file", None, "The existing etcd's CA certificate (etcd trusts it; it signed etcd's serving certificate). With etcd_ca_key_file, or with etcd_client_cert_file + etcd_client_key_file. Unset: the deploy creates etcd-ca.pem in pki_dir."),
-    Key("etcd_ca_key_file", None, "Private key of etcd_ca_cert_file: the deploy issues the apiserver's etcd client certificate from it. Stays on the deploy machine."),
-    Key("etcd_client_cert_file", None, "Instead of etcd_ca_key_file: the apiserver's etcd client certificate, issued by etcd_ca_cert_file elsewhere (clientAuth)."),
-    Key("etcd_client_key_file", None, "Private key of etcd_client_cert_file."),
-    Key("pki_dir", "pki", "Local, git-ignored directory holding the CA and all issued certificates (no control characters)."),
-    # Step 2 — audit policy (tasks/audit.py).
-    Key("audit_policy_rules", [{"level": "Metadata"}], "Rules of the audit policy (audit.k8s.io/v1); strings without control characters."),
-    Key("audit_log_path", "/var/log/k8s-audit.log", "--audit-log-path: an absolute path of letters, digits and `._/@%+,:=-` (or `-` for stdout)."),
-    Key("audit_log_maxage", 30, "--audit-log-maxage (days)."),
-    Key("audit_log_maxbackup", 3, "--audit-log-maxbackup."),
-    Key("audit_log_maxsize", 100, "--audit-log-maxsize (MB)."),
-    # Step 2b — Secrets encrypted at rest (tasks/encryption.py).
-    Key("secrets_encryption", True, "Encrypt Secrets in etcd (--encryption-provider-config; identity stays last, so Secrets written before stay readable). On by default: the keys live in pki_dir, which must be kept safe anyway; turning it off while a master's config is live is refused."),
-    Key("secrets_encryption_provider", "secretbox", "Provider of the keys: secretbox or aescbc. Cannot change while a master's config is live (refused)."),
-    Key("secrets_encryption_keys", ["key1"], "Key names, each [a-z0-9-]{1,32}, unique; the first encrypts new writes, every one decrypts. Each is 32 random bytes made once in pki_dir/encryption/<name>.key (0600). Rotation: README, Day two."),
-    # Step 3 — kube-apiserver (tasks/apiserver.py).
-    Key("kube_version", flagmod.DEFAULT_KUBE_VERSION, "Kubernetes version; flags are rendered for it. Supported: 1.20 and 1.35-1.37."),
-    Key("kube_apiserver_binary", None, "Local path of a kube-apiserver binary to upload (air-gapped installs, the lab's build)."),
-    Key("kube_apiserver_url", "https://dl.k8s.io/release/v{version}/bin/linux/{arch}/kube-apiserver", "Download URL (http or https) when no local binary is given. `{version}` is filled in with kube_version, `{arch}` per host with its architecture (amd64, arm64, ...); no other placeholder, no spaces, quotes, `$`, `&` or `;`."),
-    Key("kube_apiserver_sha256", None, "sha256 of the downloaded binary (for every master: one architecture per cluster); required when downloading. The download is checked on the host before it is staged; a mismatch is refused and the live binary stays."),
-    Key("apiserver_port", 6443, "Port each apiserver listens on at its bind_address."),
-    Key("etcd_servers", REQUIRED, "List of https://HOST:PORT etcd client URLs (HOST an IPv4 address or a DNS name)."),
-    Key("service_cluster_ip_range", "10.254.0.0/16", "IPv4 Service CIDR; its first address goes into the serving certificate. Must not contain the VIP or a bind_address."),
-    Key("service_node_port_range", "30000-32767", "NodePort range, LOW-HIGH."),
-    Key("cluster_domain", "cluster.local", "Cluster DNS domain (kubernetes.default.svc.<domain> SAN); a DNS name."),
-    Key("admission_plugins", ["NamespaceLifecycle", "NodeRestriction", "LimitRanger", "ServiceAccount", "DefaultStorageClass", "ResourceQuota"], "--enable-admission-plugins (the tutorial's list without the removed Initializers); each must exist in kube_version."),
-    Key("authorization_mode", "Node,RBAC", "--authorization-mode: comma-separated, each of AlwaysAllow, AlwaysDeny, ABAC, Webhook, RBAC, Node at most once."),
-    Key("allow_privileged", True, "--allow-privileged."),
-    Key("log_level", 0, "--v."),
-    Key("event_ttl", "1h", "--event-ttl (a number with ms, s, m or h)."),
-    Key("apiserver_ready_timeout", 120, "Seconds a restarted apiserver has to answer /readyz and be UP in haproxy; otherwise the roll puts its previous inputs back and stops."),
-    Key("shutdown_delay_seconds", 5, "--shutdown-delay-duration: keeps serving after SIGTERM while haproxy drains this master."),
-    Key("service_account_issuer", "https://kubernetes.default.svc.cluster.local", "--service-account-issuer: an https:// URL without query or fragment."),
-    Key("apiserver_extra_flags", {}, "Extra apiserver flags {name: value}; rejected unless the version accepts them. A value is a number, true/false or a string of letters, digits and `._:/=,@+%*-`."),
-    # Step 5 — keepalived (tasks/keepalived.py).
-    Key("vip", REQUIRED, "Virtual IPv4 address that haproxy listens on and clients use: a host address of vip/vip_prefix (not its network or broadcast address) that no host, master or etcd server of the inventory has. Changing it on a running cluster is checked first (README: Changing the VIP or ports on a live cluster)."),
-    Key("vip_prefix", 24, "Prefix length of the VIP's subnet; every master's bind_address must be inside it."),
-    Key("virtual_router_id", 51, "VRRP virtual_router_id, 1-255, unique on the LAN."),
-    Key("vrrp_advert_int", 1, "VRRP advert interval in seconds (failover takes about 3 of them)."),
-    Key("vrrp_unicast", False, "true: VRRP adverts go by unicast from each master's bind_address to every other master's (`unicast_src_ip`, `unicast_peer`) instead of multicast, for networks that drop multicast (clouds, some switches)."),
-    Key("vrrp_auth_pass_file", None, f"File holding the VRRP password (at most 8 printable ASCII characters; no spaces, quotes, braces, `#`, `!`, `$`, backslash or backtick). The environment variable {AUTH_PASS_ENV} wins over it. Required one way or the other."),
-    Key("keepalived_extra_global_defs", [], "Raw lines added to keepalived's global_defs; each one printable line (no newline, tab or other control character) without `{` or `}`."),
-    # Step 6 — haproxy (tasks/haproxy.py).
-    Key("lb_port", 6443, "Port haproxy listens on at the VIP. May equal apiserver_port (other address), no other port of the deploy."),
-    Key("haproxy_agent_port", 6444, "Port of each master's haproxy agent on its bind_address (drains an apiserver before the deploy restarts it); a port of its own."),
-    Key("haproxy_check_interval_ms", 1000, "haproxy health-check interval (GET /livez with a client certificate)."),
-    Key("haproxy_check_fall", 2, "Failed checks before a backend leaves rotation."),
-    Key("haproxy_check_rise", 2, "Good checks before a backend returns to rotation."),
-    Key("haproxy_timeout", "1h", "Client/server/tunnel timeout: long enough for watches, logs -f and exec."),
-    Key("haproxy_extra_defaults", [], "Raw lines added to haproxy's defaults section; each one printable line (no newline, tab or other control character) that does not open another section."),
-    Key("haproxy_stats_port", 8404, "Port of haproxy's stats page on 127.0.0.1 (the roll waits there for its master to be UP again); a port of its own."),
-    # Step 7 — admin kubeconfig (tasks/kubeconfig.py).
-    Key("artifacts_dir", "artifacts", "Local directory for the operator's admin kubeconfig (no control characters)."),
-    Key("cluster_name", "kubernetes", "Cluster name in the kubeconfig: a plain name (letters, digits and `_.:@-`, at most 32)."),
-)
-KEY_BY_NAME = {k.name: k for k in KEYS}
-CLUSTER_KEYS = tuple(k for k in KEYS if not k.per_host)
 
 
 class InventoryError(ValueError):
@@ -118,11 +50,6 @@ class InventoryError(ValueError):
             f"invalid inventory data ({len(problems)} problem{'s' if len(problems) != 1 else ''}); "
             "no host was changed:\n  " + "\n  ".join(problems)
         )
-
-
-def short_name(host_name: str) -> str:
-    """``@docker/vm01`` -> ``vm01``: a name haproxy and keepalived accept."""
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", host_name.rsplit("/", 1)[-1])
 
 
 @dataclass(frozen=True)
@@ -140,6 +67,9 @@ class Master:
 
 @dataclass(frozen=True)
 class Cluster:
+    """The cluster-wide values, each clean and checked: one field per cluster key of ``KEYS`` (their
+    defaults live there), besides the masters and the VRRP password read from its file."""
+
     masters: tuple[Master, ...]
     vip: str
     vip_prefix: int
@@ -183,22 +113,22 @@ class Cluster:
     secrets_encryption_keys: tuple[str, ...]
     apiserver_extra_flags: dict
     cert_subject: dict
-    cert_extra_sans: tuple[str, ...] = ()
-    cert_validity_days: int = 365
-    cert_renewal_days: int = 30
-    ca_validity_days: int = 3650
-    ca_cert_file: str | None = None
-    ca_key_file: str | None = None
-    sa_key_file: str | None = None
-    replace_ca_sha256: str | None = None
-    replace_sa_sha256: str | None = None
-    etcd_ca_cert_file: str | None = None
-    etcd_ca_key_file: str | None = None
-    etcd_client_cert_file: str | None = None
-    etcd_client_key_file: str | None = None
-    pki_dir: str = "pki"
-    artifacts_dir: str = "artifacts"
-    cluster_name: str = "kubernetes"
+    cert_extra_sans: tuple[str, ...]
+    cert_validity_days: int
+    cert_renewal_days: int
+    ca_validity_days: int
+    ca_cert_file: str | None
+    ca_key_file: str | None
+    sa_key_file: str | None
+    replace_ca_sha256: str | None
+    replace_sa_sha256: str | None
+    etcd_ca_cert_file: str | None
+    etcd_ca_key_file: str | None
+    etcd_client_cert_file: str | None
+    etcd_client_key_file: str | None
+    pki_dir: str
+    artifacts_dir: str
+    cluster_name: str
     #: Masters with ``leaving: true``: still in the inventory, no longer members. ``masters`` holds
     #: the members only, so the SANs, haproxy backends and VRRP peers follow it.
     leaving: tuple[Master, ...] = ()
@@ -250,10 +180,6 @@ def _ipv4(v: Any) -> ipaddress.IPv4Address:
     if addr.version == 6:
         raise ValueError(f"{IPV6_REFUSED}: {str(v)!r}; use IPv4")
     return addr
-
-
-def _ip(v: Any) -> str:
-    return str(_ipv4(v))
 
 
 def _bind_ip(v: Any) -> str:
@@ -648,71 +574,81 @@ def _key_names(v: Any) -> tuple[str, ...]:
     return tuple(v)
 
 
-CHECKS: dict[str, Callable[[Any], Any]] = {
-    "bind_address": _bind_ip,
-    "vrrp_priority": _int_in(1, 254),
-    "vrrp_interface": _interface,
-    "leaving": _bool,
-    "vip": _vip,
-    "vip_prefix": _int_in(1, 32),
-    "virtual_router_id": _int_in(1, 255),
-    "vrrp_advert_int": _int_in(1, 255),
-    "vrrp_unicast": _bool,
-    "vrrp_auth_pass_file": _opt_local_path,
-    "keepalived_extra_global_defs": _raw_lines(forbidden="{}", what="keepalived"),
-    "lb_port": _int_in(1, 65535),
-    "haproxy_agent_port": _int_in(1, 65535),
-    "haproxy_check_interval_ms": _int_in(100, 60000),
-    "haproxy_check_fall": _int_in(1, 100),
-    "haproxy_check_rise": _int_in(1, 100),
-    "haproxy_timeout": _duration,
-    "haproxy_extra_defaults": _raw_lines(sections=HAPROXY_SECTIONS, what="haproxy"),
-    "haproxy_stats_port": _int_in(1, 65535),
-    "kube_version": _version,
-    "kube_apiserver_binary": _opt_path,
-    "kube_apiserver_url": _url(("http", "https"), placeholder=True),
-    "kube_apiserver_sha256": _sha256,
-    "apiserver_port": _int_in(1, 65535),
-    "etcd_servers": _etcd_urls,
-    "service_cluster_ip_range": _cidr,
-    "service_node_port_range": _port_range,
-    "cluster_domain": _cluster_domain,
-    "admission_plugins": _admission_plugins,
-    "authorization_mode": _authorization_modes,
-    "allow_privileged": _bool,
-    "log_level": _int_in(0, 10),
-    "event_ttl": _go_duration,
-    "apiserver_ready_timeout": _int_in(10, 3600),
-    "shutdown_delay_seconds": _int_in(0, 600),
-    "service_account_issuer": _url(("https",), query=False),
-    "audit_log_path": _audit_log_path,
-    "audit_log_maxage": _int_in(0, 3650),
-    "audit_log_maxbackup": _int_in(0, 1000),
-    "audit_log_maxsize": _int_in(1, 100000),
-    "audit_policy_rules": _rules,
-    "secrets_encryption": _bool,
-    "secrets_encryption_provider": _provider,
-    "secrets_encryption_keys": _key_names,
-    "apiserver_extra_flags": _flag_map,
-    "cert_subject": _subject,
-    "cert_extra_sans": _sans,
-    "cert_validity_days": _int_in(1, 36500),
-    "cert_renewal_days": _int_in(1, 36500),
-    "ca_validity_days": _int_in(1, 36500),
-    "ca_cert_file": _opt_path,
-    "ca_key_file": _opt_path,
-    "etcd_ca_cert_file": _opt_path,
-    "etcd_ca_key_file": _opt_path,
-    "etcd_client_cert_file": _opt_path,
-    "etcd_client_key_file": _opt_path,
-    "sa_key_file": _opt_path,
-    "replace_ca_sha256": _sha256,
-    "replace_sa_sha256": _sha256,
-    "pki_dir": _local_path,
-    "artifacts_dir": _local_path,
-    "cluster_name": _word,
-}
-assert set(CHECKS) == set(KEY_BY_NAME), set(CHECKS) ^ set(KEY_BY_NAME)
+KEYS: tuple[Key, ...] = (
+    # Per master (steps 3, 5, 6).
+    Key("bind_address", REQUIRED, "This master's IPv4 address: apiserver bind and advertise address, haproxy backend. Not 0.0.0.0 or 127.0.0.1.", per_host=True, check=_bind_ip),
+    Key("vrrp_priority", REQUIRED, "keepalived priority, 1-254, unique among masters; the highest starts as VIP holder.", per_host=True, check=_int_in(1, 254)),
+    Key("vrrp_interface", REQUIRED, "Interface that carries VRRP and the VIP (e.g. eth0, ens160): a Linux interface name, 1-15 of letters, digits and `_.-`.", per_host=True, check=_interface),
+    Key("leaving", False, "true: this master leaves the cluster (README, Day two: adding and removing a master). It stays in the inventory so the run can reach it: the VIP is moved off it, its apiserver drained, kube-apiserver, haproxy, keepalived and the haproxy agent stopped and disabled, its keys and certificates removed (packages and binary stay); the other masters drop it from their certificate SANs, haproxy backends and VRRP peers. At least 2 masters must remain; masters only.", per_host=True, check=_bool),
+    # Step 1 — certificates (tasks/certs.py).
+    Key("cert_subject", {"C": "CN", "ST": "Fuzhou", "L": "Fujian", "O": "k8s", "OU": "System"}, "Subject fields (C, ST, L, O, OU) of the serving certificate: printable, at most 64 characters, no quotes or backslash.", check=_subject),
+    Key("cert_extra_sans", [], "Extra SANs for the serving certificate: IP addresses or DNS names (a wildcard only as a whole first label, `*.example.com`).", check=_sans),
+    Key("cert_validity_days", 365, "Days a certificate the deploy issues is valid; never past its CA's expiry. Lowering it reissues the certificates that live longer at the next run. At most ca_validity_days.", check=_int_in(1, 36500)),
+    Key("cert_renewal_days", 30, "A run reissues (and rolls out) every certificate that expires within this many days; less than cert_validity_days. A CA with less than this left stops the run: replace it.", check=_int_in(1, 36500)),
+    Key("ca_validity_days", 3650, "Days a CA the deploy creates is valid (an imported or existing CA keeps its own dates).", check=_int_in(1, 36500)),
+    Key("ca_cert_file", None, "Import this CA certificate instead of creating one (with ca_key_file).", check=_opt_path),
+    Key("ca_key_file", None, "Private key of the imported CA; stays on the deploy machine.", check=_opt_path),
+    Key("sa_key_file", None, "Import this service-account signing key (PEM) instead of creating one; stays on the deploy machine.", check=_opt_path),
+    Key("replace_ca_sha256", None, "sha256 of the masters' ca.pem that this run may replace (the refusal prints it). Replacing the CA reissues every certificate: a deliberate change.", check=_sha256),
+    Key("replace_sa_sha256", None, "sha256 of the masters' sa.pub that this run may replace. A new service-account key invalidates every service-account token.", check=_sha256),
+    Key("etcd_ca_cert_file", None, "The existing etcd's CA certificate (etcd trusts it; it signed etcd's serving certificate). With etcd_ca_key_file, or with etcd_client_cert_file + etcd_client_key_file. Unset: the deploy creates etcd-ca.pem in pki_dir.", check=_opt_path),
+    Key("etcd_ca_key_file", None, "Private key of etcd_ca_cert_file: the deploy issues the apiserver's etcd client certificate from it. Stays on the deploy machine.", check=_opt_path),
+    Key("etcd_client_cert_file", None, "Instead of etcd_ca_key_file: the apiserver's etcd client certificate, issued by etcd_ca_cert_file elsewhere (clientAuth).", check=_opt_path),
+    Key("etcd_client_key_file", None, "Private key of etcd_client_cert_file.", check=_opt_path),
+    Key("pki_dir", "pki", "Local, git-ignored directory holding the CA and all issued certificates (no control characters).", check=_local_path),
+    # Step 2 — audit policy (tasks/audit.py).
+    Key("audit_policy_rules", [{"level": "Metadata"}], "Rules of the audit policy (audit.k8s.io/v1); strings without control characters.", check=_rules),
+    Key("audit_log_path", "/var/log/k8s-audit.log", "--audit-log-path: an absolute path of letters, digits and `._/@%+,:=-` (or `-` for stdout).", check=_audit_log_path),
+    Key("audit_log_maxage", 30, "--audit-log-maxage (days).", check=_int_in(0, 3650)),
+    Key("audit_log_maxbackup", 3, "--audit-log-maxbackup.", check=_int_in(0, 1000)),
+    Key("audit_log_maxsize", 100, "--audit-log-maxsize (MB).", check=_int_in(1, 100000)),
+    # Step 2b — Secrets encrypted at rest (tasks/encryption.py).
+    Key("secrets_encryption", True, "Encrypt Secrets in etcd (--encryption-provider-config; identity stays last, so Secrets written before stay readable). On by default: the keys live in pki_dir, which must be kept safe anyway; turning it off while a master's config is live is refused.", check=_bool),
+    Key("secrets_encryption_provider", "secretbox", "Provider of the keys: secretbox or aescbc. Cannot change while a master's config is live (refused).", check=_provider),
+    Key("secrets_encryption_keys", ["key1"], "Key names, each [a-z0-9-]{1,32}, unique; the first encrypts new writes, every one decrypts. Each is 32 random bytes made once in pki_dir/encryption/<name>.key (0600). Rotation: README, Day two.", check=_key_names),
+    # Step 3 — kube-apiserver (tasks/apiserver.py).
+    Key("kube_version", flagmod.DEFAULT_KUBE_VERSION, "Kubernetes version; flags are rendered for it. Supported: 1.20 and 1.35-1.37.", check=_version),
+    Key("kube_apiserver_binary", None, "Local path of a kube-apiserver binary to upload (air-gapped installs, the lab's build).", check=_opt_path),
+    Key("kube_apiserver_url", "https://dl.k8s.io/release/v{version}/bin/linux/{arch}/kube-apiserver", "Download URL (http or https) when no local binary is given. `{version}` is filled in with kube_version, `{arch}` per host with its architecture (amd64, arm64, ...); no other placeholder, no spaces, quotes, `$`, `&` or `;`.", check=_url(("http", "https"), placeholder=True)),
+    Key("kube_apiserver_sha256", None, "sha256 of the downloaded binary (for every master: one architecture per cluster); required when downloading. The download is checked on the host before it is staged; a mismatch is refused and the live binary stays.", check=_sha256),
+    Key("apiserver_port", 6443, "Port each apiserver listens on at its bind_address.", check=_int_in(1, 65535)),
+    Key("etcd_servers", REQUIRED, "List of https://HOST:PORT etcd client URLs (HOST an IPv4 address or a DNS name).", check=_etcd_urls),
+    Key("service_cluster_ip_range", "10.254.0.0/16", "IPv4 Service CIDR; its first address goes into the serving certificate. Must not contain the VIP or a bind_address.", check=_cidr),
+    Key("service_node_port_range", "30000-32767", "NodePort range, LOW-HIGH.", check=_port_range),
+    Key("cluster_domain", "cluster.local", "Cluster DNS domain (kubernetes.default.svc.<domain> SAN); a DNS name.", check=_cluster_domain),
+    Key("admission_plugins", ["NamespaceLifecycle", "NodeRestriction", "LimitRanger", "ServiceAccount", "DefaultStorageClass", "ResourceQuota"], "--enable-admission-plugins (the tutorial's list without the removed Initializers); each must exist in kube_version.", check=_admission_plugins),
+    Key("authorization_mode", "Node,RBAC", "--authorization-mode: comma-separated, each of AlwaysAllow, AlwaysDeny, ABAC, Webhook, RBAC, Node at most once.", check=_authorization_modes),
+    Key("allow_privileged", True, "--allow-privileged.", check=_bool),
+    Key("log_level", 0, "--v.", check=_int_in(0, 10)),
+    Key("event_ttl", "1h", "--event-ttl (a number with ms, s, m or h).", check=_go_duration),
+    Key("apiserver_ready_timeout", 120, "Seconds a restarted apiserver has to answer /readyz and be UP in haproxy; otherwise the roll puts its previous inputs back and stops.", check=_int_in(10, 3600)),
+    Key("shutdown_delay_seconds", 5, "--shutdown-delay-duration: keeps serving after SIGTERM while haproxy drains this master.", check=_int_in(0, 600)),
+    Key("service_account_issuer", "https://kubernetes.default.svc.cluster.local", "--service-account-issuer: an https:// URL without query or fragment.", check=_url(("https",), query=False)),
+    Key("apiserver_extra_flags", {}, "Extra apiserver flags {name: value}; rejected unless the version accepts them. A value is a number, true/false or a string of letters, digits and `._:/=,@+%*-`.", check=_flag_map),
+    # Step 5 — keepalived (tasks/keepalived.py).
+    Key("vip", REQUIRED, "Virtual IPv4 address that haproxy listens on and clients use: a host address of vip/vip_prefix (not its network or broadcast address) that no host, master or etcd server of the inventory has. Changing it on a running cluster is checked first (README: Changing the VIP or ports on a live cluster).", check=_vip),
+    Key("vip_prefix", 24, "Prefix length of the VIP's subnet; every master's bind_address must be inside it.", check=_int_in(1, 32)),
+    Key("virtual_router_id", 51, "VRRP virtual_router_id, 1-255, unique on the LAN.", check=_int_in(1, 255)),
+    Key("vrrp_advert_int", 1, "VRRP advert interval in seconds (failover takes about 3 of them).", check=_int_in(1, 255)),
+    Key("vrrp_unicast", False, "true: VRRP adverts go by unicast from each master's bind_address to every other master's (`unicast_src_ip`, `unicast_peer`) instead of multicast, for networks that drop multicast (clouds, some switches).", check=_bool),
+    Key("vrrp_auth_pass_file", None, f"File holding the VRRP password (at most 8 printable ASCII characters; no spaces, quotes, braces, `#`, `!`, `$`, backslash or backtick). The environment variable {AUTH_PASS_ENV} wins over it. Required one way or the other.", check=_opt_local_path),
+    Key("keepalived_extra_global_defs", [], "Raw lines added to keepalived's global_defs; each one printable line (no newline, tab or other control character) without `{` or `}`.", check=_raw_lines(forbidden="{}", what="keepalived")),
+    # Step 6 — haproxy (tasks/haproxy.py).
+    Key("lb_port", 6443, "Port haproxy listens on at the VIP. May equal apiserver_port (other address), no other port of the deploy.", check=_int_in(1, 65535)),
+    Key("haproxy_agent_port", 6444, "Port of each master's haproxy agent on its bind_address (drains an apiserver before the deploy restarts it); a port of its own.", check=_int_in(1, 65535)),
+    Key("haproxy_check_interval_ms", 1000, "haproxy health-check interval (GET /livez with a client certificate).", check=_int_in(100, 60000)),
+    Key("haproxy_check_fall", 2, "Failed checks before a backend leaves rotation.", check=_int_in(1, 100)),
+    Key("haproxy_check_rise", 2, "Good checks before a backend returns to rotation.", check=_int_in(1, 100)),
+    Key("haproxy_timeout", "1h", "Client/server/tunnel timeout: long enough for watches, logs -f and exec.", check=_duration),
+    Key("haproxy_extra_defaults", [], "Raw lines added to haproxy's defaults section; each one printable line (no newline, tab or other control character) that does not open another section.", check=_raw_lines(sections=HAPROXY_SECTIONS, what="haproxy")),
+    Key("haproxy_stats_port", 8404, "Port of haproxy's stats page on 127.0.0.1 (the roll waits there for its master to be UP again); a port of its own.", check=_int_in(1, 65535)),
+    # Step 7 — admin kubeconfig (tasks/kubeconfig.py).
+    Key("artifacts_dir", "artifacts", "Local directory for the operator's admin kubeconfig (no control characters).", check=_local_path),
+    Key("cluster_name", "kubernetes", "Cluster name in the kubeconfig: a plain name (letters, digits and `_.:@-`, at most 32).", check=_word),
+)
+KEY_BY_NAME = {k.name: k for k in KEYS}
+CHECKS = {k.name: k.check for k in KEYS}  # what the collector asks (a test may swap one)
+CLUSTER_KEYS = tuple(k for k in KEYS if not k.per_host)
 
 
 @dataclass

@@ -19,7 +19,7 @@ through haproxy with exactly one holder (``switch_ready``); otherwise keepalived
 is put back and reloaded (the old VIP returns) and the run stops. A live VIP that is an address the
 cluster needs (an etcd server's, a master's) is given up before the apiserver's roll waits on it.
 
-Pure: shell text and verdicts; the operations live in ``tasks/keepalived.py`` and ``hakube.ops``.
+Pure: shell text and verdicts; the operations live in ``tasks/keepalived.py`` and ``hakube.barriers``.
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ import re
 import shlex
 from dataclasses import dataclass
 from typing import Iterable, Mapping
+
+from .probes import readyz_ok, readyz_url, short_name
 
 #: keepalived's words for an advert that no master sent (2.2.7 and 2.3.x):
 #: "(kube_api) received an invalid passwd[ from 10.0.0.9]!",
@@ -63,8 +65,7 @@ def switch_ready(vip: str, interface: str, port: int, ca: str, cert: str, settle
     ``ca``, the VIP an IP SAN) and exactly one machine holds it, twice ``settle`` seconds apart: seen
     from this master, it holds the VIP and nobody else answers ARP for it, or one other machine does."""
     q_vip, q_if = shlex.quote(vip), shlex.quote(interface)
-    url = shlex.quote(f"https://{vip}:{port}/readyz")
-    one = (f"curl -sf -o /dev/null --max-time 2 --cacert {shlex.quote(ca)} --cert {shlex.quote(cert)} {url} && "
+    one = (f"{readyz_ok(readyz_url(vip, port), ca, cert)} && "
            f"n=$(arping -c 2 -w 3 -I {q_if} {q_vip} 2>/dev/null | grep -io 'reply from [^ ]* \\[[^]]*\\]' | "
            "sort -u | wc -l) && "
            f"if ip -o -4 addr show dev {q_if} | awk '{{print $4}}' | cut -d/ -f1 | grep -qxF {q_vip}; "
@@ -115,7 +116,7 @@ def change_of(vip: str, peers: Mapping[str, object], unit: str = "keepalived.ser
     """The VIP change this run makes, judged from every master's snapshot (``HostFacts``): keepalived
     runs somewhere and a master's live config carries an address other than ``vip``. None otherwise
     (also on a first install: nothing serves a VIP yet)."""
-    running = any(f.units.get(unit, ("", ""))[0] == "active" for f in peers.values())
+    running = any(f.active(unit) for f in peers.values())
     old = tuple(dict.fromkeys(a for f in peers.values() for a in f.live_vips if a != vip))
     return VipChange(vip, old) if running and old else None
 
@@ -125,14 +126,14 @@ def mode_switch(unicast: bool, peers: Mapping[str, object], unit: str = "keepali
     whose live config sends its adverts the other way than ``unicast`` says. Masters that reloaded
     one at a time would not hear each other for a while (and the backup would take the VIP too)."""
     want = "unicast" if unicast else "multicast"
-    running = any(f.units.get(unit, ("", ""))[0] == "active" for f in peers.values())
+    running = any(f.active(unit) for f in peers.values())
     return running and any(f.live_vrrp_mode and f.live_vrrp_mode != want for f in peers.values())
 
 
 def held_by_hand(vip: str, peers: Mapping[str, object]) -> list[str]:
     """Masters that hold ``vip`` though their keepalived config does not carry it (and no reload of a
     changed config is owed there): an address added by hand, or by something else."""
-    return [name.rsplit("/", 1)[-1] for name, f in peers.items()
+    return [short_name(name) for name, f in peers.items()
             if vip in f.addresses and vip not in f.live_vips and not f.owed("keepalived")]
 
 

@@ -20,9 +20,12 @@ from pyinfra.api.exceptions import PyinfraError
 from hakube import roll as rollsh
 from hakube.apiserver_args import apiserver_env, config_env
 from hakube.facts import Needs
-from hakube.ops import binary, binary_differs, binary_sha256, ensure_running, handler, install, roll, roll_owed
+from hakube.hostfiles import binary, binary_differs, binary_sha256, install
 from hakube.paths import PATHS
+from hakube.probes import BACKEND, readyz_ok, readyz_url, stats_url
 from hakube.render import DesiredFile, render
+from hakube.rolls import roll, roll_owed
+from hakube.units import ensure_running, handler
 
 NAME = "kube-apiserver"
 SERVICE = "kube-apiserver"
@@ -56,23 +59,19 @@ def serving(masters_facts: dict) -> bool:
     ``masters_facts`` includes a leaving master: it counts as something serving (its leave comes
     first in the run), never as a roll target (it plans no roll). A master joining a serving
     cluster rolls in its turn like the others."""
-    return any(f.units.get("kube-apiserver.service", ("", ""))[0] == "active" for f in masters_facts.values())
+    return any(f.active("kube-apiserver.service") for f in masters_facts.values())
 
 
 def _roll_script(cfg, staged: dict, drain: bool = True) -> str:
     c = cfg.cluster
-    url = f"https://{cfg.bind_address}:{c.apiserver_port}/readyz"
-    curl = " ".join(
-        shlex.quote(a)
-        for a in ("curl", "-sf", "-o", "/dev/null", "--max-time", "2", "--cacert", PATHS.cert("ca"),
-                  "--cert", PATHS.cert("apiserver-kubelet-client"), "--key", PATHS.key("apiserver-kubelet-client"), url)
-    )
-    stats = shlex.quote(f"http://127.0.0.1:{c.haproxy_stats_port}/stats;csv")
+    curl = readyz_ok(readyz_url(cfg.bind_address, c.apiserver_port), PATHS.cert("ca"),
+                     PATHS.cert("apiserver-kubelet-client"), PATHS.key("apiserver-kubelet-client"))
+    stats = shlex.quote(stats_url(c.haproxy_stats_port))
     state = shlex.quote(PATHS.agent_state)
     functions = (
         # This master's row in the local haproxy's view; no stats yet (first install) = nothing to wait for.
         f"_up() {{ st=$(curl -s --max-time 2 {stats}) || return 0; "
-        f"echo \"$st\" | awk -F, '$1==\"kube_api\" && $2==\"{cfg.short_name}\" {{print $18}}' | grep -qx UP; }}; "
+        f"echo \"$st\" | awk -F, '$1==\"{BACKEND}\" && $2==\"{cfg.short_name}\" {{print $18}}' | grep -qx UP; }}; "
         f"_serving() {{ {curl} && rm -f {state} && _up; }}; "
     )
     return rollsh.rolled_restart(

@@ -3,7 +3,7 @@
 from pyinfra.api import deploy
 
 from hakube.facts import Needs
-from hakube.ops import install
+from hakube.hostfiles import install
 from hakube.paths import PATHS
 from hakube.render import DesiredFile, render
 

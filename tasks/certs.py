@@ -22,7 +22,7 @@ from pyinfra.api.exceptions import PyinfraError
 
 from hakube import encryption, pki
 from hakube.facts import Needs
-from hakube.ops import install
+from hakube.hostfiles import install
 from hakube.paths import PATHS
 from hakube.render import DesiredFile
 

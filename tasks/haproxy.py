@@ -13,8 +13,10 @@ from pyinfra.operations import server
 
 from hakube import pki as pkimod
 from hakube.facts import FileState, Needs
-from hakube.ops import ensure_running, install, reload_roll
+from hakube.hostfiles import install
 from hakube.render import DesiredFile, render, static
+from hakube.rolls import reload_roll
+from hakube.units import ensure_running
 
 NAME = "haproxy"
 CFG = "/etc/haproxy/haproxy.cfg"

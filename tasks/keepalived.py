@@ -23,11 +23,14 @@ from pyinfra.api.exceptions import PyinfraError
 from pyinfra.operations import server
 
 from hakube import vip as vipmod
-from hakube.context import outside_limit
+from hakube.barriers import masters_unfailed, outside_limit, vip_one_holder
 from hakube.facts import Needs
-from hakube.ops import differs, ensure_running, install, masters_unfailed, reload_roll, vip_one_holder
+from hakube.hostfiles import differs, install
+from hakube.probes import short_name
 from hakube.render import DesiredFile, render
+from hakube.rolls import reload_roll
 from hakube.settings import etcd_endpoints
+from hakube.units import ensure_running
 
 from . import haproxy
 
@@ -57,7 +60,7 @@ def desired_files(cfg, pki) -> dict[str, DesiredFile]:
 
 
 def _running_anywhere(peers: dict) -> bool:
-    return any(f.units.get(UNIT, ("", ""))[0] == "active" for f in peers.values())
+    return any(f.active(UNIT) for f in peers.values())
 
 
 def change(cfg, peers: dict):
@@ -121,7 +124,7 @@ def release(cfg, want, facts, peers: dict) -> bool:
     cuts this master off from it, so its apiserver cannot become ready: the roll would wait on it
     for ever. keepalived's config goes live here, before the roll. True when it did."""
     bad = vipmod.harmful(facts.live_vips, needed_addresses(cfg.cluster))
-    if not bad or UNIT not in facts.units or facts.units[UNIT][0] != "active":
+    if not bad or not facts.active(UNIT):
         return False
     files = want[NAME]
     install([files["conf"]], facts)
@@ -146,7 +149,7 @@ def apply(cfg, want, facts, peers: dict, one_at_a_time: bool = True, released: b
         ensure_running(UNIT, facts, name="keepalived enabled and running")
         return
     install([files["conf"]], facts)
-    running = tuple(facts.units.get(UNIT, ("", "")))[0] == "active"
+    running = facts.active(UNIT)
     moving = change(cfg, peers)
     switching = vipmod.mode_switch(c.vrrp_unicast, peers, UNIT)
     if running and (moving or switching):
@@ -182,7 +185,7 @@ def apply(cfg, want, facts, peers: dict, one_at_a_time: bool = True, released: b
 def _in_place(want, facts) -> bool:
     """keepalived and haproxy on this host as the run leaves them: nothing to change, nothing owed."""
     files = [*want[NAME].values(), *want["haproxy"].values()]
-    units_ok = all(tuple(facts.units.get(u, ())) == ("active", "enabled") for u in (UNIT, "haproxy.service"))
+    units_ok = all(facts.running(u) for u in (UNIT, "haproxy.service"))
     return units_ok and not any(differs(f, facts) for f in files) and not (facts.owed("keepalived") or facts.owed("haproxy"))
 
 
@@ -192,7 +195,7 @@ def verify(cfg, want, facts, peers: dict):
     router speaks our VRID. A run that changed neither, on a cluster whose snapshots already show
     one holder and no foreign advert, has nothing to wait for."""
     c = cfg.cluster
-    held = {name.rsplit("/", 1)[-1]: c.vip in f.addresses for name, f in peers.items()}
+    held = {short_name(name): c.vip in f.addresses for name, f in peers.items()}
     heard = {name: vipmod.foreign_adverts(f.journal.get(UNIT, ()), c.bind_addresses) for name, f in peers.items()}
     if _in_place(want, facts) and vipmod.holders_verdict(held, c.vip, c.virtual_router_id, c.vrrp_unicast) is None \
             and not any(heard.values()):

@@ -5,14 +5,14 @@ operator, in the local artifacts directory.
 """
 
 import base64
-import os
 from pathlib import Path
 
 from pyinfra.api import deploy
 
 from hakube.facts import Needs
-from hakube.ops import install
+from hakube.hostfiles import install
 from hakube.paths import PATHS
+from hakube.private import write_private
 from hakube.render import DesiredFile, render
 
 NAME = "Admin kubeconfig"
@@ -38,13 +38,7 @@ def write_local(cfg, p) -> Path:
     content = admin_kubeconfig(cfg, p)
     if not path.exists() or path.read_bytes() != content:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.unlink(missing_ok=True)
-        # A system:masters key: private from its first byte (created 0600, never chmod-ed later).
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(content)
-        os.replace(tmp, path)
+        write_private(path, content)  # a system:masters key
     return path
 
 

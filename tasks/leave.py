@@ -33,10 +33,11 @@ from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.api.exceptions import PyinfraError
 
-from hakube.context import outside_limit
+from hakube.barriers import leave, leavers_left, outside_limit
 from hakube.facts import Needs
-from hakube.ops import UPLOAD_DIR, leave, leavers_left
+from hakube.hostfiles import UPLOAD_DIR
 from hakube.paths import PATHS
+from hakube.probes import readyz_ok, readyz_url
 from hakube.roll import PENDING_DIR, ROLLBACK_DIR
 
 from . import certs, haproxy, keepalived
@@ -70,7 +71,7 @@ def desired_files(cfg, pki) -> dict:
 
 def needed(facts) -> bool:
     """Has this master still something to give up: a unit running or enabled, a key or certificate?"""
-    units = any(tuple(facts.units.get(u, ("", "")))[0] == "active" or tuple(facts.units.get(u, ("", "")))[1] == "enabled"
+    units = any(facts.active(u) or facts.enabled(u)
                 for u in UNITS)
     return units or any(p in facts.files for p in removed_files())
 
@@ -89,7 +90,7 @@ def script(cfg) -> list[str]:
     """The leave, as four remote commands (each must succeed for the next to run)."""
     c = cfg.cluster
     q = shlex.quote
-    url = f"https://{c.vip}:{c.lb_port}/readyz"
+    url = readyz_url(c.vip, c.lb_port)
     ca, cert, key = PATHS.cert("ca"), PATHS.cert("apiserver-kubelet-client"), PATHS.key("apiserver-kubelet-client")
     timeout = vip_timeout(c)
     who = f"{cfg.short_name}: leaving"
@@ -99,7 +100,7 @@ def script(cfg) -> list[str]:
         # Another master answers through the VIP: /readyz with this master's client certificate
         # while it has one; without it (a leave interrupted after the removal), any HTTP answer.
         f"if [ -f {q(ca)} ] && [ -f {q(cert)} ] && [ -f {q(key)} ]; then "
-        f"_answers() {{ curl -sf -o /dev/null --max-time 2 --cacert {q(ca)} --cert {q(cert)} --key {q(key)} {q(url)}; }}; "
+        f"_answers() {{ {readyz_ok(url, ca, cert, key)}; }}; "
         f"else _answers() {{ [ \"$(curl -sk -o /dev/null -w '%{{http_code}}' --max-time 2 {q(url)})\" != 000 ]; }}; fi; "
         'stopped=""; if systemctl is-active -q keepalived.service; then systemctl stop keepalived.service || exit 1; stopped=1; fi; '
         f"end=$(( $(date +%s) + {timeout} )); "

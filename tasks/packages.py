@@ -11,7 +11,7 @@ from pyinfra import host
 from pyinfra.api import deploy
 
 from hakube.facts import Needs
-from hakube.ops import packages, packages_ready
+from hakube.packages import packages, packages_ready
 
 NAME = "Packages"
 # Everything the deploy runs on a master beyond a minimal image (systemd + sshd; Debian's

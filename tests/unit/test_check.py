@@ -22,7 +22,7 @@ import pytest
 from hakube import health as check, pki
 from hakube.health import HostStatus, Observed, PKIView
 from hakube.facts import FileState, HostFacts
-from hakube.ops import differs
+from hakube.hostfiles import differs
 from hakube.paths import PATHS
 from hakube.roll import pending_marker
 from hakube.tasks import desired_state
@@ -577,6 +577,6 @@ def test_the_check_never_plans_an_operation():
     """Only facts: no pyinfra operation module, no add_op, no @operation in the check's code."""
     for module in ("check.py", "health.py", "check_runner.py"):
         source = (ROOT / "hakube" / module).read_text()
-        for word in ("pyinfra.operations", "add_op", "@operation", "from .ops import install", "ensure_pki",
+        for word in ("pyinfra.operations", "add_op", "@operation", "from .hostfiles import install", "ensure_pki",
                      "run_ops"):
             assert word not in source, (module, word)

@@ -1,6 +1,6 @@
 """The checked download of the apiserver binary, its shell run for real against a local server.
 
-``hakube.ops.binary`` with a ``url`` yields the commands the host runs: a temp file next to the
+``hakube.hostfiles.binary`` with a ``url`` yields the commands the host runs: a temp file next to the
 destination, 0600 root before the first byte; ``curl -f`` into it; the sha256 check; only then
 mode 0755 and the move to the staged ``<dest>.new`` (the roll switches that in). Here they run in
 a scratch directory against ``http.server`` on 127.0.0.1 (nothing else is contacted): the right
@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from pyinfra.api.exceptions import PyinfraError
 
-from hakube import ops, roll
+from hakube import hostfiles, roll
 from hakube.facts import HostFacts, HostSnapshot, k8s_arch
 from hakube.tasks import apiserver
 
@@ -64,8 +64,8 @@ def server(tmp_path_factory: pytest.TempPathFactory):
 def host_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, root_commands) -> Path:
     """A scratch "host": bin/kube-apiserver is the live binary; pending markers under it too.
     Run by a user other than root, the files are that user's, not root's (``root_commands``)."""
-    monkeypatch.setattr(ops, "host", FakeHost())
-    for module in (ops, roll):
+    monkeypatch.setattr(hostfiles, "host", FakeHost())
+    for module in (hostfiles, roll):
         monkeypatch.setattr(module, "PENDING_DIR", str(tmp_path / "pending"))
     (tmp_path / "bin").mkdir()
     live = tmp_path / "bin" / "kube-apiserver"
@@ -75,7 +75,7 @@ def host_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, root_commands) -> 
 
 
 def _commands(dest: Path, url: str, sha256: str) -> list[str]:
-    return list(ops.binary.__wrapped__(dest=str(dest), facts=HostFacts(), url=url, sha256=sha256,
+    return list(hostfiles.binary.__wrapped__(dest=str(dest), facts=HostFacts(), url=url, sha256=sha256,
                                        notify=("kube-apiserver",)))
 
 

@@ -27,7 +27,7 @@ from typing import Callable
 
 import pytest
 
-from hakube import flags, ops, pki, render, settings
+from hakube import hostfiles, flags, pki, render, settings
 from hakube.paths import PATHS
 from hakube.tasks import desired_state
 from hakube.tasks.certs import ensure_pki
@@ -227,7 +227,7 @@ def _render_all(s: dict) -> dict[str, str]:
     for host, cfg in s.items():
         if cfg.is_master:
             c = cfg.cluster
-            install = ops.binary.__wrapped__(  # the operation's command generator, without pyinfra
+            install = hostfiles.binary.__wrapped__(  # the operation's command generator, without pyinfra
                 dest=PATHS.apiserver_binary, facts=SimpleNamespace(files={}), url=c.download_url("amd64"), sha256=c.kube_apiserver_sha256
             )
             out[f"{host}:$ install kube-apiserver"] = "\n".join(install)

@@ -16,7 +16,7 @@ import pytest
 from cryptography import x509
 
 from hakube.facts import FileState, HostFacts
-from hakube.ops import differs
+from hakube.hostfiles import differs
 from hakube.paths import PATHS
 from hakube.tasks import desired_state, leave, packages, steps_for
 from hakube.tasks.certs import ensure_pki
@@ -228,7 +228,7 @@ def changed(plan: list[dict], name: str) -> list[str]:
 
 def files_changed(new: dict, old: dict) -> list[str]:
     """The files a master converged to ``old`` gets an operation for when the data says ``new``
-    (what ``hakube.ops.install`` decides from the snapshot)."""
+    (what ``hakube.hostfiles.install`` decides from the snapshot)."""
     facts = HostFacts(files={f.path: FileState(f.sha256, int(f.mode, 8), "root:root")
                              for step in old.values() for f in step.values()})
     return [f.path for step in new.values() for f in step.values() if differs(f, facts)]

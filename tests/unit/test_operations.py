@@ -9,6 +9,7 @@ stand-in host records no-ops and names temp files.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import stat
@@ -19,11 +20,18 @@ from types import SimpleNamespace
 import pytest
 from pyinfra.api import FileUploadCommand, FunctionCommand, StringCommand
 
-from hakube import ops
+from hakube import hostfiles
 from hakube.facts import FileState, HostFacts
 from hakube.render import DesiredFile
 
 CASES = sorted(Path(__file__).with_name("operations").glob("*/*.json"))
+# the module of each custom operation (tests/unit/operations/<operation>/)
+HOME = {"managed_file": "hostfiles", "binary": "hostfiles", "unit_running": "units", "roll": "rolls", "packages": "packages",
+        "packages_ready": "packages", "vip_one_holder": "barriers", "masters_unfailed": "barriers"}
+
+
+def _module(operation: str):
+    return importlib.import_module(f"hakube.{HOME[operation]}")
 
 
 class FakeHost:
@@ -78,8 +86,10 @@ def _shown(command) -> str | list:
 def test_operation(path: Path, monkeypatch) -> None:
     case = json.loads(path.read_text())
     fake = FakeHost()
-    monkeypatch.setattr(ops, "host", fake)
-    op = getattr(ops, path.parent.name)
+    module = _module(path.parent.name)
+    if hasattr(module, "host"):
+        monkeypatch.setattr(module, "host", fake)
+    op = getattr(module, path.parent.name)
     kwargs = _kwargs(case["kwargs"])
     if path.parent.name in ("managed_file", "binary", "unit_running"):
         kwargs["facts"] = _facts(case.get("facts", {}))
@@ -90,10 +100,9 @@ def test_operation(path: Path, monkeypatch) -> None:
 
 def test_every_custom_operation_has_cases() -> None:
     tested = {p.parent.name for p in CASES}
-    assert tested == {"managed_file", "binary", "unit_running", "roll", "packages", "packages_ready",
-                      "vip_one_holder", "masters_unfailed"}
+    assert tested == set(HOME)
     for name in tested:
-        assert hasattr(getattr(ops, name), "__wrapped__"), f"{name} is not a pyinfra operation"
+        assert hasattr(getattr(_module(name), name), "__wrapped__"), f"{name} is not a pyinfra operation"
 
 
 @pytest.mark.parametrize("validator, goes_live", [("true", True), ("false", False)], ids=["passes", "fails"])
@@ -104,16 +113,16 @@ def test_the_staged_file_goes_live_only_after_its_validator(tmp_path, monkeypatc
     for a rollback, marks the reload owed, and moves the new one in."""
     from hakube import roll
 
-    monkeypatch.setattr(ops, "host", FakeHost())
-    for module in (ops, roll):
+    monkeypatch.setattr(hostfiles, "host", FakeHost())
+    for module in (hostfiles, roll):
         monkeypatch.setattr(module, "PENDING_DIR", str(tmp_path / "pending"))
     monkeypatch.setattr(roll, "ROLLBACK_DIR", str(tmp_path / "rollback"))
-    monkeypatch.setattr(ops, "UPLOAD_DIR", str(tmp_path / "upload"))
+    monkeypatch.setattr(hostfiles, "UPLOAD_DIR", str(tmp_path / "upload"))
     live = tmp_path / "etc" / "app.cfg"
     live.parent.mkdir()
     live.write_text("old\n")
     file = DesiredFile(str(live), b"new\n", validate=f"{validator} {{path}}", notify=("haproxy",))
-    first, upload, last = list(ops.managed_file.__wrapped__(file=file, facts=HostFacts()))
+    first, upload, last = list(hostfiles.managed_file.__wrapped__(file=file, facts=HostFacts()))
     assert isinstance(upload, FileUploadCommand)
     assert subprocess.run(["sh", "-c", first]).returncode == 0
     assert stat.S_IMODE(os.stat(f"{live}.new").st_mode) == 0o600  # private before the first byte

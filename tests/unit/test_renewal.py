@@ -21,7 +21,7 @@ from pyinfra.api.exceptions import PyinfraError
 
 from hakube import pki, tasks
 from hakube.facts import FileState, HostFacts
-from hakube.ops import roll_owed
+from hakube.rolls import roll_owed
 from hakube.pki import PKIError, Subject
 from hakube.tasks import certs, haproxy, kubeconfig
 
@@ -195,42 +195,13 @@ def issued_once(tmp_path_factory: pytest.TempPathFactory):
 def test_expiry_of_a_pem(issued_once) -> None:
     cas, issued = issued_once
     pem = issued["haproxy-healthcheck"].cert_pem
-    assert pki.expiry(pem, NOW) == (NOW + 365 * DAY, 365)
-    assert pki.expiry(pem, NOW + dt.timedelta(hours=1)) == (NOW + 365 * DAY, 364)  # whole days, rounded down
+    assert pki.expiry(pem, NOW) == (NOW + 365 * DAY, 365, False)
+    assert pki.expiry(pem, NOW + dt.timedelta(hours=1)) == (NOW + 365 * DAY, 364, False)  # whole days, rounded down
     assert pki.expiry(pem, NOW + 366 * DAY)[1] == -1  # expired
     assert pki.expiry(pki.combined_pem(issued["haproxy-healthcheck"]), NOW)[1] == 365  # haproxy's cert + key
-    assert pki.expiry(cas["cluster"].cert_pem, NOW)[1] == 3650
+    assert pki.expiry(cas["cluster"].cert_pem, NOW)[1:] == (3650, True)
     with pytest.raises(PKIError):
         pki.expiry(b"not a certificate", NOW)
-
-
-def test_pki_expiries_lists_both_cas_and_every_leaf(tmp_path: Path) -> None:
-    _run(tmp_path, NOW, validity=60 * DAY, ca_validity=1000 * DAY)
-    listed = pki.pki_expiries(tmp_path, now=NOW + 35 * DAY)
-    assert [(e.name, e.is_ca) for e in listed] == [("ca", True), ("etcd-ca", True)] + [(n, False) for n in LEAVES]
-    by_name = {e.name: e for e in listed}
-    assert by_name["ca"].days_left == 965 and not by_name["ca"].within_window and not by_name["ca"].ca_warning
-    for name in LEAVES:
-        e = by_name[name]
-        assert (e.days_left, e.within_window, e.ca_warning, e.problem) == (25, True, False, None)
-        assert e.path == str(tmp_path / f"{name}.pem") and e.not_after == NOW + 60 * DAY
-    # A wider window, a later date: the CA is within a year of its end (the health check warns).
-    later = {e.name: e for e in pki.pki_expiries(tmp_path, renew_before=10 * DAY, now=NOW + 700 * DAY)}
-    assert later["ca"].ca_warning and later["etcd-ca"].ca_warning and not later["ca"].within_window
-    assert not later["admin"].ca_warning  # a leaf never carries the CA warning
-    assert not pki.pki_expiries(tmp_path, renew_before=20 * DAY, now=NOW + 35 * DAY)[2].within_window
-
-
-def test_pki_expiries_creates_nothing(tmp_path: Path) -> None:
-    missing = tmp_path / "pki"
-    listed = pki.pki_expiries(missing, now=NOW)
-    assert {e.problem for e in listed} == {"missing"} and not missing.exists()
-    _run(missing, NOW)
-    (missing / "admin.pem").write_bytes(b"garbage")
-    before = _files(missing)
-    by_name = {e.name: e for e in pki.pki_expiries(missing, now=NOW)}
-    assert by_name["admin"].problem.startswith("not a PEM certificate") and by_name["admin"].days_left is None
-    assert _files(missing) == before
 
 
 # ------------------------------------------------------------------ the deploy: every certificate rolls

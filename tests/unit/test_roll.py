@@ -200,11 +200,11 @@ def test_a_rollback_restarts_the_service_on_its_previous_inputs(box, stand_ins):
 
 
 def test_a_reload_that_leaves_the_daemon_stopped_restarts_it_on_the_previous_config(box, stand_ins, monkeypatch):
-    """haproxy/keepalived (``ops.reload_roll``): their validated config went live before the roll
+    """haproxy/keepalived (``rolls.reload_roll``): their validated config went live before the roll
     (the previous one kept); a reload after which the daemon is not running puts the previous
     config back and restarts the daemon on it (``reload-or-restart``: a stopped daemon starts, a running
     keepalived keeps its VRRP state and swaps its addresses in place)."""
-    from hakube import ops
+    from hakube import rolls
     from hakube.facts import FileState, HostFacts
 
     live = box / "etc" / "live.pem"
@@ -213,9 +213,9 @@ def test_a_reload_that_leaves_the_daemon_stopped_restarts_it_on_the_previous_con
     (box / "pending" / SERVICE).touch()
     (box / "serves").write_text("old\n")  # the daemon dies on the new config
     planned = {}
-    monkeypatch.setattr(ops, "roll", lambda **kwargs: planned.update(kwargs))
+    monkeypatch.setattr(rolls, "roll", lambda **kwargs: planned.update(kwargs))
     facts = HostFacts(files={roll.pending_marker(SERVICE): FileState("0" * 64, 0o644, "root:root")})
-    ops.reload_roll(SERVICE, [], facts, "m1", timeout=1)
+    rolls.reload_roll(SERVICE, [], facts, "m1", timeout=1)
     proc = run(planned["script"], stand_ins)
     assert proc.returncode == 1, proc.stderr
     assert live.read_text() == "old\n"

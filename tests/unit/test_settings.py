@@ -80,11 +80,25 @@ def test_default_kube_version_is_supported(inv: Inv) -> None:
 
 
 def test_every_key_default_passes_its_check() -> None:
-    from hakube.settings import CHECKS, REQUIRED
+    from hakube.settings import REQUIRED
 
     for key in KEYS:
         if key.default is not REQUIRED and key.default is not None:
-            CHECKS[key.name](key.default)
+            key.check(key.default)
+
+
+def test_one_key_is_one_row() -> None:
+    """A key's check sits in its row, and ``Cluster`` has one field per cluster key with no
+    default of its own (the default lives in ``KEYS`` only)."""
+    from dataclasses import MISSING, fields
+
+    from hakube.settings import CHECKS, CLUSTER_KEYS, Cluster
+
+    assert all(callable(k.check) for k in KEYS) and CHECKS == {k.name: k.check for k in KEYS}
+    own = {"masters", "vrrp_auth_pass", "leaving"}  # from the per-master keys and the password's file
+    assert {f.name for f in fields(Cluster)} - own == {k.name for k in CLUSTER_KEYS} - {"vrrp_auth_pass_file"}
+    defaulted = [f.name for f in fields(Cluster) if f.default is not MISSING or f.default_factory is not MISSING]
+    assert defaulted == ["leaving"]
 
 
 def test_auth_pass_from_file(inv: Inv, tmp_path: Path) -> None:

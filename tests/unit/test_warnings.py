@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from hakube import context
+from hakube import barriers, context
 from hakube.settings import inventory_warnings
 
 from .conftest import ENV, make_inventory
@@ -77,4 +77,4 @@ def test_settings_for_logs_each_warning_once(tmp_path: Path, caplog, monkeypatch
         "m1: apiserver_extra_flags: --insecure-port is deprecated in 1.20 (kube-apiserver accepts it and "
         "logs a deprecation warning); it is removed in 1.24 (kube_version 1.20.2)"
     ]
-    context._loaded.pop(id(inventory), None)
+    barriers.forget_run(inventory)
