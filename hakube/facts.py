@@ -87,6 +87,8 @@ class HostFacts:
     live_vips: tuple = ()
     #: how that keepalived config sends its adverts: "unicast", "multicast" ("" when there is none)
     live_vrrp_mode: str = ""
+    #: the VRRP version of that keepalived config: 2 or 3 (0 when there is none)
+    live_vrrp_version: int = 0
 
     def owed(self, handler: str) -> bool:
         """A change that needs ``handler`` went live (or was staged) and the handler has not run yet."""
@@ -95,7 +97,8 @@ class HostFacts:
 
 #: ``L <address>`` for each line of a keepalived config's virtual_ipaddress block
 AWK_VIPS = ('/^[ \t]*virtual_ipaddress[ \t]*{/{f=1;next} f&&/}/{f=0} f&&NF{split($1,a,"/"); print "L", a[1]} '
-            '/^[ \t]*unicast_src_ip[ \t]/{u=1} END{print "LM", (u ? "unicast" : "multicast")}')
+            '/^[ \t]*unicast_src_ip[ \t]/{u=1} /^[ \t]*vrrp_version[ \t]/{v=$2} '
+            'END{print "LM", (u ? "unicast" : "multicast"); print "LV", (v ? v : 2)}')
 
 
 class HostSnapshot(FactBase):
@@ -142,6 +145,7 @@ class HostSnapshot(FactBase):
         journal: dict[str, list] = {}
         live_vips: list[str] = []
         live_mode = ""
+        live_version = 0
         for line in output:
             kind, _, rest = line.partition(" ")
             if kind == "H":
@@ -171,6 +175,8 @@ class HostSnapshot(FactBase):
                 live_vips.append(rest.strip())
             elif kind == "LM":
                 live_mode = rest.strip()
+            elif kind == "LV":
+                live_version = int(rest) if rest.strip() in ("2", "3") else 0
             elif kind == "A":
                 arch = k8s_arch(rest)
             elif kind == "X":
@@ -184,7 +190,8 @@ class HostSnapshot(FactBase):
             files[path] = FileState(sha, int(mode, 8), f"{user}:{group}")
         return HostFacts(files, units, frozenset(users), sysctls, frozenset(commands), frozenset(objects),
                          frozenset(addresses), arch, {path: tuple(keys) for path, keys in digests.items()},
-                         {unit: tuple(lines) for unit, lines in journal.items()}, tuple(dict.fromkeys(live_vips)), live_mode)
+                         {unit: tuple(lines) for unit, lines in journal.items()}, tuple(dict.fromkeys(live_vips)), live_mode,
+                         live_version)
 
 
 def snapshot(host, paths, needs: Needs, kubeconfig: str) -> HostFacts:

@@ -83,6 +83,10 @@ def precheck(cfg, facts, peers: dict) -> None:
         raise PyinfraError(f"{cfg.host}: vrrp_unicast: switching VRRP between multicast and unicast needs every "
                            f"master at once, but --limit leaves out {', '.join(left_out)}: run without --limit. "
                            "Nothing was changed.")
+    if left_out and vipmod.version_switch(c.vrrp_version, peers, UNIT):
+        raise PyinfraError(f"{cfg.host}: vrrp_version: switching VRRP to version {c.vrrp_version} needs every master "
+                           f"at once (versions 2 and 3 do not hear each other), but --limit leaves out "
+                           f"{', '.join(left_out)}: run without --limit. Nothing was changed.")
     if moving is None:
         return
     kept = f"Nothing was changed; keepalived still serves {', '.join(moving.old)}."
@@ -149,7 +153,8 @@ def apply(cfg, want, facts, peers: dict, one_at_a_time: bool = True, released: b
     running = tuple(facts.units.get(UNIT, ("", "")))[0] == "active"
     moving = change(cfg, peers)
     switching = vipmod.mode_switch(c.vrrp_unicast, peers, UNIT)
-    if running and (moving or switching):
+    new_version = vipmod.version_switch(c.vrrp_version, peers, UNIT)
+    if running and (moving or switching or new_version):
         # Every master at once (haproxy listens on both VIPs already): a master that reloaded alone
         # would carry another VIP, or send its adverts another way, than the holder. Each waits for
         # the VIP to serve with one holder; otherwise its previous config goes back (reloaded).
@@ -157,7 +162,8 @@ def apply(cfg, want, facts, peers: dict, one_at_a_time: bool = True, released: b
         # VIP is unheld for ~3 advert intervals, calls then fail: README): the holder reloads a
         # second before the others, so the VIP comes back to the same master.
         what = (f"the VIP {', '.join(moving.old)} -> {c.vip}" if moving else
-                f"VRRP to {'unicast' if c.vrrp_unicast else 'multicast'}")
+                f"VRRP to {'unicast' if c.vrrp_unicast else 'multicast'}" if switching else
+                f"VRRP to version {c.vrrp_version}")
         reload_roll("keepalived", files.values(), facts, cfg.short_name, one_at_a_time=False,
                     timeout=int(15 + 6 * c.vrrp_advert_int),
                     ready=vipmod.switch_ready(c.vip, cfg.vrrp_interface, c.lb_port, haproxy.CA, haproxy.CHECK_CERT,
