@@ -47,6 +47,16 @@ VALIDATE = ('o=$(keepalived -t -f {path} 2>&1); r=$?; [ -z "$o" ] || echo "$o"; 
             'r=$?; rm -f "$t"; [ $r -eq 0 ]; }}')
 
 
+def settle_seconds(c) -> float:
+    """How long one VIP holder must last to count as steady: 3 adverts at the configured interval."""
+    return 3.0 * c.vrrp_advert_int
+
+
+def holder_deadline(c) -> float:
+    """Seconds to wait for one steady holder: an election (~3 adverts), the settle, and a margin."""
+    return 15.0 + 6 * c.vrrp_advert_int
+
+
 def desired_files(cfg, pki) -> dict[str, DesiredFile]:
     if not cfg.is_master:
         return {}
@@ -165,9 +175,9 @@ def apply(cfg, want, facts, peers: dict, one_at_a_time: bool = True, released: b
                 f"VRRP to {'unicast' if c.vrrp_unicast else 'multicast'}" if switching else
                 f"VRRP to version {c.vrrp_version}")
         reload_roll("keepalived", files.values(), facts, cfg.short_name, one_at_a_time=False,
-                    timeout=int(15 + 6 * c.vrrp_advert_int),
+                    timeout=int(holder_deadline(c)),
                     ready=vipmod.switch_ready(c.vip, cfg.vrrp_interface, c.lb_port, haproxy.CA, haproxy.CHECK_CERT,
-                                              settle=3.0 * c.vrrp_advert_int),
+                                              settle=settle_seconds(c)),
                     wait_first=vipmod.holder_first(moving.old if moving else (c.vip,), cfg.vrrp_interface),
                     name=f"Switch {what} on every master at once, waiting for the VIP to serve")
     elif running:
@@ -202,5 +212,5 @@ def verify(cfg, want, facts, peers: dict):
         return
     vip_one_holder(name=f"Exactly one master holds the VIP {c.vip}, no other router uses VRID {c.virtual_router_id}",
                    vip=c.vip, interfaces={m.name: m.vrrp_interface for m in c.masters}, vrid=c.virtual_router_id,
-                   unicast=c.vrrp_unicast, addresses=c.bind_addresses, settle=3.0 * c.vrrp_advert_int,
-                   deadline=15.0 + 6 * c.vrrp_advert_int)
+                   unicast=c.vrrp_unicast, addresses=c.bind_addresses, settle=settle_seconds(c),
+                   deadline=holder_deadline(c))

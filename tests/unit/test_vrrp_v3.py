@@ -148,6 +148,14 @@ def test_the_leave_waits_whole_seconds_from_the_interval(tmp_path: Path) -> None
     assert "end=$(( $(date +%s) + 11 ))" in leave.script(_v3(make_inventory(tmp_path), 0.2).load(env={})["m1"])[0]
 
 
+def test_the_waits_for_one_holder_follow_the_interval(tmp_path: Path) -> None:
+    c = make_inventory(tmp_path).load()["m1"].cluster
+    assert (keepalived.settle_seconds(c), keepalived.holder_deadline(c)) == (3.0, 21.0)  # the default, as before
+    c = _v3(make_inventory(tmp_path), 0.2).load(env={})["m1"].cluster
+    assert keepalived.settle_seconds(c) == pytest.approx(0.6) and keepalived.holder_deadline(c) == pytest.approx(16.2)
+    assert "sleep 0.6 " in vip.switch_ready("10.9.0.100", "eth0", 6443, "/ca", "/cert", settle=keepalived.settle_seconds(c))
+
+
 def _live(tmp_path: Path, text: str) -> HostFacts:
     conf = tmp_path / "keepalived.conf"
     conf.write_text(text)
