@@ -130,7 +130,9 @@ def cached_hash(path: str, cache_dir: str = HASH_CACHE_DIR) -> str:
         'if [ -n "$st" ] && [ -f "$c" ] && read -r l < "$c"; then case "$l" in "$st "*) h=${l#"$st "};; esac; fi; '
         'case "$h" in *[!0-9a-f]*) h="";; esac; [ ${#h} -eq 64 ] || h=""; '
         'if [ -z "$h" ]; then h=$(sha256sum -- "$p") && h=${h%% *}; '
-        'if [ -n "$h" ] && [ -n "$st" ]; then ( umask 077; mkdir -p -- "${c%/*}" && t=$(mktemp -- "$c.XXXXXX") && '
+        # mkdir -m sets the mode of the cache directory only: its parents (/var/lib/hakube, which
+        # holds the upload directory the login user must reach) keep the usual umask's 0755
+        'if [ -n "$h" ] && [ -n "$st" ]; then ( mkdir -p -m 0700 -- "${c%/*}" && umask 077 && t=$(mktemp -- "$c.XXXXXX") && '
         '{ printf \'%s %s\\n\' "$st" "$h" > "$t" && mv -f -- "$t" "$c" || rm -f -- "$t"; } ) 2>/dev/null; fi; fi; '
         '[ -n "$h" ] && echo "H $h  $p"; fi; '
     )

@@ -48,7 +48,7 @@ class Host:
                                kube_objects=(), kubeconfig="/nonexistent", hash_cached=(str(self.binary),),
                                hash_cache_dir=str(self.cache_dir))
         self.calls.unlink(missing_ok=True)
-        out = subprocess.run(["sh", "-c", command], capture_output=True, text=True, check=True,
+        out = subprocess.run(["sh", "-c", f"umask 022; {command}"], capture_output=True, text=True, check=True,
                              env={**os.environ, "PATH": self.path})
         assert out.stderr == ""
         return fact.process(out.stdout.splitlines()), out.stdout.splitlines()
@@ -72,6 +72,9 @@ def test_first_run_hashes_and_writes_a_root_only_cache_atomically(h: Host) -> No
     assert facts.files[str(h.binary)].sha256 == h.truth()
     assert str(h.binary) in h.hashed()
     assert stat.S_IMODE(h.cache.stat().st_mode) == 0o600 and stat.S_IMODE(h.cache_dir.stat().st_mode) == 0o700
+    # /var/lib/hakube itself, when the snapshot makes it first, stays enterable: the login user's
+    # upload directory (hakube.ops.UPLOAD_DIR) lives there
+    assert stat.S_IMODE(h.cache_dir.parent.stat().st_mode) == 0o755
     assert h.cache.read_text().endswith(f" {h.binary} {h.truth()}\n")
     assert sorted(p.name for p in h.cache_dir.iterdir()) == [h.cache.name]  # no temp file left behind
     # the output for consumers: H and M lines as before, each file once
