@@ -1044,6 +1044,9 @@ def load_inventory(
             col.add(first, "shutdown_delay_seconds", f"must be at least {drain_ms / 1000:g}s (haproxy check interval x (fall + 1)) so a restart drops no request")
     if values["secrets_encryption"] and values["secrets_encryption_keys"] == ():
         col.add(first, "secrets_encryption_keys", "empty while secrets_encryption is true: name at least one key")
+    if any(line.split()[:1] == ["vrrp_version"] for line in values["keepalived_extra_global_defs"] or ()):
+        col.add(first, "keepalived_extra_global_defs", "a raw vrrp_version line: set the vrrp_version key instead "
+                                                       "(the password, the interval and the switch follow it)")
     auth = None
     if values["vrrp_version"] == 3:
         _vrrp_v3(col, first, values, env)

@@ -137,6 +137,11 @@ def test_vrrp3_needs_unicast_peers(inv: Inv) -> None:
     assert "must be true with vrrp_version 3" in msg and "check_unicast_src" in msg
 
 
+def test_a_raw_vrrp_version_line_is_refused(inv: Inv) -> None:
+    inv.cluster["keepalived_extra_global_defs"] = ["vrrp_garp_master_refresh 60", "vrrp_version 3"]
+    assert "set the vrrp_version key instead" in problem_for(inv.problems(), "m1", "keepalived_extra_global_defs")
+
+
 def test_vrrp2_still_needs_a_password(inv: Inv) -> None:
     assert "no VRRP password" in problem_for(inv.problems(env={}), "m1", "vrrp_auth_pass_file")
 
