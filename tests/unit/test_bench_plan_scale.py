@@ -63,3 +63,12 @@ def test_plan_scale_alone_keeps_every_other_key(monkeypatch, tmp_path: Path) -> 
     assert doc["noop_reapply"] == {"median": 1.0} and doc["targets"]["noop_le_3x_floor"] == {"pass": True}
     assert doc["plan_scale"]["50"]["seconds"]["median"] == 1.5
     assert doc["targets"]["plan_scale_per_node_growth_le_1_2"]["pass"]
+
+
+def test_show_after_plan_scale_alone(monkeypatch, tmp_path: Path, capsys) -> None:
+    monkeypatch.setattr(run, "RESULTS_FILE", tmp_path / "results.json")
+    monkeypatch.setattr(plan_scale, "plan_once", _fake_plan({}))
+    assert run.main(["plan_scale", "--runs", "1"]) == 0
+    capsys.readouterr()
+    assert run.main(["--show"]) == 0
+    assert "PASS" in capsys.readouterr().out
