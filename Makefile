@@ -93,7 +93,8 @@ test: $(VENV_STAMP) host-deps
 test-unit: $(VENV_STAMP)
 	$(PY) -m pytest tests/unit -q
 
-# Wall times on the lab (not part of `make test`): first apply, no-op, --dry, the floor, VIP failover.
+# Wall times on the lab (not part of `make test`): first apply, no-op, --dry, the floor, VIP failover,
+# and planning 3 masters + 0/50/500 nodes on @fake (alone, without the lab: `.venv/bin/python -m bench plan_scale`).
 # Prints a table, writes bench/results.json. BENCH_RUNS=5 runs per figure (default). Takes the lab lock.
 bench: $(VENV_STAMP) host-deps
 	$(PY) -m bench

@@ -1,4 +1,4 @@
-"""python -m bench [--runs N] [--show] [--worktree]"""
+"""python -m bench [--runs N] [--show] [--worktree] [plan_scale]"""
 import sys
 
 from .run import main

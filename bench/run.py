@@ -15,7 +15,10 @@ What it measures (each a median of BENCH_RUNS runs, min and max shown):
   which fact issued each command; the two logs are joined per host in order;
 * VIP failover: ``systemctl stop haproxy`` on the VIP holder -> first HTTP 200 "ok" from GET
   /readyz through the VIP with the admin client certificate; probes start every 50 ms on fresh
-  connections; the clock starts when the stop command is issued.
+  connections; the clock starts when the stop command is issued;
+* planning that scales (``bench/plan_scale.py``, also alone: ``python -m bench plan_scale``):
+  ``--dry`` on pyinfra's @fake connector for 3 masters with 0, 50 and 500 nodes, wall seconds,
+  CPU seconds and peak RSS of the pyinfra process, and the cost per node's growth from 50 to 500.
 
 The deploy benched is a snapshot of HEAD (``git archive``; ``pki/``, ``.lab/``, ``artifacts/``
 linked back into the repository), so edits others make in the working tree during the ~10 min run
@@ -51,6 +54,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import lab
+from bench import plan_scale
 from lab.harness import HarnessError, Run, api_get, api_ok, client_context, session_lock, wait_for
 
 REPO = lab.REPO
@@ -640,7 +644,12 @@ def bench(runs: int) -> dict:
                                  "systemctl stop haproxy on the VIP holder -> first 200 ok on GET /readyz through the VIP",
                                  details=samples, advert_int_s=adv)
 
-    # 5. targets
+    # 5. planning that scales (pyinfra's @fake connector: no lab, no remote command)
+    log(f"plan_scale: pyinfra --dry on @fake, 3 masters + {', '.join(map(str, plan_scale.SIZES))} nodes")
+    results["plan_scale"] = plan_scale.measure(runs, root=SOURCE.root, env=_clean_env(), log=log)
+    save()
+
+    # 6. targets
     noop_limit = NOOP_FLOOR_FACTOR * results["floor"]["median"]
     fo_limit = 3 * adv + 1
     fo_median = results["failover"]["median"]
@@ -672,9 +681,10 @@ def bench(runs: int) -> dict:
             "value": results["first_apply"]["median"], "limit": 30.0, "unit": "s",
             "pass": results["first_apply"]["median"] <= 30.0,
         },
+        "plan_scale_per_node_growth_le_1_2": results["plan_scale"]["target"],
     }
 
-    # 6. leave the lab converged
+    # 7. leave the lab converged
     holder = wait_failover_ready(ctx, masters)
     results["lab_left"] = {"masters": list(masters), "vip_holder": holder, "api_ok": api_ok(ctx)}
     results["machine"]["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
@@ -744,8 +754,28 @@ def render(results: dict, top: int = 8) -> str:
             rest = h["by_operation"][top:]
             lines.append(f"  {sum(v['commands'] for v in rest):>4} {sum(v['seconds'] for v in rest):>6.2f}  "
                          f"... {len(rest)} more operations")
+    if "plan_scale" in results:
+        lines += ["", plan_scale.render(results["plan_scale"])]
     lines += ["", f"results: {RESULTS_FILE.relative_to(REPO)}; lab left: {results.get('lab_left')}"]
     return "\n".join(lines)
+
+
+def plan_scale_alone(runs: int) -> int:
+    """``python -m bench plan_scale``: only the planning measurement (no lab, no Docker, no lock), of
+    the working tree; merged into bench/results.json, whose other keys stay as they are."""
+    results = json.loads(RESULTS_FILE.read_text()) if RESULTS_FILE.exists() else {}
+    try:
+        results["plan_scale"] = plan_scale.measure(runs, log=log)
+    except RuntimeError as e:
+        print(f"bench: error: {e}", file=sys.stderr)
+        return 1
+    results.setdefault("targets", {})["plan_scale_per_node_growth_le_1_2"] = results["plan_scale"]["target"]
+    BENCH_DIR.mkdir(exist_ok=True)
+    tmp = RESULTS_FILE.with_suffix(".tmp")
+    tmp.write_text(json.dumps(results, indent=2) + "\n")
+    tmp.replace(RESULTS_FILE)
+    print(plan_scale.render(results["plan_scale"]))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -756,9 +786,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--worktree", action="store_true",
                         default=os.environ.get("BENCH_WORKTREE", "").strip().lower() in ("1", "true", "yes"),
                         help="deploy the working tree as is (env BENCH_WORKTREE=1), not a snapshot of HEAD")
+    parser.add_argument("only", nargs="?", choices=["plan_scale"],
+                        help="plan_scale: only pyinfra --dry on @fake for 3 masters + 0/50/500 nodes (no lab)")
     args = parser.parse_args(argv)
+    if args.only == "plan_scale":
+        return plan_scale_alone(args.runs)
     if args.show:
-        print(render(json.loads(RESULTS_FILE.read_text())))
+        shown = json.loads(RESULTS_FILE.read_text())
+        # only `python -m bench plan_scale` ran so far: there is no lab table yet
+        print(render(shown) if "machine" in shown else plan_scale.render(shown["plan_scale"]))
         return 0
     if args.runs < 1:
         parser.error("--runs must be >= 1")

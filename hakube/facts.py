@@ -62,6 +62,9 @@ class Needs:
     journals: tuple[tuple[str, str], ...] = ()
     #: keepalived configs: the addresses of their virtual_ipaddress blocks (the VIP it serves now)
     vip_configs: tuple[str, ...] = ()
+    #: of ``paths``, big files whose sha256 the host keeps beside their stat (``cached_hash``): hashed
+    #: again only when their size, mtime, ctime or inode changed
+    hash_cached: tuple[str, ...] = ()
 
     def __or__(self, other: "Needs") -> "Needs":
         return Needs(**{f.name: tuple(dict.fromkeys(getattr(self, f.name) + getattr(other, f.name)))
@@ -87,6 +90,8 @@ class HostFacts:
     live_vips: tuple = ()
     #: how that keepalived config sends its adverts: "unicast", "multicast" ("" when there is none)
     live_vrrp_mode: str = ""
+    #: the VRRP version of that keepalived config: 2 or 3 (0 when there is none)
+    live_vrrp_version: int = 0
 
     def unit_state(self, unit: str) -> tuple[str, str]:
         """``(is-active, is-enabled)`` of ``unit``; ``("unknown", "unknown")`` when it was not asked."""
@@ -109,7 +114,42 @@ class HostFacts:
 
 #: ``L <address>`` for each line of a keepalived config's virtual_ipaddress block
 AWK_VIPS = ('/^[ \t]*virtual_ipaddress[ \t]*{/{f=1;next} f&&/}/{f=0} f&&NF{split($1,a,"/"); print "L", a[1]} '
-            '/^[ \t]*unicast_src_ip[ \t]/{u=1} END{print "LM", (u ? "unicast" : "multicast")}')
+            '/^[ \t]*unicast_src_ip[ \t]/{u=1} /^[ \t]*vrrp_version[ \t]/{v=$2} '
+            'END{print "LM", (u ? "unicast" : "multicast"); print "LV", (v ? v : 2)}')
+
+
+#: root-only (0700) directory on a host: one file per ``Needs.hash_cached`` path, "STAT SHA256"
+HASH_CACHE_DIR = "/var/lib/hakube/sha256"
+#: size, mtime and ctime in nanoseconds, inode (GNU stat): a file replaced or rewritten, even with
+#: the same size and a preserved mtime, gets a new ctime (and a new inode when it is moved in)
+STAT_FORMAT = "%s %.9Y %.9Z %i"
+
+
+def hash_cache_file(path: str, cache_dir: str = HASH_CACHE_DIR) -> str:
+    """The cache file of ``path`` on the host: its path with ``/`` as ``_`` (the file names the path too)."""
+    return f"{cache_dir}/{path.strip('/').replace('/', '_')}.sha256"
+
+
+def cached_hash(path: str, cache_dir: str = HASH_CACHE_DIR) -> str:
+    """Shell: the ``H <sha256>  <path>`` line of an existing ``path`` (nothing when it is missing),
+    its sha256 read from the cache file when the cached stat equals the file's stat now, else computed
+    and the cache written (atomically, 0600; best effort: a cache that cannot be written costs only
+    the hash). The stat is taken before the hash: a file that changes while it is hashed is hashed
+    again next time."""
+    q, cache = shlex.quote, hash_cache_file(path, cache_dir)
+    return (
+        f"p={q(path)}; c={q(cache)}; if [ -f \"$p\" ]; then "
+        f"st=$(stat -c {q(STAT_FORMAT + ' %n')} -- \"$p\" 2>/dev/null); h=''; "
+        # the cache line is "STAT SHA256": taken only when STAT (with the path) is the file's now
+        'if [ -n "$st" ] && [ -f "$c" ] && read -r l < "$c"; then case "$l" in "$st "*) h=${l#"$st "};; esac; fi; '
+        'case "$h" in *[!0-9a-f]*) h="";; esac; [ ${#h} -eq 64 ] || h=""; '
+        'if [ -z "$h" ]; then h=$(sha256sum -- "$p") && h=${h%% *}; '
+        # mkdir -m sets the mode of the cache directory only: its parents (/var/lib/hakube, which
+        # holds the upload directory the login user must reach) keep the usual umask's 0755
+        'if [ -n "$h" ] && [ -n "$st" ]; then ( mkdir -p -m 0700 -- "${c%/*}" && umask 077 && t=$(mktemp -- "$c.XXXXXX") && '
+        '{ printf \'%s %s\\n\' "$st" "$h" > "$t" && mv -f -- "$t" "$c" || rm -f -- "$t"; } ) 2>/dev/null; fi; fi; '
+        '[ -n "$h" ] && echo "H $h  $p"; fi; '
+    )
 
 
 class HostSnapshot(FactBase):
@@ -119,11 +159,17 @@ class HostSnapshot(FactBase):
     def command(self, paths: tuple[str, ...], units: tuple[str, ...], users: tuple[str, ...],
                 sysctls: tuple[str, ...], commands: tuple[str, ...], kube_objects: tuple[str, ...],
                 kubeconfig: str, secret_digests: tuple[str, ...] = (),
-                journals: tuple[tuple[str, str], ...] = (), vip_configs: tuple[str, ...] = ()) -> str:
+                journals: tuple[tuple[str, str], ...] = (), vip_configs: tuple[str, ...] = (),
+                hash_cached: tuple[str, ...] = (), hash_cache_dir: str = HASH_CACHE_DIR) -> str:
         q = lambda items: " ".join(shlex.quote(i) for i in items)  # noqa: E731
+        cached = [p for p in paths if p in hash_cached]
+        hashed = [p for p in paths if p not in hash_cached]
         return (
-            f'set --; for p in {q(paths)}; do [ -f "$p" ] && set -- "$@" "$p"; done; '
-            "if [ $# -gt 0 ]; then sha256sum \"$@\" | sed 's/^/H /'; stat -c 'M %a:%U:%G %n' \"$@\"; fi; "
+            f'set --; for p in {q(hashed)}; do [ -f "$p" ] && set -- "$@" "$p"; done; '
+            "if [ $# -gt 0 ]; then sha256sum \"$@\" | sed 's/^/H /'; fi; "
+            + "".join(cached_hash(p, hash_cache_dir) for p in cached)
+            + f'set --; for p in {q(paths)}; do [ -f "$p" ] && set -- "$@" "$p"; done; '
+            "if [ $# -gt 0 ]; then stat -c 'M %a:%U:%G %n' \"$@\"; fi; "
             f'for u in {q(units)}; do echo "U $u $(systemctl is-active "$u" 2>/dev/null || true) '
             '$(systemctl is-enabled "$u" 2>/dev/null || true)"; done; '
             f'for u in {q(users)}; do getent passwd "$u" >/dev/null && echo "P $u"; done; '
@@ -156,6 +202,7 @@ class HostSnapshot(FactBase):
         journal: dict[str, list] = {}
         live_vips: list[str] = []
         live_mode = ""
+        live_version = 0
         for line in output:
             kind, _, rest = line.partition(" ")
             if kind == "H":
@@ -185,6 +232,8 @@ class HostSnapshot(FactBase):
                 live_vips.append(rest.strip())
             elif kind == "LM":
                 live_mode = rest.strip()
+            elif kind == "LV":
+                live_version = int(rest) if rest.strip() in ("2", "3") else 0
             elif kind == "A":
                 arch = k8s_arch(rest)
             elif kind == "X":
@@ -198,7 +247,8 @@ class HostSnapshot(FactBase):
             files[path] = FileState(sha, int(mode, 8), f"{user}:{group}")
         return HostFacts(files, units, frozenset(users), sysctls, frozenset(commands), frozenset(objects),
                          frozenset(addresses), arch, {path: tuple(keys) for path, keys in digests.items()},
-                         {unit: tuple(lines) for unit, lines in journal.items()}, tuple(dict.fromkeys(live_vips)), live_mode)
+                         {unit: tuple(lines) for unit, lines in journal.items()}, tuple(dict.fromkeys(live_vips)), live_mode,
+                         live_version)
 
 
 def snapshot(host, paths, needs: Needs, kubeconfig: str) -> HostFacts:
@@ -206,4 +256,5 @@ def snapshot(host, paths, needs: Needs, kubeconfig: str) -> HostFacts:
     return host.get_fact(HostSnapshot, paths=tuple(sorted(set(paths) | set(needs.paths))), units=needs.units,
                          users=needs.users, sysctls=needs.sysctls, commands=needs.commands,
                          kube_objects=needs.kube_objects, kubeconfig=kubeconfig, secret_digests=needs.secret_digests,
-                         journals=needs.journals, vip_configs=needs.vip_configs)
+                         journals=needs.journals, vip_configs=needs.vip_configs,
+                         hash_cached=tuple(p for p in needs.hash_cached if p in paths or p in needs.paths))

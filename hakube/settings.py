@@ -74,9 +74,10 @@ class Cluster:
     vip: str
     vip_prefix: int
     virtual_router_id: int
-    vrrp_advert_int: int
+    vrrp_version: int
+    vrrp_advert_int: int | float  # a float only with vrrp_version 3
     vrrp_unicast: bool
-    vrrp_auth_pass: str = field(repr=False)  # a secret: never in a repr or a message
+    vrrp_auth_pass: str | None = field(repr=False)  # a secret: never in a repr or a message; None with VRRPv3
     keepalived_extra_global_defs: tuple[str, ...]
     lb_port: int
     haproxy_agent_port: int
@@ -574,6 +575,24 @@ def _key_names(v: Any) -> tuple[str, ...]:
     return tuple(v)
 
 
+def _choice(v: Any, choices: tuple) -> Any:
+    if isinstance(v, bool) or v not in choices:
+        raise ValueError(f"{v!r} is not one of {', '.join(map(str, choices))}")
+    return v
+
+
+def _advert_int(v: Any) -> int | float:
+    """Seconds, in centiseconds (keepalived's unit for VRRPv3); which values a version accepts is a
+    relation, checked in load_inventory (``_vrrp_v3``)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise ValueError(f"{v!r} is not a number of seconds")
+    if not 0.01 <= v <= 255:
+        raise ValueError(f"{v!r} is outside 0.01-255")
+    if abs(v * 100 - round(v * 100)) > 1e-6:
+        raise ValueError(f"{v!r} is not a whole number of centiseconds (at most 2 decimals)")
+    return int(v) if float(v).is_integer() else round(v, 2)
+
+
 KEYS: tuple[Key, ...] = (
     # Per master (steps 3, 5, 6).
     Key("bind_address", REQUIRED, "This master's IPv4 address: apiserver bind and advertise address, haproxy backend. Not 0.0.0.0 or 127.0.0.1.", per_host=True, check=_bind_ip),
@@ -629,9 +648,10 @@ KEYS: tuple[Key, ...] = (
     Key("vip", REQUIRED, "Virtual IPv4 address that haproxy listens on and clients use: a host address of vip/vip_prefix (not its network or broadcast address) that no host, master or etcd server of the inventory has. Changing it on a running cluster is checked first (README: Changing the VIP or ports on a live cluster).", check=_vip),
     Key("vip_prefix", 24, "Prefix length of the VIP's subnet; every master's bind_address must be inside it.", check=_int_in(1, 32)),
     Key("virtual_router_id", 51, "VRRP virtual_router_id, 1-255, unique on the LAN.", check=_int_in(1, 255)),
-    Key("vrrp_advert_int", 1, "VRRP advert interval in seconds (failover takes about 3 of them).", check=_int_in(1, 255)),
+    Key("vrrp_version", 2, "VRRP version: 2, or 3 (RFC 5798) for adverts faster than once a second (README: Fast failover (opt-in)). Version 3 carries no password: it needs vrrp_unicast true and neither vrrp_auth_pass_file nor HAKUBE_VRRP_AUTH_PASS; keepalived then accepts adverts only from the other masters' addresses, and a firewall should pass IP protocol 112 to a master only from the others.", check=lambda v: _choice(v, (2, 3))),
+    Key("vrrp_advert_int", 1, "VRRP advert interval in seconds (failover takes about 3 of them): an integer 1-255 with vrrp_version 2; with 3, 0.01-40.95 in steps of 0.01 (e.g. 0.2).", check=_advert_int),
     Key("vrrp_unicast", False, "true: VRRP adverts go by unicast from each master's bind_address to every other master's (`unicast_src_ip`, `unicast_peer`) instead of multicast, for networks that drop multicast (clouds, some switches).", check=_bool),
-    Key("vrrp_auth_pass_file", None, f"File holding the VRRP password (at most 8 printable ASCII characters; no spaces, quotes, braces, `#`, `!`, `$`, backslash or backtick). The environment variable {AUTH_PASS_ENV} wins over it. Required one way or the other.", check=_opt_local_path),
+    Key("vrrp_auth_pass_file", None, f"File holding the VRRP password (at most 8 printable ASCII characters; no spaces, quotes, braces, `#`, `!`, `$`, backslash or backtick). The environment variable {AUTH_PASS_ENV} wins over it. Required one way or the other with vrrp_version 2; refused with 3 (no authentication there).", check=_opt_local_path),
     Key("keepalived_extra_global_defs", [], "Raw lines added to keepalived's global_defs; each one printable line (no newline, tab or other control character) without `{` or `}`.", check=_raw_lines(forbidden="{}", what="keepalived")),
     # Step 6 — haproxy (tasks/haproxy.py).
     Key("lb_port", 6443, "Port haproxy listens on at the VIP. May equal apiserver_port (other address), no other port of the deploy.", check=_int_in(1, 65535)),
@@ -669,6 +689,27 @@ class _Collector:
         except (ValueError, TypeError) as e:
             self.add(host, key, str(e))
             return None
+
+
+#: what protects VRRPv3's adverts instead of a password (said by the problems and the README)
+V3_PROTECTION = ("VRRPv3 has no authentication (keepalived ignores auth_pass with vrrp_version 3): its adverts "
+                 "are protected by vrrp_unicast (keepalived accepts them only from the other masters' addresses, "
+                 "check_unicast_src) and by a firewall that passes IP protocol 112 to a master only from the others")
+
+
+def _vrrp_v3(col: _Collector, host: str, values: Mapping[str, Any], env: Mapping[str, str]) -> None:
+    """vrrp_version 3: no password anywhere, unicast peers, an advert interval of at most 40.95 s
+    (12 bits of centiseconds, RFC 5798)."""
+    advert = values["vrrp_advert_int"]
+    if advert is not None and advert > 40.95:
+        col.add(host, "vrrp_advert_int", f"{advert:g} is outside 0.01-40.95: VRRPv3 carries the interval in 12 bits "
+                                         "of centiseconds")
+    if values["vrrp_auth_pass_file"] is not None:
+        col.add(host, "vrrp_auth_pass_file", f"remove it: {V3_PROTECTION}")
+    if env.get(AUTH_PASS_ENV):
+        col.add(host, "vrrp_version", f"3 with {AUTH_PASS_ENV} set: unset it, it would protect nothing. {V3_PROTECTION}")
+    if values["vrrp_unicast"] is False:
+        col.add(host, "vrrp_unicast", f"must be true with vrrp_version 3: {V3_PROTECTION}")
 
 
 def _auth_pass(col: _Collector, host: str, path: str | None, env: Mapping[str, str]) -> str | None:
@@ -938,9 +979,19 @@ def load_inventory(
             col.add(first, "shutdown_delay_seconds", f"must be at least {drain_ms / 1000:g}s (haproxy check interval x (fall + 1)) so a restart drops no request")
     if values["secrets_encryption"] and values["secrets_encryption_keys"] == ():
         col.add(first, "secrets_encryption_keys", "empty while secrets_encryption is true: name at least one key")
+    if any(line.split()[:1] == ["vrrp_version"] for line in values["keepalived_extra_global_defs"] or ()):
+        col.add(first, "keepalived_extra_global_defs", "a raw vrrp_version line: set the vrrp_version key instead "
+                                                       "(the password, the interval and the switch follow it)")
     auth = None
-    if not any(p.startswith(f"{first}: vrrp_auth_pass_file: ") for p in col.problems):
-        auth = _auth_pass(col, first, values["vrrp_auth_pass_file"], env)
+    if values["vrrp_version"] == 3:
+        _vrrp_v3(col, first, values, env)
+    else:
+        if isinstance(values["vrrp_advert_int"], float):
+            col.add(first, "vrrp_advert_int", f"{values['vrrp_advert_int']:g} is not a whole number of seconds: "
+                                              "VRRPv2 advertises at most once a second (a fraction needs vrrp_version 3)")
+        if not any(p.startswith(f"{first}: vrrp_auth_pass_file: ") for p in col.problems):
+            auth = _auth_pass(col, first, values["vrrp_auth_pass_file"], env)
+
 
     if col.problems:
         raise InventoryError(col.problems)

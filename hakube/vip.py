@@ -130,6 +130,14 @@ def mode_switch(unicast: bool, peers: Mapping[str, object], unit: str = "keepali
     return running and any(f.live_vrrp_mode and f.live_vrrp_mode != want for f in peers.values())
 
 
+def version_switch(version: int, peers: Mapping[str, object], unit: str = "keepalived.service") -> bool:
+    """Whether this run switches the VRRP version on a running cluster: a master whose live config
+    speaks another version than ``version``. A VRRPv2 and a VRRPv3 instance do not hear each other
+    (each would hold the VIP), so every master switches at once, as for ``mode_switch``."""
+    running = any(f.units.get(unit, ("", ""))[0] == "active" for f in peers.values())
+    return running and any(getattr(f, "live_vrrp_version", 0) not in (0, version) for f in peers.values())
+
+
 def held_by_hand(vip: str, peers: Mapping[str, object]) -> list[str]:
     """Masters that hold ``vip`` though their keepalived config does not carry it (and no reload of a
     changed config is owed there): an address added by hand, or by something else."""

@@ -32,7 +32,9 @@ SERVICE = "kube-apiserver"
 UNIT = "/etc/systemd/system/kube-apiserver.service"
 AGENT_SOCKET = "/etc/systemd/system/kube-apiserver-agent.socket"
 AGENT_SERVICE = "/etc/systemd/system/kube-apiserver-agent@.service"
-NEEDS = Needs(paths=(PATHS.apiserver_binary,), units=("kube-apiserver.service", "kube-apiserver-agent.socket"))
+# The 110 MB binary's sha256 is kept on the host beside its stat (``hakube.facts.cached_hash``).
+NEEDS = Needs(paths=(PATHS.apiserver_binary,), units=("kube-apiserver.service", "kube-apiserver-agent.socket"),
+              hash_cached=(PATHS.apiserver_binary,))
 
 
 def desired_files(cfg, pki) -> dict[str, DesiredFile]:

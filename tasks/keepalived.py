@@ -50,6 +50,16 @@ VALIDATE = ('o=$(keepalived -t -f {path} 2>&1); r=$?; [ -z "$o" ] || echo "$o"; 
             'r=$?; rm -f "$t"; [ $r -eq 0 ]; }}')
 
 
+def settle_seconds(c) -> float:
+    """How long one VIP holder must last to count as steady: 3 adverts at the configured interval."""
+    return 3.0 * c.vrrp_advert_int
+
+
+def holder_deadline(c) -> float:
+    """Seconds to wait for one steady holder: an election (~3 adverts), the settle, and a margin."""
+    return 15.0 + 6 * c.vrrp_advert_int
+
+
 def desired_files(cfg, pki) -> dict[str, DesiredFile]:
     if not cfg.is_master:
         return {}
@@ -86,6 +96,10 @@ def precheck(cfg, facts, peers: dict) -> None:
         raise PyinfraError(f"{cfg.host}: vrrp_unicast: switching VRRP between multicast and unicast needs every "
                            f"master at once, but --limit leaves out {', '.join(left_out)}: run without --limit. "
                            "Nothing was changed.")
+    if left_out and vipmod.version_switch(c.vrrp_version, peers, UNIT):
+        raise PyinfraError(f"{cfg.host}: vrrp_version: switching VRRP to version {c.vrrp_version} needs every master "
+                           f"at once (versions 2 and 3 do not hear each other), but --limit leaves out "
+                           f"{', '.join(left_out)}: run without --limit. Nothing was changed.")
     if moving is None:
         return
     kept = f"Nothing was changed; keepalived still serves {', '.join(moving.old)}."
@@ -152,23 +166,25 @@ def apply(cfg, want, facts, peers: dict, one_at_a_time: bool = True, released: b
     running = facts.active(UNIT)
     moving = change(cfg, peers)
     switching = vipmod.mode_switch(c.vrrp_unicast, peers, UNIT)
-    if running and (moving or switching):
+    new_version = vipmod.version_switch(c.vrrp_version, peers, UNIT)
+    if running and (moving or switching or new_version):
         # Every master at once (haproxy listens on both VIPs already): a master that reloaded alone
         # would carry another VIP, or send its adverts another way, than the holder. Each waits for
         # the VIP to serve with one holder; otherwise its previous config goes back (reloaded).
         # A VIP move: the holder reloads a second before the others, so the VIP comes back to the
-        # same master. A switch between multicast and unicast re-inits keepalived's instance: the
-        # others stop while the holder reloads alone (``switch_in_place``).
+        # same master. A switch between multicast and unicast, or of VRRP version, re-inits
+        # keepalived's instance: the others stop while the holder reloads alone (``switch_in_place``).
         what = (f"the VIP {', '.join(moving.old)} -> {c.vip}" if moving else
-                f"VRRP to {'unicast' if c.vrrp_unicast else 'multicast'}")
-        timeout = int(15 + 6 * c.vrrp_advert_int)
-        if switching and not moving:  # the holder keeps the VIP through its re-init (hakube.vip)
+                f"VRRP to {'unicast' if c.vrrp_unicast else 'multicast'}" if switching else
+                f"VRRP to version {c.vrrp_version}")
+        timeout = int(holder_deadline(c))
+        if (switching or new_version) and not moving:  # the holder keeps the VIP through its re-init
             first, after = vipmod.switch_in_place(c.vip, cfg.vrrp_interface, UNIT, c.vrrp_advert_int, timeout + 10)
         else:
             first, after = vipmod.holder_first(moving.old if moving else (c.vip,), cfg.vrrp_interface), ":"
         reload_roll("keepalived", files.values(), facts, cfg.short_name, one_at_a_time=False, timeout=timeout,
                     ready=vipmod.switch_ready(c.vip, cfg.vrrp_interface, c.lb_port, haproxy.CA, haproxy.CHECK_CERT,
-                                              settle=3.0 * c.vrrp_advert_int),
+                                              settle=settle_seconds(c)),
                     wait_first=first, after=after,
                     name=f"Switch {what} on every master at once, waiting for the VIP to serve")
     elif running:
@@ -203,5 +219,5 @@ def verify(cfg, want, facts, peers: dict):
         return
     vip_one_holder(name=f"Exactly one master holds the VIP {c.vip}, no other router uses VRID {c.virtual_router_id}",
                    vip=c.vip, interfaces={m.name: m.vrrp_interface for m in c.masters}, vrid=c.virtual_router_id,
-                   unicast=c.vrrp_unicast, addresses=c.bind_addresses, settle=3.0 * c.vrrp_advert_int,
-                   deadline=15.0 + 6 * c.vrrp_advert_int)
+                   unicast=c.vrrp_unicast, addresses=c.bind_addresses, settle=settle_seconds(c),
+                   deadline=holder_deadline(c))

@@ -27,6 +27,7 @@ active or enabled, no key file left) and plans nothing.
 
 from __future__ import annotations
 
+import math
 import shlex
 
 from pyinfra import host
@@ -83,7 +84,7 @@ def pending(peers: dict, cluster) -> tuple[str, ...]:
 
 def vip_timeout(cluster) -> int:
     """Seconds for the VIP to leave this master and answer elsewhere: a few adverts and a margin."""
-    return 4 * cluster.vrrp_advert_int + 10
+    return math.ceil(4 * cluster.vrrp_advert_int) + 10  # whole seconds: the shell's $(( )) takes no fraction
 
 
 def script(cfg) -> list[str]:

@@ -136,7 +136,7 @@ def _sites() -> dict[str, Site]:
         ("haproxy_agent_port", 6444), ("haproxy_check_interval_ms", 1000), ("haproxy_check_fall", 2),
         ("haproxy_check_rise", 2), ("apiserver_port", 6443), ("log_level", 0), ("shutdown_delay_seconds", 5),
         ("audit_log_maxage", 30), ("audit_log_maxbackup", 3), ("audit_log_maxsize", 100), ("allow_privileged", "true"),
-        ("vrrp_unicast", "true"),
+        ("vrrp_unicast", "true"), ("vrrp_version", 2),
         ("haproxy_stats_port", 8404), ("apiserver_ready_timeout", 120),
         ("cert_validity_days", 365), ("cert_renewal_days", 30), ("ca_validity_days", 3650),
     ):

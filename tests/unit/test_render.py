@@ -51,7 +51,7 @@ class Plan:
 def plan(cfg, p) -> Plan:
     return Plan(tasks.desired_state(cfg, p))
 
-from .conftest import AUTH_PASS, IS_ROOT, VIP, make_inventory, needed
+from .conftest import AUTH_PASS, ENV, IS_ROOT, VIP, make_inventory, needed
 
 # haproxy -c and keepalived -t check the rendered configs for real. `make test` installs them
 # (`make host-deps`); one missing fails the test under CI=true and skips it elsewhere. They live in
@@ -406,14 +406,19 @@ def test_haproxy_cfg_passes_haproxy_check(plans, tmp_path: Path) -> None:
     assert r.returncode != 0, r.stdout + r.stderr
 
 
-def test_keepalived_conf_passes_keepalived_check(tmp_path: Path) -> None:
+@pytest.mark.parametrize("version", [2, 3])
+def test_keepalived_conf_passes_keepalived_check(tmp_path: Path, version: int) -> None:
     """m1's keepalived.conf through the deploy's own validator (`keepalived -t`, with its retry for
-    Debian 12's self-killing test), on an interface this machine has; one it lacks is refused."""
+    Debian 12's self-killing test), on an interface this machine has; one it lacks is refused.
+    Version 3: VRRPv3 with a 0.2 s advert interval, unicast peers and no authentication."""
     keepalived_bin = _tool("keepalived")
     iface = needed(_vrrp_interface_here(), "no non-loopback network interface here for keepalived -t")
     inv = make_inventory(tmp_path)
     inv.master("m1")["vrrp_interface"] = iface
-    text = keepalived.desired_files(inv.load()["m1"], None)["conf"].content.decode()
+    if version == 3:
+        inv.cluster.update(vrrp_version=3, vrrp_advert_int=0.2, vrrp_unicast=True)
+    text = keepalived.desired_files(inv.load(env={} if version == 3 else ENV)["m1"], None)["conf"].content.decode()
+    assert ("vrrp_version 3\n" in text and "advert_int 0.2\n" in text) == (version == 3)
     # The deploy creates keepalived_script on a master; here the check script runs as nobody (root)
     # or, for a non-root user, as that user (keepalived cannot switch to anyone else).
     script_user = f"script_user {keepalived.SCRIPT_USER}\n"
