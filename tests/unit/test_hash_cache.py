@@ -73,7 +73,7 @@ def test_first_run_hashes_and_writes_a_root_only_cache_atomically(h: Host) -> No
     assert str(h.binary) in h.hashed()
     assert stat.S_IMODE(h.cache.stat().st_mode) == 0o600 and stat.S_IMODE(h.cache_dir.stat().st_mode) == 0o700
     # /var/lib/hakube itself, when the snapshot makes it first, stays enterable: the login user's
-    # upload directory (hakube.ops.UPLOAD_DIR) lives there
+    # upload directory (hakube.hostfiles.UPLOAD_DIR) lives there
     assert stat.S_IMODE(h.cache_dir.parent.stat().st_mode) == 0o755
     assert h.cache.read_text().endswith(f" {h.binary} {h.truth()}\n")
     assert sorted(p.name for p in h.cache_dir.iterdir()) == [h.cache.name]  # no temp file left behind
