@@ -1,6 +1,6 @@
 """One module per step of the tutorial. Each declares what it owns and applies it:
 
-* ``NAME`` — the step's name in pyinfra's output;
+* ``NAME`` — the step's name in pyinfra's output; ``KEY`` — its files' key in ``want`` (stable);
 * ``NEEDS`` — what it must know about a host besides its files (``hakube.facts.Needs``);
 * ``desired_files(cfg, pki)`` — every file it manages on that host, by role;
 * ``apply(cfg, want, facts)`` — a pyinfra deploy: its operations, decided from the host's facts.
@@ -29,8 +29,8 @@ def steps_for(cfg) -> tuple:
 
 
 def desired_state(cfg, pki) -> dict[str, dict]:
-    """{step NAME: {role: DesiredFile}}: every file ``cfg.host`` should have, rendered locally."""
-    return {step.NAME: step.desired_files(cfg, pki) for step in steps_for(cfg)}
+    """{step KEY: {role: DesiredFile}}: every file ``cfg.host`` should have, rendered locally."""
+    return {step.KEY: step.desired_files(cfg, pki) for step in steps_for(cfg)}
 
 
 def managed_paths(want: dict[str, dict]) -> tuple[str, ...]:

@@ -28,6 +28,7 @@ from hakube.rolls import roll, roll_owed
 from hakube.units import ensure_running, handler
 
 NAME = "kube-apiserver"
+KEY = "apiserver"  # this step's files in ``want`` (stable: NAME is only what pyinfra prints)
 SERVICE = "kube-apiserver"
 UNIT = "/etc/systemd/system/kube-apiserver.service"
 AGENT_SOCKET = "/etc/systemd/system/kube-apiserver-agent.socket"
@@ -96,7 +97,7 @@ def apply(cfg, want, facts):
     """Stage what the apiserver runs: /etc/kubernetes/config (every host), a local binary (uploaded
     while the packages install; a downloaded one comes in ``download``), its flags and unit, and
     the haproxy agent (live at once: the apiserver does not read it)."""
-    files = want[NAME]
+    files = want[KEY]
     install([files["config"]], facts)
     if not cfg.is_master:
         return

@@ -8,6 +8,7 @@ from hakube.paths import PATHS
 from hakube.render import DesiredFile, render
 
 NAME = "Audit policy"
+KEY = "audit"  # this step's files in ``want`` (stable: NAME is only what pyinfra prints)
 NEEDS = Needs()
 
 
@@ -21,4 +22,4 @@ def desired_files(cfg, pki) -> dict[str, DesiredFile]:
 
 @deploy(NAME)
 def apply(cfg, want, facts):
-    return install(want[NAME].values(), facts)
+    return install(want[KEY].values(), facts)

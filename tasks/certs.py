@@ -27,6 +27,7 @@ from hakube.paths import PATHS
 from hakube.render import DesiredFile
 
 NAME = "Certificates (/etc/kubernetes/ssl)"
+KEY = "certs"  # this step's files in ``want`` (stable: NAME is only what pyinfra prints)
 NEEDS = Needs()
 APISERVER_CERTS = ("apiserver", "apiserver-etcd-client", "apiserver-kubelet-client")  # the apiserver reads them
 
@@ -144,4 +145,4 @@ def desired_files(cfg, p: ClusterPKI | None) -> dict[str, DesiredFile]:
 
 @deploy(NAME)
 def apply(cfg, want, facts):
-    return install(want[NAME].values(), facts)
+    return install(want[KEY].values(), facts)

@@ -18,6 +18,7 @@ from hakube.paths import PATHS
 from hakube.render import DesiredFile
 
 NAME = "Secrets encryption at rest"
+KEY = "encryption"  # this step's files in ``want`` (stable: NAME is only what pyinfra prints)
 # The live config's keys (name, sha256 of the secret) are read even while encryption is off:
 # turning it off over a live config is refused.
 NEEDS = Needs(secret_digests=(PATHS.encryption_config,))
@@ -34,4 +35,4 @@ def desired_files(cfg, pki) -> dict[str, DesiredFile]:
 
 @deploy(NAME)
 def apply(cfg, want, facts):
-    return install(want[NAME].values(), facts)
+    return install(want[KEY].values(), facts)

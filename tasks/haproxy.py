@@ -19,6 +19,7 @@ from hakube.rolls import reload_roll
 from hakube.units import ensure_running
 
 NAME = "haproxy"
+KEY = "haproxy"  # this step's files in ``want`` (stable: NAME is only what pyinfra prints)
 CFG = "/etc/haproxy/haproxy.cfg"
 CA = "/etc/haproxy/pki/ca.pem"
 CHECK_CERT = "/etc/haproxy/pki/healthcheck.pem"  # the client certificate of the /readyz check
@@ -69,7 +70,7 @@ def listen_both(cfg, want, facts, moving):
 @deploy(NAME)
 def apply(cfg, want, facts, one_at_a_time: bool = True, moving=None):
     """``moving``: the VIP change of this run (``listen_both`` ran): the old VIPs are dropped here."""
-    files = want[NAME]
+    files = want[KEY]
     if moving is not None:
         facts = _after_listen_both(cfg, facts, moving)
     install([files["sysctl"]], facts, verb="Persist")

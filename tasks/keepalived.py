@@ -35,6 +35,7 @@ from hakube.units import ensure_running
 from . import haproxy
 
 NAME = "keepalived"
+KEY = "keepalived"  # this step's files in ``want`` (stable: NAME is only what pyinfra prints)
 CONF = "/etc/keepalived/keepalived.conf"
 SCRIPT_USER = "keepalived_script"  # runs the health script: never root
 UNIT = "keepalived.service"
@@ -140,7 +141,7 @@ def release(cfg, want, facts, peers: dict) -> bool:
     bad = vipmod.harmful(facts.live_vips, needed_addresses(cfg.cluster))
     if not bad or not facts.active(UNIT):
         return False
-    files = want[NAME]
+    files = want[KEY]
     install([files["conf"]], facts)
     reload_roll("keepalived", files.values(), facts, cfg.short_name, one_at_a_time=False,
                 name=f"Reload keepalived: give up {', '.join(bad)} (an address the apiserver needs)")
@@ -149,7 +150,7 @@ def release(cfg, want, facts, peers: dict) -> bool:
 
 @deploy(NAME)
 def apply(cfg, want, facts, peers: dict, one_at_a_time: bool = True, released: bool = False):
-    files = want[NAME]
+    files = want[KEY]
     c = cfg.cluster
     if SCRIPT_USER not in facts.users:
         server.user(name="User for keepalived's health scripts", user=SCRIPT_USER, system=True,
@@ -200,7 +201,7 @@ def apply(cfg, want, facts, peers: dict, one_at_a_time: bool = True, released: b
 
 def _in_place(want, facts) -> bool:
     """keepalived and haproxy on this host as the run leaves them: nothing to change, nothing owed."""
-    files = [*want[NAME].values(), *want["haproxy"].values()]
+    files = [*want[KEY].values(), *want[haproxy.KEY].values()]
     units_ok = all(facts.running(u) for u in (UNIT, "haproxy.service"))
     return units_ok and not any(differs(f, facts) for f in files) and not (facts.owed("keepalived") or facts.owed("haproxy"))
 

@@ -16,6 +16,7 @@ from hakube.private import write_private
 from hakube.render import DesiredFile, render
 
 NAME = "Admin kubeconfig"
+KEY = "kubeconfig"  # this step's files in ``want`` (stable: NAME is only what pyinfra prints)
 NEEDS = Needs()
 
 
@@ -44,4 +45,4 @@ def write_local(cfg, p) -> Path:
 
 @deploy(NAME)
 def apply(cfg, want, facts):
-    return install(want[NAME].values(), facts)
+    return install(want[KEY].values(), facts)

@@ -44,6 +44,7 @@ from hakube.roll import PENDING_DIR, ROLLBACK_DIR
 from . import certs, haproxy, keepalived
 
 NAME = "Leave the cluster"
+KEY = "leave"  # this step's files in ``want`` (stable: NAME is only what pyinfra prints)
 #: Stopped and disabled, in this order: the drained apiserver first, keepalived (already stopped) last.
 UNITS = ("kube-apiserver.service", "kube-apiserver-agent.socket", "haproxy.service", "keepalived.service")
 HAPROXY_PKI_DIR = haproxy.CA.rsplit("/", 1)[0]

@@ -14,6 +14,7 @@ from hakube.facts import Needs
 from hakube.packages import packages, packages_ready
 
 NAME = "Packages"
+KEY = "packages"  # this step's files in ``want`` (stable: NAME is only what pyinfra prints)
 # Everything the deploy runs on a master beyond a minimal image (systemd + sshd; Debian's
 # "required" packages give sh, coreutils' sha256sum/install/stat, awk, grep, getent, useradd):
 PACKAGES = (

@@ -12,6 +12,7 @@ from hakube.facts import Needs
 from hakube.paths import PATHS
 
 NAME = "RBAC: kube-apiserver -> kubelet API"
+KEY = "rbac"  # this step's files in ``want`` (stable: NAME is only what pyinfra prints)
 BINDING = "kube-apiserver:kubelet-apis"  # the tutorial's binding
 OBJECT = f"clusterrolebinding/{BINDING}"
 NEEDS = Needs(kube_objects=(OBJECT,))

@@ -124,7 +124,7 @@ def test_every_master_gets_the_same_secret_0600_config_that_restarts_the_apiserv
     s = inv.load()
     files = {}
     for name in ("m1", "m2"):
-        files[name] = desired_state(s[name], certs.ensure_pki(s[name]))[step.NAME]["config"]
+        files[name] = desired_state(s[name], certs.ensure_pki(s[name]))[step.KEY]["config"]
     f = files["m1"]
     assert f.content == files["m2"].content
     assert (f.path, f.mode, f.secret, f.notify) == (PATHS.encryption_config, "0600", True, ("kube-apiserver",))
@@ -132,7 +132,7 @@ def test_every_master_gets_the_same_secret_0600_config_that_restarts_the_apiserv
     secret = open(key, "rb").read().strip()
     assert secret in f.content and secret.decode() not in repr(f)
     assert secret.decode() not in repr(certs.ensure_pki(s["m1"]))
-    assert step.NAME not in desired_state(s["n1"], None)
+    assert step.KEY not in desired_state(s["n1"], None)
 
 
 def test_flag_only_when_on(inv: Inv) -> None:
@@ -141,7 +141,7 @@ def test_flag_only_when_on(inv: Inv) -> None:
     inv.cluster["secrets_encryption"] = False
     off = inv.load()["m1"]
     assert "encryption-provider-config" not in apiserver_args.apiserver_env(off)["KUBE_API_ARGS"]
-    assert desired_state(off, certs.ensure_pki(off))[step.NAME] == {}
+    assert desired_state(off, certs.ensure_pki(off))[step.KEY] == {}
     assert not (off.cluster.pki_dir and os.path.exists(off.cluster.pki_dir + "/encryption"))
 
 

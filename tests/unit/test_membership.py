@@ -45,7 +45,7 @@ def test_a_leaving_master_is_no_member_but_stays_a_master(tmp_path):
     assert m3.bind_address == M3_ADDR and m3.vrrp_interface == "eth1"  # the leave needs them
     assert settings["m1"].is_member and not settings["m1"].leaving
     assert steps_for(m3) == (leave,)
-    assert desired_state(m3, None) == {LEAVE_STEP: {}}
+    assert desired_state(m3, None) == {leave.KEY: {}}
 
 
 def test_leaving_defaults_to_false(tmp_path):

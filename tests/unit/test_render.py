@@ -39,13 +39,13 @@ class Plan:
     def paths(self) -> tuple[str, ...]:
         return tasks.managed_paths(self.want)
 
-    certs = property(lambda self: self.step(certs.NAME))
-    audit = property(lambda self: self.step(tasks.audit.NAME))
-    keepalived = property(lambda self: self.step(keepalived.NAME))
-    haproxy = property(lambda self: self.step(haproxy.NAME))
-    kubeconfig = property(lambda self: self.step(kubeconfig.NAME))
-    apiserver = property(lambda self: [self.want[apiserver.NAME][r] for r in ("flags", "unit") if r in self.want[apiserver.NAME]])
-    agent = property(lambda self: [self.want[apiserver.NAME][r] for r in ("agent-socket", "agent-service") if r in self.want[apiserver.NAME]])
+    certs = property(lambda self: self.step(certs.KEY))
+    audit = property(lambda self: self.step(tasks.audit.KEY))
+    keepalived = property(lambda self: self.step(keepalived.KEY))
+    haproxy = property(lambda self: self.step(haproxy.KEY))
+    kubeconfig = property(lambda self: self.step(kubeconfig.KEY))
+    apiserver = property(lambda self: [self.want[apiserver.KEY][r] for r in ("flags", "unit") if r in self.want[apiserver.KEY]])
+    agent = property(lambda self: [self.want[apiserver.KEY][r] for r in ("agent-socket", "agent-service") if r in self.want[apiserver.KEY]])
 
 
 def plan(cfg, p) -> Plan:
@@ -689,3 +689,15 @@ def test_etcd_client_cert_import(tmp_path: Path, etcd_site: dict) -> None:
     assert _file(pl, ssl.cert("apiserver-etcd-client")).content == Path(etcd_site["client"]).read_bytes()
     assert _file(pl, ssl.key("apiserver-etcd-client")).content == Path(etcd_site["client_key"]).read_bytes()
     assert not (tmp_path / "pki" / "etcd-ca-key.pem").exists()
+
+
+def test_want_is_keyed_by_each_steps_stable_key_not_its_printed_name(monkeypatch, two) -> None:
+    """A step's NAME is only what pyinfra prints: renaming it must not break a lookup in ``want``."""
+    from hakube.tasks import STEPS, desired_state, leave
+
+    for step in (*STEPS, leave):
+        assert step.KEY == step.__name__.rsplit(".", 1)[-1], step
+    s, p, _ = two
+    for step in STEPS:
+        monkeypatch.setattr(step, "NAME", f"renamed {step.NAME}")
+    assert set(desired_state(s["m1"], p)) == {step.KEY for step in STEPS}
