@@ -602,9 +602,9 @@ KEYS: tuple[Key, ...] = (
     # Step 1 — certificates (tasks/certs.py).
     Key("cert_subject", {"C": "CN", "ST": "Fuzhou", "L": "Fujian", "O": "k8s", "OU": "System"}, "Subject fields (C, ST, L, O, OU) of the serving certificate: printable, at most 64 characters, no quotes or backslash.", check=_subject),
     Key("cert_extra_sans", [], "Extra SANs for the serving certificate: IP addresses or DNS names (a wildcard only as a whole first label, `*.example.com`).", check=_sans),
-    Key("cert_validity_days", 365, "Days a certificate the deploy issues is valid; never past its CA's expiry. Lowering it reissues the certificates that live longer at the next run. At most ca_validity_days.", check=_int_in(1, 36500)),
-    Key("cert_renewal_days", 30, "A run reissues (and rolls out) every certificate that expires within this many days; less than cert_validity_days. A CA with less than this left stops the run: replace it.", check=_int_in(1, 36500)),
-    Key("ca_validity_days", 3650, "Days a CA the deploy creates is valid (an imported or existing CA keeps its own dates).", check=_int_in(1, 36500)),
+    Key("cert_validity_days", pki.LEAF_VALIDITY.days, "Days a certificate the deploy issues is valid; never past its CA's expiry. Lowering it reissues the certificates that live longer at the next run. At most ca_validity_days.", check=_int_in(1, 36500)),
+    Key("cert_renewal_days", pki.RENEW_BEFORE.days, "A run reissues (and rolls out) every certificate that expires within this many days; less than cert_validity_days. A CA with less than this left stops the run: replace it.", check=_int_in(1, 36500)),
+    Key("ca_validity_days", pki.CA_VALIDITY.days, "Days a CA the deploy creates is valid (an imported or existing CA keeps its own dates).", check=_int_in(1, 36500)),
     Key("ca_cert_file", None, "Import this CA certificate instead of creating one (with ca_key_file).", check=_opt_path),
     Key("ca_key_file", None, "Private key of the imported CA; stays on the deploy machine.", check=_opt_path),
     Key("sa_key_file", None, "Import this service-account signing key (PEM) instead of creating one; stays on the deploy machine.", check=_opt_path),

@@ -87,13 +87,19 @@ def added(converged):
     wait_for(api_ok, 30, what="the API through the VIP with two masters again")
 
 
+#: The VIP holder leaving moves the VIP: a connection kept through the leaver's haproxy ends with it
+#: (the new holder knows nothing of it and resets it), so each kept client loses the call it makes
+#: on it, once (README: What a client sees). New connections, the watch: none.
+HOLDER_LEAVES = {"go_h2": 1, "python_client": 1}
+
+
 @pytest.fixture(scope="module")
 def left(added, tmp_path_factory):
     """vm03 made the VIP holder, then `leaving: True` on it, deployed under a client through the VIP."""
     assert_no_change(added["second"])
     make_holder(LEAVER)
     inventory = variant_inventory(tmp_path_factory.mktemp("leave"), hosts={LEAVER: {"leaving": True}})
-    with Prober() as probe:
+    with Prober(real=True, tolerated=HOLDER_LEAVES) as probe:
         run = deploy(inventory)
     return {"run": run, "probe": probe, "inventory": inventory, "second": deploy(inventory)}
 
