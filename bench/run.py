@@ -54,6 +54,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import lab
+import lab.util
 from bench import plan_scale
 from lab.harness import HarnessError, Run, api_get, api_ok, client_context, session_lock, wait_for
 
@@ -96,8 +97,9 @@ def figure(samples: list[float], unit: str, description: str, **extra) -> dict:
 # --- pyinfra --------------------------------------------------------------------------------------
 
 
-def _clean_env(extra: dict | None = None) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYINFRA_")}
+def _clean_env(extra: dict | None = None, unset: tuple[str, ...] = ()) -> dict:
+    """This process's environment for pyinfra and the lab CLI, without PYINFRA_* and ``unset``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYINFRA_") and k not in unset}
     env["LAB_MASTERS"] = str(BENCH_MASTERS)  # the bench lab has 2 masters, whatever the caller exported
     if SOURCE.root != REPO:  # the snapshot's hakube/ and tasks/ (its hakube/tasks), not the editable install's
         env["PYTHONPATH"] = os.pathsep.join(filter(None, (str(SOURCE.root), env.get("PYTHONPATH"))))
@@ -106,13 +108,15 @@ def _clean_env(extra: dict | None = None) -> dict:
 
 
 def pyinfra(deploy_file: str = "deploy.py", *, dry: bool = False, env: dict | None = None,
-            traced: Path | None = None, timeout: float = 900) -> Run:
-    """``pyinfra [-y] inventory.py DEPLOY --json [--dry]`` from the repository root, timed."""
-    args = [*([] if dry else ["-y"]), "inventory.py", deploy_file, "--json", *(["--dry"] if dry else [])]
+            traced: Path | None = None, timeout: float = 900, inventory: str = "inventory.py",
+            unset: tuple[str, ...] = ()) -> Run:
+    """``pyinfra [-y] INVENTORY DEPLOY --json [--dry]`` from the repository root, timed; ``unset``:
+    environment variables pyinfra must not see (e.g. the VRRP password for a VRRPv3 inventory)."""
+    args = [*([] if dry else ["-y"]), inventory, deploy_file, "--json", *(["--dry"] if dry else [])]
     cmd = [sys.executable, str(TRACED_PYINFRA), str(traced), *args] if traced else [PYINFRA, *args]
     started = time.monotonic()
     proc = subprocess.Popen(cmd, cwd=SOURCE.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            stdin=subprocess.DEVNULL, env=_clean_env(env), start_new_session=True)
+                            stdin=subprocess.DEVNULL, env=_clean_env(env, unset), start_new_session=True)
     # The lab is only looked at once a run takes longer than any sane one (no noise in normal runs):
     # a paused or stopped container makes `docker exec` hang forever.
     patience = WATCH_AFTER_S
@@ -208,15 +212,17 @@ def wait_failover_ready(ctx, masters: tuple[str, ...], timeout: float = 90) -> s
     return wait_for(ready, timeout, interval=0.3, what="a stable VIP holder") or holder
 
 
-def first_good_answer(ctx, deadline: float, interval: float = 0.05, timeout: float = 1.0) -> float | None:
-    """Start a /readyz probe through the VIP every ``interval`` s (fresh connection each) until one
-    answers 200 "ok"; the monotonic time that first good answer arrived, or None at ``deadline``."""
+def first_good_answer(ctx, deadline: float, interval: float = 0.05, timeout: float = 1.0,
+                      host: str = lab.VIP) -> float | None:
+    """Start a /readyz probe through the VIP (or ``host``) every ``interval`` s (fresh connection
+    each) until one answers 200 "ok"; the monotonic time that first good answer arrived, or None at
+    ``deadline``."""
     done = threading.Event()
     lock = threading.Lock()
     good: list[float] = []
 
     def probe():
-        status, body = api_get(ctx=ctx, timeout=timeout)
+        status, body = api_get(ctx=ctx, timeout=timeout, host=host)
         arrived = time.monotonic()
         if status == 200 and body.strip() == "ok":
             with lock:
@@ -260,6 +266,347 @@ def advert_int() -> float:
     """vrrp_advert_int of the inventory the bench deploys (inventory.py)."""
     ns = runpy.run_path(str(SOURCE.root / "inventory.py"))
     return float(ns["masters"][1]["vrrp_advert_int"])
+
+
+# --- host loss: the VIP holder paused --------------------------------------------------------------
+
+#: the opt-in fast mode (README: Fast failover): VRRPv3, 5 adverts a second, unicast peers, no
+#: password (v3 has none: vrrp_auth_pass_file None here, HAKUBE_VRRP_AUTH_PASS unset for its runs)
+FAST_VARIANT = {"vrrp_version": 3, "vrrp_advert_int": 0.2, "vrrp_unicast": True, "vrrp_auth_pass_file": None}
+FAST_UNSET_ENV = ("HAKUBE_VRRP_AUTH_PASS",)  # hakube.settings.AUTH_PASS_ENV
+FAST_HOST_LOSS_LIMIT_S = 1.0
+
+
+def variant_inventory_text(inventory: Path, cluster: dict | None = None, hosts: dict | None = None) -> str:
+    """An inventory file's text: ``inventory`` (run as itself, so its paths stay its own) with
+    ``cluster`` keys set in the masters' group data (None values too: a key set to None is unset)
+    and ``hosts`` {short name: {key: value}} -- as tests/integration/conftest.py variant_inventory."""
+    return (
+        "import json\n"
+        f"_ns = {{'__file__': {str(inventory)!r}}}\n"
+        f"exec(compile(open({str(inventory)!r}).read(), 'inventory.py', 'exec'), _ns)\n"
+        "masters, nodes = _ns['masters'], _ns['nodes']\n"
+        f"masters[1].update(json.loads({json.dumps(cluster or {})!r}))\n"
+        f"_hosts = json.loads({json.dumps(hosts or {})!r})\n"
+        "for _name, _data in masters[0]:\n"
+        "    _data.update(_hosts.get(_name.rsplit('/', 1)[-1], {}))\n"
+    )
+
+
+def _docker(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return lab.util.docker(*args, check=False, timeout=timeout)
+
+
+def unpause_all(masters: tuple[str, ...]) -> None:
+    """Never leave a master paused (a paused container makes every `docker exec` hang)."""
+    for m in masters:
+        if lab.container_state(m) == "paused":
+            _docker("unpause", m)
+
+
+def host_loss_sample(ctx, masters: tuple[str, ...], timeout: float = 30) -> dict:
+    """`docker pause` the VIP holder -> first 200 ok on /readyz through the VIP; then unpause it and
+    wait for exactly one holder, the API, and BACKUP peers again."""
+    holder = wait_failover_ready(ctx, masters)
+    t0 = time.monotonic()
+    pause = _docker("pause", holder, timeout=30)
+    paused = time.monotonic()
+    try:
+        if pause.returncode != 0:
+            raise HarnessError(f"`docker pause {holder}` failed: {pause.stderr.strip()}")
+        answered = first_good_answer(ctx, deadline=t0 + timeout)
+        new_holders = lab.vip_holders(masters)  # the paused one is skipped
+    finally:
+        _docker("unpause", holder)
+    back = time.monotonic()
+    after = wait_failover_ready(ctx, masters)
+    return {
+        "seconds": round(answered - t0, 3) if answered else None,
+        "pause_command_s": round(paused - t0, 3),
+        "from": holder,
+        "to": new_holders,
+        "holder_after_unpause": after,
+        "one_holder_again_s": round(time.monotonic() - back, 3),
+    }
+
+
+def host_loss_figure(ctx, masters: tuple[str, ...], runs: int, what: str) -> dict:
+    samples = []
+    try:
+        for i in range(runs):
+            s = host_loss_sample(ctx, masters)
+            samples.append(s)
+            log(f"host loss ({what}) {i + 1}/{runs}: {s['from']} paused -> {','.join(s['to']) or 'nobody'}: "
+                f"{s['seconds'] if s['seconds'] is not None else 'no answer'}s; one holder again after "
+                f"{s['one_holder_again_s']}s")
+    finally:
+        unpause_all(masters)
+    return figure([s["seconds"] for s in samples], "s",
+                  f"docker pause of the VIP holder ({what}) -> first 200 ok on GET /readyz through the VIP",
+                  details=samples, failed=sum(1 for s in samples if s["seconds"] is None))
+
+
+@contextlib.contextmanager
+def fast_variant():
+    """The lab deployed with FAST_VARIANT for the block; inventory.py deployed again afterwards (also
+    on an error), so the lab is left as it was."""
+    with tempfile.TemporaryDirectory(prefix="hakube-bench-v3-") as tmp:
+        inventory = Path(tmp) / "inventory_fast.py"
+        inventory.write_text(variant_inventory_text(SOURCE.root / "inventory.py", FAST_VARIANT))
+        log(f"deploying the VRRPv3 variant ({json.dumps(FAST_VARIANT)})")
+        try:
+            run = pyinfra(inventory=str(inventory), unset=FAST_UNSET_ENV, timeout=600).check("deploy of the VRRPv3 variant")
+            log(f"  VRRPv3 variant deployed in {run.seconds:.1f}s")
+            yield inventory
+        finally:
+            unpause_all(lab.master_names(BENCH_MASTERS))
+            log("deploying inventory.py again (VRRPv2, as the lab was)")
+            pyinfra(timeout=600).check("deploy of inventory.py after the VRRPv3 variant")
+
+
+# --- false failovers: a soak under CPU load ---------------------------------------------------------
+
+BURN_PIDFILE = "/run/hakube-bench-burn.{i}.pid"
+
+
+def vip_moves(observations: list[tuple[float, list[str]]]) -> list[dict]:
+    """The VIP's moves in a series of (seconds, holders) polls: each change of the holder set
+    (order ignored), with when and from/to."""
+    moves, prev = [], None
+    for t, holders in observations:
+        cur = sorted(holders)
+        if prev is not None and cur != prev:
+            moves.append({"t": round(t, 2), "from": prev, "to": cur})
+        prev = cur
+    return moves
+
+
+def load_command(i: int, seconds: float, stress_ng: bool) -> str:
+    """The shell of CPU burner ``i`` in a master (its pid in a file, a timeout as a safety net)."""
+    limit = int(seconds) + 120
+    burn = ("stress-ng --cpu 1 --quiet" if stress_ng else "sh -c 'while :; do :; done'")
+    return f"echo $$ > {BURN_PIDFILE.format(i=i)}; exec timeout {limit} {burn}"
+
+
+def load_start(masters: tuple[str, ...], seconds: float) -> dict:
+    """One CPU burner per CPU in every master (`docker exec -d`); stress-ng if the image has it."""
+    cpus = os.cpu_count() or 1
+    started = {}
+    for m in masters:
+        stress_ng = _sh(m, "command -v stress-ng >/dev/null").returncode == 0
+        for i in range(cpus):
+            proc = _docker("exec", "-d", m, "sh", "-c", load_command(i, seconds, stress_ng))
+            if proc.returncode != 0:
+                raise HarnessError(f"starting a CPU burner in {m} failed: {proc.stderr.strip()}")
+        started[m] = {"burners": cpus, "tool": "stress-ng" if stress_ng else "sh busy loop"}
+    return started
+
+
+def load_stop(masters: tuple[str, ...], cpus: int) -> None:
+    """Kill the burners by the pids they wrote (timeout forwards the TERM to its child)."""
+    files = " ".join(BURN_PIDFILE.format(i=i) for i in range(cpus))
+    for m in masters:
+        _sh(m, f"for f in {files}; do [ -f $f ] && kill $(cat $f) 2>/dev/null; rm -f $f; done; true")
+
+
+def soak(masters: tuple[str, ...], seconds: float, interval: float = 0.5, poll=None, clock=time.monotonic,
+         sleep=time.sleep) -> dict:
+    """Poll the VIP's holders every ``interval`` s for ``seconds``; the moves seen (pure but for ``poll``)."""
+    poll = poll or (lambda: lab.vip_holders(masters))
+    observations: list[tuple[float, list[str]]] = []
+    t0 = clock()
+    n = 0
+    while clock() - t0 < seconds:
+        observations.append((clock() - t0, poll()))
+        n += 1
+        sleep(max(0.0, t0 + n * interval - clock()))
+    moves = vip_moves(observations)
+    return {
+        "description": f"VIP moves (holder set changes, polled every {interval:g} s) over the soak",
+        "count": len(moves), "seconds": round(clock() - t0, 1), "unit": "moves", "polls": len(observations),
+        "interval_s": interval, "moves": moves,
+        "not_one_holder_polls": sum(1 for _, h in observations if len(h) != 1),
+        "first_holders": observations[0][1] if observations else [],
+    }
+
+
+def false_failovers(ctx, masters: tuple[str, ...], seconds: float) -> dict:
+    """The soak with both CPUs busy in every master, on the lab as deployed (the fast variant)."""
+    wait_failover_ready(ctx, masters)
+    cpus = os.cpu_count() or 1
+    try:
+        load = load_start(masters, seconds)
+        log(f"soak: {seconds:.0f}s, {cpus} CPU burner(s) per master ({load[masters[0]]['tool']}), "
+            "polling the VIP's holders every 0.5 s")
+        result = soak(masters, seconds)
+    finally:
+        load_stop(masters, cpus)
+    result["load"] = load
+    log(f"  soak: {result['count']} VIP move(s) in {result['seconds']}s")
+    wait_failover_ready(ctx, masters)
+    return result
+
+
+def soak_seconds() -> float:
+    return float(os.environ.get("BENCH_SOAK_SECONDS") or 600)
+
+
+def fast_mode(ctx, masters: tuple[str, ...], runs: int, host_loss: bool = True, soak_s: float | None = None) -> dict:
+    """With the VRRPv3 variant deployed: its host-loss time and/or the soak; inventory.py after."""
+    out = {}
+    with fast_variant():
+        if host_loss:
+            out["failover_host_loss_fast"] = host_loss_figure(
+                ctx, masters, runs, f"VRRPv3, advert {FAST_VARIANT['vrrp_advert_int']} s, unicast")
+            out["failover_host_loss_fast"]["advert_int_s"] = FAST_VARIANT["vrrp_advert_int"]
+        if soak_s:
+            out["false_failovers_fast"] = false_failovers(ctx, masters, soak_s)
+    wait_failover_ready(ctx, masters)
+    return out
+
+
+# --- first apply at the cost of its parts -------------------------------------------------------------
+
+FIRST_APPLY_PARTS_FACTOR = 1.3
+FIRST_APPLY_LIMIT_S = 40.0
+
+
+def package_install_command() -> str:
+    """The deploy's own install command (tasks/packages.py's list, hakube/packages.py's shell), run
+    in the foreground."""
+    from hakube.packages import _install_command
+    from hakube.tasks.packages import PACKAGES, RPM_NAMES
+
+    return _install_command(PACKAGES, RPM_NAMES)
+
+
+def packages_sample(masters: tuple[str, ...]) -> dict:
+    """On a fresh lab: the deploy's package install alone on every master at once (as the deploy
+    runs it); seconds per master and the slowest."""
+    script = package_install_command()
+
+    def one(m):
+        started = time.monotonic()
+        proc = lab.docker_exec(m, "sh", "-c", script, check=False, timeout=900)
+        if proc.returncode != 0:
+            raise HarnessError(f"the package install on {m} failed:\n{proc.stderr[-2000:]}")
+        return m, round(time.monotonic() - started, 3)
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(len(masters)) as pool:
+        per_master = dict(pool.map(one, masters))
+    return {"per_master": per_master, "slowest": max(per_master.values())}
+
+
+def apiserver_start_sample(ctx, master: str, timeout: float = 120) -> float:
+    """On a converged master: `systemctl stop kube-apiserver` (untimed: the stop waits out the
+    shutdown delay), then `systemctl start kube-apiserver` -> first 200 ok on its own /readyz."""
+    stop = lab.docker_exec(master, "systemctl", "stop", "kube-apiserver", check=False, timeout=120)
+    if stop.returncode != 0:
+        raise HarnessError(f"`systemctl stop kube-apiserver` on {master} failed: {stop.stderr.strip()}")
+    t0 = time.monotonic()
+    start = lab.docker_exec(master, "systemctl", "start", "kube-apiserver", check=False, timeout=120)
+    if start.returncode != 0:
+        raise HarnessError(f"`systemctl start kube-apiserver` on {master} failed: {start.stderr.strip()}")
+    answered = first_good_answer(ctx, deadline=t0 + timeout, host=lab.ADDRESSES[master])
+    if answered is None:
+        raise HarnessError(f"kube-apiserver on {master} did not answer /readyz ok within {timeout:.0f}s of its start")
+    return answered - t0
+
+
+def parts_summary(first_apply_median: float | None, packages_median: float | None,
+                  start_median: float | None) -> tuple[float | None, dict]:
+    """(first apply / (packages + apiserver start), the two targets): the first apply costs at most
+    1.3 x its irreducible parts, and at most 40 s."""
+    parts = (packages_median or 0) + (start_median or 0)
+    ok = None not in (first_apply_median, packages_median, start_median) and parts > 0
+    ratio = round(first_apply_median / parts, 3) if ok else None
+    return ratio, {
+        "first_apply_le_1_3x_parts": {
+            "description": "first apply <= 1.3 x (slowest package install + apiserver start) (medians)",
+            "value": first_apply_median, "limit": round(FIRST_APPLY_PARTS_FACTOR * parts, 3) if ok else None,
+            "unit": "s", "ratio": ratio, "pass": ok and ratio <= FIRST_APPLY_PARTS_FACTOR,
+        },
+        "first_apply_le_40s": {
+            "description": "first apply on a fresh two-master lab <= 40 s (median)",
+            "value": first_apply_median, "limit": FIRST_APPLY_LIMIT_S, "unit": "s",
+            "pass": first_apply_median is not None and first_apply_median <= FIRST_APPLY_LIMIT_S,
+        },
+    }
+
+
+def first_apply_parts(ctx_factory, masters: tuple[str, ...], runs: int, first_apply_median: float | None) -> dict:
+    """The parts, on the lab the first applies ran on: per run a fresh lab (down, up: not counted)
+    and the package install alone; then one deploy to converge, and the apiserver start alone,
+    ``runs`` times, on the first master. Leaves the lab converged."""
+    packages = []
+    for i in range(runs):
+        lab_cli("down")
+        lab_cli("up", "--masters", str(BENCH_MASTERS))
+        sample = packages_sample(masters)
+        packages.append(sample)
+        log(f"packages alone {i + 1}/{runs}: slowest {sample['slowest']:.1f}s ({sample['per_master']})")
+    log("converging the lab again (pyinfra -y inventory.py deploy.py, not counted)")
+    pyinfra().check("deploy after the package samples")
+    ctx = ctx_factory()
+    wait_for(lambda: api_ok(ctx), 60, what="the API through the VIP")
+    starts = []
+    for i in range(runs):
+        wait_failover_ready(ctx, masters)
+        starts.append(apiserver_start_sample(ctx, masters[0]))
+        log(f"apiserver start alone {i + 1}/{runs}: {starts[-1]:.1f}s")
+    wait_failover_ready(ctx, masters)
+    pk = figure([p["slowest"] for p in packages], "s",
+                "the deploy's package install alone on fresh masters, all at once: the slowest master",
+                details=packages)
+    st = figure(starts, "s", f"systemctl start kube-apiserver on {masters[0]} -> 200 ok on its own /readyz "
+                             "(after an untimed stop)")
+    ratio, _ = parts_summary(first_apply_median, pk["median"], st["median"])
+    return {"description": "first apply median / (packages median + apiserver start median)",
+            "packages": pk, "apiserver_start": st, "ratio": ratio, "first_apply_median": first_apply_median}
+
+
+# --- results.json -----------------------------------------------------------------------------------
+
+
+def merge_results(old: dict, new: dict) -> dict:
+    """``old`` with ``new``'s keys set; ``targets`` merged key by key (no key of ``old`` dropped)."""
+    out = {**old, **new}
+    if "targets" in old or "targets" in new:
+        out["targets"] = {**old.get("targets", {}), **new.get("targets", {})}
+    return out
+
+
+def new_targets(results: dict) -> dict:
+    """The targets of the host-loss, soak and parts figures present in ``results``."""
+    targets = {}
+    fast = results.get("failover_host_loss_fast")
+    if fast:
+        targets["failover_host_loss_fast_le_1s"] = {
+            "description": "VIP holder paused, VRRPv3 advert 0.2 s: /readyz ok via the VIP <= 1.0 s (median)",
+            "value": fast["median"], "limit": FAST_HOST_LOSS_LIMIT_S, "unit": "s",
+            "pass": fast["median"] is not None and not fast.get("failed") and fast["median"] <= FAST_HOST_LOSS_LIMIT_S,
+        }
+    soaked = results.get("false_failovers_fast")
+    if soaked:
+        targets["false_failovers_fast_eq_0"] = {
+            "description": f"no VIP move in a {soaked['seconds']:g} s soak, VRRPv3 0.2 s, CPUs busy",
+            "value": soaked["count"], "limit": 0, "unit": "moves", "pass": soaked["count"] == 0,
+        }
+    parts = results.get("first_apply_parts")
+    if parts:
+        _, t = parts_summary((results.get("first_apply") or {}).get("median"), parts["packages"]["median"],
+                             parts["apiserver_start"]["median"])
+        targets.update(t)
+    return targets
+
+
+def write_results(results: dict) -> None:
+    BENCH_DIR.mkdir(exist_ok=True)
+    tmp = RESULTS_FILE.with_suffix(".tmp")
+    tmp.write_text(json.dumps(results, indent=2) + "\n")
+    tmp.replace(RESULTS_FILE)
 
 
 # --- remote command counting ----------------------------------------------------------------------
