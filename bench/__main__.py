@@ -1,4 +1,4 @@
-"""python -m bench [--runs N] [--show] [--worktree] [plan_scale]"""
+"""python -m bench [--runs N] [--show] [--worktree] [plan_scale | failover | soak | parts]"""
 import sys
 
 from .run import main

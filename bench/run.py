@@ -24,8 +24,21 @@ The deploy benched is a snapshot of HEAD (``git archive``; ``pki/``, ``.lab/``, 
 linked back into the repository), so edits others make in the working tree during the ~10 min run
 can't change the deploy between runs; ``BENCH_WORKTREE=1`` benches the working tree as it is.
 
+* host loss (``failover_host_loss``): ``docker pause`` of the VIP holder -> first 200 ok on /readyz
+  through the VIP (the same probes), then unpause and wait for exactly one holder again; the same
+  with the VRRPv3 variant (``failover_host_loss_fast``: ``vrrp_version 3``, advert 0.2 s, unicast,
+  no password), deployed for it and followed by a deploy of inventory.py again;
+* false failovers (``false_failovers_fast``): with the VRRPv3 variant, BENCH_SOAK_SECONDS (600) with
+  one CPU burner per CPU in every master, the VIP's holders polled every 0.5 s, moves counted;
+* the first apply's parts (``first_apply_parts``): the deploy's package install alone on fresh
+  masters (slowest master) and ``systemctl start kube-apiserver`` -> its /readyz ok, and the ratio
+  first apply / (packages + apiserver start).
+
+Alone, merged into results.json (every other key kept): ``python -m bench failover | soak | parts``.
+
 Targets: no-op re-apply and --dry <= 2 x floor (and the older <= 3 x); first apply on a fresh
-two-master lab <= 30 s; failover median <= 3 x vrrp_advert_int + 1 s.
+two-master lab <= 30 s and <= 40 s, and <= 1.3 x its parts; failover median <= 3 x vrrp_advert_int
++ 1 s; host loss with VRRPv3 <= 1.0 s (median); no VIP move in the soak.
 Writes bench/results.json (git-ignored) and prints a table. Holds the lab-session lock
 (~/.cache/hakube/lab-session.lock) for the whole run, like the lab tests. Only the lab's
 addresses (10.213.0.0/24) and loopback are contacted. Leaves the lab converged (2 masters).
@@ -889,6 +902,24 @@ def fresh_first_apply(ctx_factory) -> dict:
     return {"apply": run.seconds, "down": down, "up": up}
 
 
+def first_applies(runs: int) -> dict:
+    """``first_apply`` and ``lab_recreate``: ``runs`` first applies, each on a fresh lab."""
+    applies, downs, ups = [], [], []
+    for i in range(runs):
+        log(f"first apply {i + 1}/{runs}: lab down + up --masters {BENCH_MASTERS}, then pyinfra -y inventory.py deploy.py")
+        sample = fresh_first_apply(client_context)
+        applies.append(sample["apply"])
+        downs.append(sample["down"])
+        ups.append(sample["up"])
+        log(f"  first apply {sample['apply']:.1f}s (lab down {sample['down']:.1f}s, up {sample['up']:.1f}s)")
+    return {
+        "first_apply": figure(applies, "s", "pyinfra -y inventory.py deploy.py on a fresh lab (down, up --masters 2)"),
+        "lab_recreate": figure([d + u for d, u in zip(downs, ups)], "s",
+                               "python -m lab down + up --masters 2 before each first apply (not counted)",
+                               down=figure(downs, "s", "lab down"), up=figure(ups, "s", "lab up --masters 2")),
+    }
+
+
 def bench(runs: int) -> dict:
     started_wall = time.time()
     started = time.monotonic()
@@ -912,18 +943,11 @@ def bench(runs: int) -> dict:
     masters = lab.master_names(BENCH_MASTERS)
 
     # 1. first apply on a fresh lab
-    applies, downs, ups = [], [], []
-    for i in range(runs):
-        log(f"first apply {i + 1}/{runs}: lab down + up --masters {BENCH_MASTERS}, then pyinfra -y inventory.py deploy.py")
-        sample = fresh_first_apply(client_context)
-        applies.append(sample["apply"])
-        downs.append(sample["down"])
-        ups.append(sample["up"])
-        log(f"  first apply {sample['apply']:.1f}s (lab down {sample['down']:.1f}s, up {sample['up']:.1f}s)")
-    results["first_apply"] = figure(applies, "s", "pyinfra -y inventory.py deploy.py on a fresh lab (down, up --masters 2)")
-    results["lab_recreate"] = figure([d + u for d, u in zip(downs, ups)], "s",
-                                     "python -m lab down + up --masters 2 before each first apply (not counted)",
-                                     down=figure(downs, "s", "lab down"), up=figure(ups, "s", "lab up --masters 2"))
+    results.update(first_applies(runs))
+    save()
+    # 1b. the first apply's parts, same run: the package install alone on fresh masters, the
+    # apiserver's start alone on a converged one
+    results["first_apply_parts"] = first_apply_parts(client_context, masters, runs, results["first_apply"]["median"])
     save()
     ctx = client_context()
 
@@ -990,6 +1014,17 @@ def bench(runs: int) -> dict:
     results["failover"] = figure([s["seconds"] for s in samples], "s",
                                  "systemctl stop haproxy on the VIP holder -> first 200 ok on GET /readyz through the VIP",
                                  details=samples, advert_int_s=adv)
+    save()
+
+    # 4b. host loss: the VIP holder paused, the default inventory (VRRPv2, advert 1 s)
+    results["failover_host_loss"] = host_loss_figure(ctx, masters, runs, f"VRRPv2, advert {adv:g} s")
+    results["failover_host_loss"]["advert_int_s"] = adv
+    save()
+
+    # 4c. the fast mode (VRRPv3 variant deployed): its host loss, then the soak under CPU load;
+    # inventory.py deployed again afterwards
+    results.update(fast_mode(ctx, masters, runs, soak_s=soak_seconds()))
+    save()
 
     # 5. planning that scales (pyinfra's @fake connector: no lab, no remote command)
     log(f"plan_scale: pyinfra --dry on @fake, 3 masters + {', '.join(map(str, plan_scale.SIZES))} nodes")
@@ -1030,6 +1065,7 @@ def bench(runs: int) -> dict:
         },
         "plan_scale_per_node_growth_le_1_2": results["plan_scale"]["target"],
     }
+    results["targets"].update(new_targets(results))
 
     # 7. leave the lab converged
     holder = wait_failover_ready(ctx, masters)
@@ -1069,6 +1105,7 @@ def render(results: dict, top: int = 8) -> str:
     row("make check (read-only health and drift), converged lab", results["check"])
     row("ratio no-op / floor (median/median; min-max per round)", results["ratio_noop_to_floor"], "x")
     row("VIP failover: stop haproxy on holder -> /readyz ok via VIP", results["failover"])
+    lines += extra_rows(results)
     rc = results["noop_remote_commands_per_host"]
     lines.append(f"{'remote commands per host, no-op re-apply':<58} "
                  + ", ".join(f"{h.split('/')[-1]} {n}" for h, n in rc["per_host"].items())
@@ -1107,6 +1144,92 @@ def render(results: dict, top: int = 8) -> str:
     return "\n".join(lines)
 
 
+EXTRA_FIGURES = (
+    ("failover_host_loss", "host loss: VIP holder paused -> /readyz ok via VIP"),
+    ("failover_host_loss_fast", "  the same, VRRPv3 advert 0.2 s (fast variant)"),
+)
+
+
+def extra_rows(results: dict) -> list[str]:
+    """Table rows of the host-loss, soak and first-apply-parts figures present in ``results``."""
+    lines = []
+
+    def row(label, fig):
+        lines.append(f"{label:<58} {_fmt(fig.get('median')):>8} {_fmt(fig.get('min')):>8} "
+                     f"{_fmt(fig.get('max')):>8}  {fig['unit']}")
+
+    for key, label in EXTRA_FIGURES:
+        if key in results:
+            row(label, results[key])
+    soaked = results.get("false_failovers_fast")
+    if soaked:
+        lines.append(f"{'false failovers, VRRPv3 0.2 s, CPUs busy':<58} {soaked['count']:>8} "
+                     f"{'':>8} {'':>8}  moves in {soaked['seconds']:g} s")
+    parts = results.get("first_apply_parts")
+    if parts:
+        fa = (results.get("first_apply") or {}).get("median", parts.get("first_apply_median"))
+        row("first apply's parts: packages alone (slowest master)", parts["packages"])
+        row("  apiserver start alone (start -> /readyz ok)", parts["apiserver_start"])
+        lines.append(f"{'  first apply / (packages + apiserver start)':<58} {_fmt(parts['ratio']):>8} "
+                     f"{'':>8} {'':>8}  x (first apply {_fmt(fa)} s)")
+    return lines
+
+
+def measure_part(part: str, runs: int) -> dict:
+    """``python -m bench failover|soak|parts``: that part's keys of results.json, measured now.
+    failover and soak need the converged lab; parts recreates it (and leaves it converged)."""
+    masters = lab.master_names(BENCH_MASTERS)
+    new: dict = {}
+    if part == "parts":
+        new.update(first_applies(runs))
+        new["first_apply_parts"] = first_apply_parts(client_context, masters, runs, new["first_apply"]["median"])
+        return new
+    ctx = client_context()
+    wait_failover_ready(ctx, masters)
+    if part == "failover":
+        adv = advert_int()
+        new["failover_host_loss"] = host_loss_figure(ctx, masters, runs, f"VRRPv2, advert {adv:g} s")
+        new["failover_host_loss"]["advert_int_s"] = adv
+        new.update(fast_mode(ctx, masters, runs))
+    elif part == "soak":
+        new.update(fast_mode(ctx, masters, runs, host_loss=False, soak_s=soak_seconds()))
+    else:
+        raise ValueError(part)
+    return new
+
+
+def merged_with_targets(old: dict, new: dict) -> dict:
+    """results.json after a part ran alone: ``old`` keeps every key, ``new`` wins, targets recomputed."""
+    results = merge_results(old, new)
+    results["targets"] = {**results.get("targets", {}), **new_targets(results)}
+    return results
+
+
+def part_alone(part: str, runs: int, worktree: bool) -> int:
+    """One lab part alone, under the lab-session lock, merged into bench/results.json."""
+    if not lab.docker_available():
+        print("bench: Docker daemon not reachable (the bench runs on the Docker lab)", file=sys.stderr)
+        return 1
+    started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    try:
+        with session_lock(log), source_tree(worktree) as source:
+            log(f"lab-session lock held; {part} alone, {runs} runs; deploying {source.mode} {source.commit[:10]}")
+            new = measure_part(part, runs)
+            new[f"{part}_alone"] = {"started": started, "runs": runs, "git": git_info()}
+    except (HarnessError, lab.LabError) as e:
+        print(f"bench: error: {e}", file=sys.stderr)
+        return 1
+    old = json.loads(RESULTS_FILE.read_text()) if RESULTS_FILE.exists() else {}
+    results = merged_with_targets(old, new)
+    write_results(results)
+    print("\n".join(extra_rows(results)))
+    for key in sorted(new_targets(new)):
+        t = results["targets"][key]
+        print(f"  {'PASS' if t['pass'] else 'FAIL'}  {t['description']:<50} {_fmt(t['value'])} {t['unit']} "
+              f"(limit {_fmt(t['limit'])} {t['unit']})")
+    return 0
+
+
 def plan_scale_alone(runs: int) -> int:
     """``python -m bench plan_scale``: only the planning measurement (no lab, no Docker, no lock), of
     the working tree; merged into bench/results.json, whose other keys stay as they are."""
@@ -1125,6 +1248,9 @@ def plan_scale_alone(runs: int) -> int:
     return 0
 
 
+LAB_PARTS = ("failover", "soak", "parts")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=int(os.environ.get("BENCH_RUNS") or DEFAULT_RUNS),
@@ -1133,15 +1259,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--worktree", action="store_true",
                         default=os.environ.get("BENCH_WORKTREE", "").strip().lower() in ("1", "true", "yes"),
                         help="deploy the working tree as is (env BENCH_WORKTREE=1), not a snapshot of HEAD")
-    parser.add_argument("only", nargs="?", choices=["plan_scale"],
-                        help="plan_scale: only pyinfra --dry on @fake for 3 masters + 0/50/500 nodes (no lab)")
+    parser.add_argument("only", nargs="?", choices=["plan_scale", *LAB_PARTS],
+                        help="plan_scale: only pyinfra --dry on @fake for 3 masters + 0/50/500 nodes (no lab); "
+                             "failover: host loss, VRRPv2 and the VRRPv3 variant (converged lab); soak: the "
+                             "VRRPv3 variant's false failovers under CPU load, BENCH_SOAK_SECONDS (default 600); "
+                             "parts: first apply and its parts (recreates the lab)")
     args = parser.parse_args(argv)
     if args.only == "plan_scale":
         return plan_scale_alone(args.runs)
+    if args.only in LAB_PARTS:
+        if args.runs < 1:
+            parser.error("--runs must be >= 1")
+        return part_alone(args.only, args.runs, args.worktree)
     if args.show:
         shown = json.loads(RESULTS_FILE.read_text())
-        # only `python -m bench plan_scale` ran so far: there is no lab table yet
-        print(render(shown) if "machine" in shown else plan_scale.render(shown["plan_scale"]))
+        # only parts ran alone so far: there is no full lab table yet
+        if "machine" in shown:
+            print(render(shown))
+        else:
+            print("\n".join([*extra_rows(shown), *([plan_scale.render(shown["plan_scale"])]
+                                                   if "plan_scale" in shown else [])]))
         return 0
     if args.runs < 1:
         parser.error("--runs must be >= 1")
