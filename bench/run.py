@@ -382,11 +382,13 @@ def fast_variant():
 BURN_PIDFILE = "/run/hakube-bench-burn.{i}.pid"
 
 
-def vip_moves(observations: list[tuple[float, list[str]]]) -> list[dict]:
+def vip_moves(observations: list[tuple[float, list[str] | None]]) -> list[dict]:
     """The VIP's moves in a series of (seconds, holders) polls: each change of the holder set
-    (order ignored), with when and from/to."""
+    (order ignored), with when and from/to; a poll that got no answer (None) is skipped."""
     moves, prev = [], None
     for t, holders in observations:
+        if holders is None:
+            continue
         cur = sorted(holders)
         if prev is not None and cur != prev:
             moves.append({"t": round(t, 2), "from": prev, "to": cur})
@@ -422,10 +424,18 @@ def load_stop(masters: tuple[str, ...], cpus: int) -> None:
         _sh(m, f"for f in {files}; do [ -f $f ] && kill $(cat $f) 2>/dev/null; rm -f $f; done; true")
 
 
+def poll_holders(masters: tuple[str, ...]) -> list[str] | None:
+    """The VIP's holders, or None when a `docker exec` timed out (a loaded machine): unknown, not a move."""
+    try:
+        return lab.vip_holders(masters)
+    except lab.LabError:
+        return None
+
+
 def soak(masters: tuple[str, ...], seconds: float, interval: float = 0.5, poll=None, clock=time.monotonic,
          sleep=time.sleep) -> dict:
     """Poll the VIP's holders every ``interval`` s for ``seconds``; the moves seen (pure but for ``poll``)."""
-    poll = poll or (lambda: lab.vip_holders(masters))
+    poll = poll or (lambda: poll_holders(masters))
     observations: list[tuple[float, list[str]]] = []
     t0 = clock()
     n = 0
@@ -438,8 +448,9 @@ def soak(masters: tuple[str, ...], seconds: float, interval: float = 0.5, poll=N
         "description": f"VIP moves (holder set changes, polled every {interval:g} s) over the soak",
         "count": len(moves), "seconds": round(clock() - t0, 1), "unit": "moves", "polls": len(observations),
         "interval_s": interval, "moves": moves,
-        "not_one_holder_polls": sum(1 for _, h in observations if len(h) != 1),
-        "first_holders": observations[0][1] if observations else [],
+        "not_one_holder_polls": sum(1 for _, h in observations if h is not None and len(h) != 1),
+        "unanswered_polls": sum(1 for _, h in observations if h is None),
+        "first_holders": next((h for _, h in observations if h is not None), []),
     }
 
 
