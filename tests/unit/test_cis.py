@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from hakube import cis
+from hakube import apiserver_args, cis
 from hakube.cis import Check, Item, compare, evaluate, flag_values, parse_cmdline
+
+from hakube.settings import KEY_BY_NAME
+
+from .conftest import make_inventory
 
 BIN = "/usr/local/bin/kube-apiserver"
 
@@ -108,3 +114,108 @@ def test_the_benchmarks_as_kube_bench_numbers_them():
             assert c.tests or c.not_on_command_line or not c.automated, c.id
             assert all(t.flag.startswith("--") for t in c.tests)
 
+
+
+def test_exceptions_name_automated_checks_and_data_keys():
+    for name, exceptions in cis.EXCEPTIONS.items():
+        by_id = {c.id: c for c in cis.BENCHMARKS[name]}
+        for check_id, why in exceptions.items():
+            assert by_id[check_id].automated and not by_id[check_id].not_on_command_line
+            assert why.key in KEY_BY_NAME, why.key
+
+
+# ------------------------------------------------------------------ the default rendering
+UNIT = (Path(__file__).resolve().parents[2] / "templates" / "kube-apiserver.service.j2").read_text()
+#: Each benchmark against the versions it is for (cis-1.12 against 1.20.2 too: it passes there as well).
+VERSIONS = {"cis-1.6": ("1.20.2",), "cis-1.12": ("1.20.2", "1.35.0", "1.36.0", "1.37.1")}
+CASES = [(b, v) for b, versions in VERSIONS.items() for v in versions]
+
+
+def rendered_argv(tmp_path: Path, version: str, **cluster) -> list[str]:
+    """The argv systemd starts the apiserver with: the unit's $VARs from the two rendered env files."""
+    inv = make_inventory(tmp_path, kube_version=version)
+    inv.cluster.update(cluster)
+    s = inv.load()["m1"]
+    env = {**apiserver_args.config_env(s), **apiserver_args.apiserver_env(s)}
+    return cis.argv_from_env(BIN, UNIT, env)
+
+
+def test_argv_from_env_follows_the_unit(tmp_path: Path):
+    argv = rendered_argv(tmp_path, "1.20.2")
+    assert argv[:4] == [BIN, "--logtostderr=true", "--v=0", "--etcd-servers=https://10.9.0.20:2379,https://10.9.0.21:2379"]
+    assert "--profiling=false" in argv and not any(" " in a for a in argv)
+
+
+@pytest.mark.parametrize("benchmark, version", CASES)
+def test_the_default_rendering_fails_only_the_documented_checks(tmp_path: Path, benchmark: str, version: str):
+    """Pins every Automated check: any flag that stops passing (or an exception that starts to) fails here."""
+    results = evaluate(rendered_argv(tmp_path, version), benchmark)
+    failed = {r.id: r.reason for r in results if r.status == "fail"}
+    assert set(failed) == set(cis.EXCEPTIONS[benchmark]), failed
+    assert {r.status for r in results} <= {"pass", "fail", "skip"}
+
+
+def test_the_counts_the_readme_gives(tmp_path: Path):
+    def count(benchmark, version):
+        results = [r for r in evaluate(rendered_argv(tmp_path, version), benchmark) if r.status != "skip"]
+        return sum(r.passed for r in results), len(results)
+
+    assert count("cis-1.6", "1.20.2") == (26, 29)
+    assert count("cis-1.12", "1.36.0") == (21, 22)
+
+
+@pytest.mark.parametrize("flag, benchmark, check_id", [
+    ("--profiling=false", "cis-1.6", "1.2.21"),
+    ("--profiling=false", "cis-1.12", "1.2.15"),
+    ("--audit-log-maxbackup=10", "cis-1.12", "1.2.18"),
+    ("--service-account-extend-token-expiration=false", "cis-1.12", "1.2.30"),
+    ("--enable-admission-plugins=NamespaceLifecycle,NodeRestriction,LimitRanger,ServiceAccount,DefaultStorageClass,ResourceQuota", "cis-1.12", "1.2.14"),
+])
+def test_dropping_one_rendered_flag_fails_its_check(tmp_path: Path, flag: str, benchmark: str, check_id: str):
+    argv = rendered_argv(tmp_path, "1.36.0")
+    assert flag in argv
+    argv.remove(flag)
+    assert check_id in cis.failures(argv, benchmark)
+
+
+def test_extra_flags_override_the_cis_defaults(tmp_path: Path):
+    argv = rendered_argv(tmp_path, "1.36.0", apiserver_extra_flags={"profiling": True})
+    assert set(cis.failures(argv, "cis-1.12")) == {"1.2.5", "1.2.15"}
+
+
+def test_the_documented_keys_turn_the_exceptions_off(tmp_path: Path):
+    ca_file = _make_ca(tmp_path / "kubelet-ca.pem")
+    v120 = rendered_argv(tmp_path, "1.20.2", kubelet_certificate_authority_file=str(ca_file),
+                         apiserver_extra_flags={"insecure-port": 0},
+                         admission_plugins=["NamespaceLifecycle", "NodeRestriction", "ServiceAccount", "PodSecurityPolicy"])
+    assert "--kubelet-certificate-authority=/etc/kubernetes/ssl/kubelet-ca.pem" in v120
+    assert cis.failures(v120, "cis-1.6") == {}
+    v136 = rendered_argv(tmp_path, "1.36.0", kubelet_certificate_authority_file=str(ca_file))
+    assert cis.failures(v136, "cis-1.12") == {}
+
+
+def _make_ca(path: Path) -> Path:
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kubelet-ca")])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(now).not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return path
+
+
+def test_the_kubelet_ca_key_takes_only_a_ca_certificate(tmp_path: Path):
+    inv = make_inventory(tmp_path)
+    bad = tmp_path / "not-a-cert.pem"
+    bad.write_text("hello\n")
+    inv.cluster["kubelet_certificate_authority_file"] = str(bad)
+    assert any("kubelet_certificate_authority_file" in p and "not a PEM certificate" in p for p in inv.problems())
