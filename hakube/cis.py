@@ -27,7 +27,7 @@ SOURCE = "https://github.com/aquasecurity/kube-bench/blob/main/cfg/{benchmark}/m
 
 #: The Kubernetes version each benchmark is evaluated against here (kube-bench's version_mapping
 #: sends 1.16-1.18 to cis-1.6; it is the lab's benchmark, the issue's "benchmark for 1.20").
-BENCHMARK_FOR = {"cis-1.6": "1.20", "cis-1.12": "1.3x (1.35-1.37)"}
+BENCHMARK_FOR = {"cis-1.6": "1.20", "cis-1.12": "1.35-1.37"}
 
 
 @dataclass(frozen=True)
@@ -337,3 +337,46 @@ def argv_from_env(binary: str, unit: str, env: Mapping[str, str]) -> list[str]:
     for var in re.findall(r"\$([A-Z_][A-Z0-9_]*)", exec_start):
         argv += env.get(var, "").split()
     return argv
+
+
+# --- the README's hardening table ----------------------------------------------------------------
+
+
+def _key_of(flag: str) -> str:
+    """What sets ``--flag`` in the deploy's rendering, for the hardening table."""
+    from .apiserver_args import CIS_DEFAULTS
+    from .flags import FLAGS, RESERVED
+
+    where = RESERVED.get(flag)
+    if where is not None:
+        return where if " " in where else f"`{where}`"
+    if flag in dict(CIS_DEFAULTS):
+        return f"default `--{flag}={dict(CIS_DEFAULTS)[flag]}`; `apiserver_extra_flags` may override it"
+    if flag not in FLAGS:
+        return "not rendered (unknown to the flag table: refused as an extra flag)"
+    return "not rendered (`apiserver_extra_flags` could add it)"
+
+
+def markdown() -> str:
+    """The README's hardening table (``python -m hakube.cis`` prints it): every Automated check of
+    both benchmarks, whether the default rendering passes it, the data key behind it, and why not.
+    ``tests/unit/test_cis.py`` checks the default rendering fails exactly ``EXCEPTIONS``."""
+    rows = ["| benchmark | check | by default | what sets it | why not by default |", "|---|---|---|---|---|"]
+    for name, checks in BENCHMARKS.items():
+        for check in checks:
+            if not check.automated:
+                continue
+            title = check.title.removesuffix(" (Automated)").removeprefix("Ensure that ")
+            exemption = EXCEPTIONS.get(name, {}).get(check.id)
+            if check.not_on_command_line:
+                status, key, why = "not on the command line", "`secrets_encryption_provider`", check.not_on_command_line
+            elif exemption:
+                status, key, why = "**fail**", f"`{exemption.key}` turns it on", exemption.why
+            else:
+                status, key, why = "pass", ", ".join(dict.fromkeys(_key_of(f) for f in check.flags)), ""
+            rows.append(f"| {name} ({BENCHMARK_FOR[name]}) | {check.id} {title} | {status} | {key} | {why} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(markdown())
