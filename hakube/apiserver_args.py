@@ -115,8 +115,8 @@ CIS_DEFAULTS = (
     # cis-1.6 1.2.21, cis-1.12 1.2.15: no /debug/pprof on the serving port.
     ("profiling", "false"),
     # cis-1.12 1.2.30: service-account tokens injected by admission expire when they say (1 h by
-    # default) instead of being extended to a year; clients reload projected tokens (client-go
-    # does since 1.15).
+    # default) instead of being extended to a year; a client that reads its token only once fails
+    # when it expires (README, Hardening: apiserver_extra_flags turns the extension back on).
     ("service-account-extend-token-expiration", "false"),
 )
 

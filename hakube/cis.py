@@ -2,9 +2,10 @@
 
 Two benchmarks, each copied check by check from kube-bench's own definitions (aquasecurity/kube-bench):
 
-* ``cis-1.6``: ``cfg/cis-1.6/master.yaml``, the benchmark for the lab's 1.20;
-* ``cis-1.12``: ``cfg/cis-1.12/master.yaml``, the newest benchmark kube-bench ships (for 1.3x;
-  its section 1.2 is cis-1.10's plus 1.2.30 ``--service-account-extend-token-expiration``).
+* ``cis-1.6``: ``cfg/cis-1.6/master.yaml`` (read at commit 06642c880ff48f950bb7ffc41e97c59cf181a283),
+  the benchmark for the lab's 1.20;
+* ``cis-1.12``: ``cfg/cis-1.12/master.yaml`` (read at commit 0139daa50912236542f062e53d58372b51922e7e),
+  the newest benchmark kube-bench ships, for 1.3x.
 
 Each check keeps kube-bench's id, title (with CIS's "(Automated)" or "(Manual)") and ``tests``: the
 ``test_items`` (``flag``; ``set``, true unless said; ``compare`` ``op`` and ``value``) joined by
@@ -20,6 +21,7 @@ that makes it pass and why it is not the default (the README's hardening table, 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
@@ -329,12 +331,17 @@ def failures(argv: list[str], benchmark: str) -> dict[str, str]:
 
 def argv_from_env(binary: str, unit: str, env: Mapping[str, str]) -> list[str]:
     """The argv systemd gives the apiserver: ``binary`` then each ``$VAR`` of ``unit``'s ExecStart in
-    order, its value from the environment files (``env``) split at whitespace (systemd's ``$VAR``)."""
-    import re
-
-    exec_start = unit.split("ExecStart=", 1)[1].split("\n" + "Restart", 1)[0]
+    order (the line and its backslash continuations), its value from the environment files (``env``)
+    split at whitespace, as systemd expands an unbraced ``$VAR``."""
+    lines = unit.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("ExecStart="))
+    command = []
+    for line in lines[start:]:
+        command.append(line.rstrip().removesuffix("\\"))
+        if not line.rstrip().endswith("\\"):
+            break
     argv = [binary]
-    for var in re.findall(r"\$([A-Z_][A-Z0-9_]*)", exec_start):
+    for var in re.findall(r"\$([A-Z_][A-Z0-9_]*)", " ".join(command)):
         argv += env.get(var, "").split()
     return argv
 
