@@ -65,6 +65,7 @@ def apiserver_flags(s: "Settings") -> dict[str, dict[str, object]]:
             "etcd-keyfile": p.key("apiserver-etcd-client"),
             "kubelet-client-certificate": p.cert("apiserver-kubelet-client"),
             "kubelet-client-key": p.key("apiserver-kubelet-client"),
+            **({"kubelet-certificate-authority": p.cert("kubelet-ca")} if c.kubelet_certificate_authority_file else {}),
             "audit-policy-file": p.audit_policy,
             "audit-log-path": c.audit_log_path,
             "audit-log-maxage": c.audit_log_maxage,
@@ -79,6 +80,7 @@ def apiserver_flags(s: "Settings") -> dict[str, dict[str, object]]:
     if c.secrets_encryption:
         groups["KUBE_API_ARGS"]["encryption-provider-config"] = p.encryption_config
     groups["KUBE_API_ARGS"].update(graceful_shutdown_flags(minor_of(c.kube_version), c.shutdown_delay_seconds))
+    groups["KUBE_API_ARGS"].update(cis_flags(minor_of(c.kube_version)))
     groups["KUBE_API_ARGS"].update(c.apiserver_extra_flags)  # validated: never a RESERVED flag
     return groups
 
@@ -104,6 +106,24 @@ GRACEFUL_SHUTDOWN = (
 def graceful_shutdown_flags(version, shutdown_delay: int) -> dict[str, str]:
     """The flags of ``GRACEFUL_SHUTDOWN`` that ``version`` accepts."""
     return {name: value(shutdown_delay) for name, value in GRACEFUL_SHUTDOWN if FLAGS[name].accepted_by(version)}
+
+
+#: CIS benchmark section 1.2 (``hakube.cis``): flags whose upstream default fails a check, set to
+#: the value the check wants on every version that has the flag (sources in ``hakube.flags.FLAGS``).
+#: Each is a default: ``apiserver_extra_flags`` overrides it (e.g. ``profiling: true``).
+CIS_DEFAULTS = (
+    # cis-1.6 1.2.21, cis-1.12 1.2.15: no /debug/pprof on the serving port.
+    ("profiling", "false"),
+    # cis-1.12 1.2.30: service-account tokens injected by admission expire when they say (1 h by
+    # default) instead of being extended to a year; a client that reads its token only once fails
+    # when it expires (README, Hardening: apiserver_extra_flags turns the extension back on).
+    ("service-account-extend-token-expiration", "false"),
+)
+
+
+def cis_flags(version) -> dict[str, str]:
+    """The flags of ``CIS_DEFAULTS`` that ``version`` accepts."""
+    return {name: value for name, value in CIS_DEFAULTS if FLAGS[name].accepted_by(version)}
 
 
 def apiserver_env(s: "Settings") -> dict[str, str]:

@@ -168,7 +168,7 @@ for _name in """
     request-timeout requestheader-allowed-names requestheader-client-ca-file
     requestheader-extra-headers-prefix requestheader-group-headers requestheader-username-headers
     runtime-config secure-port service-account-issuer service-account-jwks-uri service-account-key-file
-    service-account-lookup service-account-max-token-expiration service-account-signing-key-file
+    service-account-extend-token-expiration service-account-lookup service-account-max-token-expiration service-account-signing-key-file
     service-cluster-ip-range service-node-port-range show-hidden-metrics-for-version
     shutdown-delay-duration storage-backend storage-media-type
     tls-cert-file tls-cipher-suites tls-min-version tls-private-key-file tls-sni-cert-key
@@ -196,6 +196,7 @@ RESERVED: dict[str, str] = {
     "audit-log-maxbackup": "audit_log_maxbackup",
     "audit-log-maxsize": "audit_log_maxsize",
     "encryption-provider-config": "secrets_encryption",
+    "kubelet-certificate-authority": "kubelet_certificate_authority_file",
     **{
         f: "the deploy's PKI"
         for f in (

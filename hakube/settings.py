@@ -127,6 +127,7 @@ class Cluster:
     etcd_ca_key_file: str | None
     etcd_client_cert_file: str | None
     etcd_client_key_file: str | None
+    kubelet_certificate_authority_file: str | None
     pki_dir: str
     artifacts_dir: str
     cluster_name: str
@@ -442,6 +443,30 @@ def _opt_path(v: Any) -> str | None:
     return str(v)
 
 
+def _opt_ca_cert(v: Any) -> str | None:
+    """A local PEM file holding one or more CA certificates, or None."""
+    if _opt_path(v) is None:
+        return None
+    from cryptography import x509
+
+    try:
+        certs = x509.load_pem_x509_certificates(Path(v).read_bytes())
+    except (ValueError, OSError) as e:
+        raise ValueError(f"{str(v)!r} is not a PEM certificate file ({e})") from None
+    if not all(_is_ca(c) for c in certs):
+        raise ValueError(f"{str(v)!r} holds a certificate that is not a CA (basicConstraints CA:TRUE)")
+    return str(v)
+
+
+def _is_ca(cert) -> bool:
+    from cryptography import x509
+
+    try:
+        return cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    except x509.ExtensionNotFound:
+        return False
+
+
 def _audit_log_path(v: Any) -> str:
     if v == "-":
         return v  # the apiserver's stdout
@@ -614,12 +639,13 @@ KEYS: tuple[Key, ...] = (
     Key("etcd_ca_key_file", None, "Private key of etcd_ca_cert_file: the deploy issues the apiserver's etcd client certificate from it. Stays on the deploy machine.", check=_opt_path),
     Key("etcd_client_cert_file", None, "Instead of etcd_ca_key_file: the apiserver's etcd client certificate, issued by etcd_ca_cert_file elsewhere (clientAuth).", check=_opt_path),
     Key("etcd_client_key_file", None, "Private key of etcd_client_cert_file.", check=_opt_path),
+    Key("kubelet_certificate_authority_file", None, "Local PEM file of the CA(s) that signed the kubelets' serving certificates: uploaded to /etc/kubernetes/ssl/kubelet-ca.pem and passed as --kubelet-certificate-authority (CIS 1.2.6 / 1.2.5), so the apiserver verifies each kubelet it calls (logs, exec, port-forward). Unset: the apiserver does not verify kubelets, as upstream; set it only once every kubelet serves a certificate from that CA (README: Hardening).", check=_opt_ca_cert),
     Key("pki_dir", "pki", "Local, git-ignored directory holding the CA and all issued certificates (no control characters).", check=_local_path),
     # Step 2 — audit policy (tasks/audit.py).
     Key("audit_policy_rules", [{"level": "Metadata"}], "Rules of the audit policy (audit.k8s.io/v1); strings without control characters.", check=_rules),
     Key("audit_log_path", "/var/log/k8s-audit.log", "--audit-log-path: an absolute path of letters, digits and `._/@%+,:=-` (or `-` for stdout).", check=_audit_log_path),
     Key("audit_log_maxage", 30, "--audit-log-maxage (days).", check=_int_in(0, 3650)),
-    Key("audit_log_maxbackup", 3, "--audit-log-maxbackup.", check=_int_in(0, 1000)),
+    Key("audit_log_maxbackup", 10, "--audit-log-maxbackup: rotated audit files kept (the tutorial's 3 fails CIS 1.2.24 / 1.2.18, which want at least 10; with audit_log_maxsize, up to 11 x 100 MB on disk).", check=_int_in(0, 1000)),
     Key("audit_log_maxsize", 100, "--audit-log-maxsize (MB).", check=_int_in(1, 100000)),
     # Step 2b — Secrets encrypted at rest (tasks/encryption.py).
     Key("secrets_encryption", True, "Encrypt Secrets in etcd (--encryption-provider-config; identity stays last, so Secrets written before stay readable). On by default: the keys live in pki_dir, which must be kept safe anyway; turning it off while a master's config is live is refused.", check=_bool),

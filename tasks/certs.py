@@ -16,6 +16,7 @@ import sys
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
+from pathlib import Path
 
 from pyinfra.api import deploy
 from pyinfra.api.exceptions import PyinfraError
@@ -139,6 +140,9 @@ def desired_files(cfg, p: ClusterPKI | None) -> dict[str, DesiredFile]:
         out[name] = DesiredFile(PATHS.cert(name), cert.cert_pem, notify=restart)
         out[f"{name}-key"] = DesiredFile(PATHS.key(name), cert.key_pem, mode="0600", secret=True, notify=restart)
     out["sa.pub"] = DesiredFile(PATHS.sa_pub, p.sa_pub, notify=restart)
+    if cfg.cluster.kubelet_certificate_authority_file:  # --kubelet-certificate-authority (CIS 1.2.6 / 1.2.5)
+        ca = Path(cfg.cluster.kubelet_certificate_authority_file).read_bytes()
+        out["kubelet-ca"] = DesiredFile(PATHS.cert("kubelet-ca"), ca, notify=restart)
     out["sa-key"] = DesiredFile(PATHS.key("sa"), p.sa_key, mode="0600", secret=True, notify=restart)
     return out
 

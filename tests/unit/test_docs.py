@@ -13,3 +13,9 @@ def test_readme_key_table_is_the_generated_one():
 
 def test_readme_shows_the_two_commands():
     assert "make lab" in README and "make test" in README
+
+
+def test_readme_hardening_table_is_the_generated_one():
+    from hakube import cis
+
+    assert cis.markdown() in README, "regenerate the table: python -m hakube.cis"

@@ -142,11 +142,20 @@ def test_extra_flag_may_not_override_what_the_deploy_sets(tmp_path: Path, flag: 
 
 
 def test_new_extra_flag_lands_in_api_args(tmp_path: Path) -> None:
-    s = _settings(tmp_path, apiserver_extra_flags={"max-mutating-requests-inflight": "300", "profiling": False})
+    s = _settings(tmp_path, apiserver_extra_flags={"max-mutating-requests-inflight": "300", "request-timeout": "2m0s"})
     groups = _parse(apiserver_env(s))
     assert groups["KUBE_API_ARGS"]["max-mutating-requests-inflight"] == "300"
-    assert groups["KUBE_API_ARGS"]["profiling"] == "false"
-    assert list(groups["KUBE_API_ARGS"])[-2:] == ["max-mutating-requests-inflight", "profiling"]
+    assert groups["KUBE_API_ARGS"]["request-timeout"] == "2m0s"
+    assert list(groups["KUBE_API_ARGS"])[-2:] == ["max-mutating-requests-inflight", "request-timeout"]
+
+
+def test_extra_flag_overrides_a_default_in_its_place(tmp_path: Path) -> None:
+    """A CIS default (``--profiling=false``) is a default: an extra flag overrides it where it stands."""
+    default = list(_parse(apiserver_env(_settings(tmp_path)))["KUBE_API_ARGS"].items())
+    s = _settings(tmp_path, apiserver_extra_flags={"profiling": True})
+    overridden = list(_parse(apiserver_env(s))["KUBE_API_ARGS"].items())
+    assert ("profiling", "false") in default
+    assert overridden == [(k, "true" if k == "profiling" else v) for k, v in default]
 
 
 @pytest.mark.parametrize("version, expected", [

@@ -701,3 +701,22 @@ def test_want_is_keyed_by_each_steps_stable_key_not_its_printed_name(monkeypatch
     for step in STEPS:
         monkeypatch.setattr(step, "NAME", f"renamed {step.NAME}")
     assert set(desired_state(s["m1"], p)) == {step.KEY for step in STEPS}
+
+
+# ------------------------------------------------------------------ kubelet serving CA (CIS 1.2.6 / 1.2.5)
+
+
+def test_kubelet_ca_is_uploaded_and_passed(tmp_path: Path, etcd_site: dict) -> None:
+    inv = make_inventory(tmp_path)
+    inv.cluster["kubelet_certificate_authority_file"] = etcd_site["ca"]  # any CA certificate will do
+    s = inv.load()
+    pl = plan(s["m1"], ensure_pki(s["m1"]))
+    f = _file(pl, PATHS.cert("kubelet-ca"))
+    assert f.content == Path(etcd_site["ca"]).read_bytes() and f.notify == ("kube-apiserver",)
+    assert apiserver_args.apiserver_flags(s["m1"])["KUBE_API_ARGS"]["kubelet-certificate-authority"] == f.path
+
+
+def test_no_kubelet_ca_by_default(tmp_path: Path) -> None:
+    s = make_inventory(tmp_path).load()
+    assert "kubelet-certificate-authority" not in apiserver_args.apiserver_flags(s["m1"])["KUBE_API_ARGS"]
+    assert PATHS.cert("kubelet-ca") not in [f.path for f in _files(plan(s["m1"], ensure_pki(s["m1"])))]
