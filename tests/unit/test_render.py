@@ -292,6 +292,8 @@ def test_haproxy_checks(plans) -> None:
     assert default_server[default_server.index("inter") + 1] == "1000"
     assert default_server[default_server.index("fall") + 1] == "2"
     assert default_server[default_server.index("rise") + 1] == "2"
+    # a refused connection is retried on another apiserver at once
+    assert "option redispatch 1" in lines
     assert "stick" not in text
 
 
