@@ -91,8 +91,8 @@ def switch_in_place(vip: str, interface: str, unit: str, advert_int: float, seco
     to ``lo`` as a /32 (it stays a local address, so its sessions live on; a detached timer removes
     it after ``seconds`` whatever happens to the run), waits a second, and reloads: alone, it is
     MASTER again within 3 advert intervals and skew. The others start on the new config after
-    that (4 intervals and 2 s), hear its adverts and stay backups. After: the copy on ``lo`` goes
-    (a no-op elsewhere). The deploy's snapshot reads every interface: a copy left behind would show
+    that (4 intervals and 2 s), hear its adverts and stay backups. After, on every exit: the copy
+    on ``lo`` goes, and a keepalived still stopped (a run cut short) is started. The deploy's snapshot reads every interface: a copy left behind would show
     as a second holder, never silently."""
     q_vip, q_if = shlex.quote(vip), shlex.quote(interface)
     drop = f"ip addr del {q_vip}/32 dev lo"
@@ -100,7 +100,9 @@ def switch_in_place(vip: str, interface: str, unit: str, advert_int: float, seco
               f"ip addr add {q_vip}/32 dev lo 2>/dev/null; "
               f"setsid -f sh -c {shlex.quote(f'sleep {seconds:g}; {drop}')} >/dev/null 2>&1 </dev/null; sleep 1; "
               f"else systemctl stop {shlex.quote(unit)}; sleep {4 * advert_int + 2:g}; fi")
-    after = f"{drop} 2>/dev/null || true"
+    # on every exit: no copy left on lo, and no master left with keepalived stopped (a run cut
+    # short after the others stopped: they start on the new config, as the roll would have)
+    after = f"{drop} 2>/dev/null; systemctl is-active -q {shlex.quote(unit)} || systemctl start {shlex.quote(unit)}; true"
     return before, after
 
 

@@ -202,7 +202,7 @@ def test_a_switch_between_multicast_and_unicast_is_seen_from_the_live_configs(tm
     assert not vip.mode_switch(True, idle)  # keepalived runs nowhere: a first start, nothing to switch
 
 
-def _recording_tools(tmp_path, held: bool):
+def _recording_tools(tmp_path, held: bool, active: bool = True):
     """``ip`` answering as a master that holds 10.0.0.150 (or not) and recording every other call;
     ``setsid``, ``systemctl`` and ``sleep`` recording their arguments instead of acting."""
     bin_dir, log = tmp_path / "bin", tmp_path / "calls"
@@ -210,7 +210,8 @@ def _recording_tools(tmp_path, held: bool):
     show = "echo '2: eth0    inet 10.0.0.11/24 scope global eth0'" + (
         "; echo '2: eth0    inet 10.0.0.150/24 scope global secondary eth0'" if held else "")
     tools = {"ip": f'if [ "$2" = "-4" ]; then {show}; else echo "ip $*" >> {log}; fi',
-             **{tool: f'echo "{tool} $*" >> {log}' for tool in ("setsid", "systemctl", "sleep")}}
+             **{tool: f'echo "{tool} $*" >> {log}' for tool in ("setsid", "sleep")},
+             "systemctl": f'echo "systemctl $*" >> {log}; [ "$1" != is-active ] || exit {0 if active else 3}'}
     for name, body in tools.items():
         script = bin_dir / name
         script.write_text(f"#!/bin/sh\n{body}\n")
@@ -229,14 +230,17 @@ def test_through_a_mode_switch_the_holder_keeps_the_vip_local_and_reloads_alone(
     assert calls[2] == "sleep 1"  # the others stop first
     assert not any(c.startswith("systemctl") for c in calls)  # the holder only reloads (in the roll)
     assert subprocess.run(["sh", "-c", after], env=env).returncode == 0
-    assert log.read_text().splitlines()[-1] == "ip addr del 10.0.0.150/32 dev lo"
+    assert log.read_text().splitlines()[-2:] == ["ip addr del 10.0.0.150/32 dev lo",
+                                                 "systemctl is-active -q keepalived.service"]  # running: left alone
 
 
 def test_through_a_mode_switch_the_others_stop_until_the_holder_is_master_again(tmp_path):
     before, after = vip.switch_in_place("10.0.0.150", "eth0", "keepalived.service", 1, 40)
-    env, log = _recording_tools(tmp_path / "other", held=False)
+    env, log = _recording_tools(tmp_path / "other", held=False, active=False)
     assert subprocess.run(["sh", "-c", before], env=env).returncode == 0
     # stopped (no priority-0 advert to take over, no VIP), then wait past the holder's master-down
     # timer (3 intervals and skew) before the roll starts it on the new config
     assert log.read_text().splitlines() == ["systemctl stop keepalived.service", "sleep 6"]
-    assert subprocess.run(["sh", "-c", after], env=env).returncode == 0  # dropping nothing is fine
+    # a run cut short here: on exit the stopped keepalived is started again
+    assert subprocess.run(["sh", "-c", after], env=env).returncode == 0
+    assert log.read_text().splitlines()[-1] == "systemctl start keepalived.service"
