@@ -89,8 +89,9 @@ def added(converged):
 
 #: The VIP holder leaving moves the VIP: a connection through the leaver's haproxy ends with it (the
 #: new holder knows nothing of it and resets it), a kept one or a new one caught mid-handshake, so
-#: each client may lose the one call it has on it then (README: What a client sees). The watch
-#: re-watches and misses nothing.
+#: each client may lose the one call it has on it then (README: What a client sees). The watch on it
+#: notices only at its read timeout (30 s); by then its resourceVersion may have left the apiserver's
+#: watch cache (1.20: 100 events): one relist (410), never a missed object.
 HOLDER_LEAVES = {"new_conn": 1, "go_h2": 1, "python_client": 1}
 
 
@@ -145,7 +146,9 @@ def test_the_vip_holder_leaves_under_load_without_a_failed_call(left):
           f"the VIP, {len(probe.failures)} failed")
     mine = [s for s in probe.samples if not s[1]]  # the probe's own calls: a new connection each
     assert len(mine) <= HOLDER_LEAVES["new_conn"], mine
-    assert probe.failures == mine, probe.failures[:10]  # the real clients: within HOLDER_LEAVES
+    relist = [f for f in probe.failures if f[2] == "real client: watch: relisted 1 times (410 Gone)"]
+    assert probe.failures == mine + relist, probe.failures[:10]  # the real clients: within HOLDER_LEAVES
+    assert not probe.real_report["watch"].get("missed"), probe.real_report["watch"]
     assert one_holder() in ("vm01", "vm02")
 
 
