@@ -92,8 +92,9 @@ def switch_in_place(vip: str, interface: str, unit: str, advert_int: float, seco
     it after ``seconds`` whatever happens to the run), waits a second, and reloads: alone, it is
     MASTER again within 3 advert intervals and skew. The others start on the new config after
     that (4 intervals and 2 s), hear its adverts and stay backups. After, on every exit: the copy
-    on ``lo`` goes, and a keepalived still stopped (a run cut short) is started. The deploy's snapshot reads every interface: a copy left behind would show
-    as a second holder, never silently."""
+    on ``lo`` goes, and a keepalived still stopped (a run cut short) is started. The deploy's
+    snapshot reads every interface: a copy left behind would show as a second holder, never
+    silently."""
     q_vip, q_if = shlex.quote(vip), shlex.quote(interface)
     drop = f"ip addr del {q_vip}/32 dev lo"
     before = (f"if ip -o -4 addr show dev {q_if} | grep -q {shlex.quote(f' {vip}/')}; then "
