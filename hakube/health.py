@@ -263,7 +263,7 @@ def _unit(facts: HostFacts, unit: str) -> str:
 def _owed(facts: HostFacts | None, status: HostStatus | None) -> list[str]:
     owed = set(status.owed if status else ())
     if facts is not None:
-        owed |= {posixpath.basename(p) for p in facts.files if posixpath.dirname(p) == PENDING_DIR}
+        owed |= facts.pending | {posixpath.basename(p) for p in facts.files if posixpath.dirname(p) == PENDING_DIR}
     return sorted(owed)
 
 
