@@ -251,6 +251,23 @@ def test_the_addresses_of_this_machine_round_trip():
     assert status.addresses == ("127.0.0.1",)
 
 
+def test_the_address_shell_asks_for_both_families(tmp_path):
+    """An ``ip`` stand-in that shows IPv6 only when no family is asked, per device when one is."""
+    (tmp_path / "ip").write_text(
+        "#!/bin/sh\n"
+        'all="1: lo    inet 127.0.0.1/8 scope host lo\n1: lo    inet6 ::1/128 scope host\n'
+        '2: eth0    inet 10.0.0.11/24 scope global eth0\n2: eth0    inet6 2001:db8::11/64 scope global\n'
+        '2: eth0    inet6 fe80::1/64 scope link"\n'
+        'case "$*" in *-4*) all=$(printf "%b" "$all" | grep -w inet);; esac\n'
+        'case "$*" in *"dev eth0"*) all=$(printf "%b" "$all" | grep eth0);; esac\n'
+        'printf "%b\\n" "$all"\n')
+    (tmp_path / "ip").chmod(0o755)
+    env = {"PATH": f"{tmp_path}{os.pathsep}{os.environ['PATH']}"}
+    facts = HostSnapshot().process(_sh(protocol.addresses(), env))
+    assert facts.addresses == {"127.0.0.1", "10.0.0.11", "2001:db8::11"}
+    assert parse_status(_sh(protocol.addresses("eth0"), env)).addresses == ("10.0.0.11", "2001:db8::11")
+
+
 def _stand_ins(tmp_path: Path) -> str:
     """curl, journalctl and kube-apiserver stand-ins: a master that is ready, MASTER, with two backends."""
     bindir = tmp_path / "bin"
