@@ -8,35 +8,16 @@ sysctls, commands, Kubernetes objects); ``deploy.py`` joins them.
 
 from __future__ import annotations
 
-import re
-import shlex
 from dataclasses import dataclass, field, fields
 
 from pyinfra.api import FactBase
 
-from .encryption import AWK_KEYS, LiveKey
+from . import protocol as p
+from .protocol import HASH_CACHE_DIR, K8S_ARCH, STAT_FORMAT, cached_hash, hash_cache_file, k8s_arch  # noqa: F401
 from .roll import pending_marker
 
-
-#: What ``dpkg --print-architecture`` or ``uname -m`` say -> Kubernetes' name of the architecture
-#: (the ``{arch}`` of https://dl.k8s.io/release/v{version}/bin/linux/{arch}/kube-apiserver).
-K8S_ARCH = {
-    "x86_64": "amd64", "amd64": "amd64",
-    "aarch64": "arm64", "arm64": "arm64",
-    "armv7l": "arm", "armhf": "arm",
-    "ppc64le": "ppc64le", "ppc64el": "ppc64le",
-    "s390x": "s390x",
-    "riscv64": "riscv64",
-}
-
-
-def k8s_arch(raw: str) -> str:
-    """Kubernetes' name for a host's architecture; another plain name as it is (a download of it
-    then fails naming the URL); "" when unknown or not a plain name (never reaches a URL)."""
-    raw = raw.strip()
-    if raw in K8S_ARCH:
-        return K8S_ARCH[raw]
-    return raw if re.fullmatch(r"[a-z0-9_]{1,32}", raw) else ""
+#: awk over a keepalived config: its live VIPs, VRRP mode and version (``hakube.protocol.awk_vips``)
+AWK_VIPS = p.awk_vips()
 
 
 @dataclass(frozen=True)
@@ -81,7 +62,9 @@ class HostFacts:
     sysctls: dict = field(default_factory=dict)  # key -> value
     commands: frozenset = frozenset()  # of the commands asked for, those on the PATH
     kube_objects: frozenset = frozenset()  # of the objects asked for, those the API reports
-    addresses: frozenset = frozenset()  # the host's IPv4 addresses (without prefix), once `ip` is installed
+    #: the host's addresses (without prefix), once `ip` is installed: every IPv4 one, the IPv6 ones
+    #: but loopback and link-local (``hakube.protocol``)
+    addresses: frozenset = frozenset()
     arch: str = ""  # Kubernetes' name of the host's architecture (amd64, arm64, ...); "" unknown
     #: of the secret_digests files asked for, those present: path -> (LiveKey(name, sha256 of secret, provider), ...)
     secret_digests: dict = field(default_factory=dict)
@@ -92,6 +75,8 @@ class HostFacts:
     live_vrrp_mode: str = ""
     #: the VRRP version of that keepalived config: 2 or 3 (0 when there is none)
     live_vrrp_version: int = 0
+    #: handlers with a marker in ``PENDING_DIR`` (``owed``)
+    pending: frozenset = frozenset()
 
     def unit_state(self, unit: str) -> tuple[str, str]:
         """``(is-active, is-enabled)`` of ``unit``; ``("unknown", "unknown")`` when it was not asked."""
@@ -108,147 +93,63 @@ class HostFacts:
         return self.active(unit) and self.enabled(unit)
 
     def owed(self, handler: str) -> bool:
-        """A change that needs ``handler`` went live (or was staged) and the handler has not run yet."""
-        return pending_marker(handler) in self.files
-
-
-#: ``L <address>`` for each line of a keepalived config's virtual_ipaddress block
-AWK_VIPS = ('/^[ \t]*virtual_ipaddress[ \t]*{/{f=1;next} f&&/}/{f=0} f&&NF{split($1,a,"/"); print "L", a[1]} '
-            '/^[ \t]*unicast_src_ip[ \t]/{u=1} /^[ \t]*vrrp_version[ \t]/{v=$2} '
-            'END{print "LM", (u ? "unicast" : "multicast"); print "LV", (v ? v : 2)}')
-
-
-#: root-only (0700) directory on a host: one file per ``Needs.hash_cached`` path, "STAT SHA256"
-HASH_CACHE_DIR = "/var/lib/hakube/sha256"
-#: size, mtime and ctime in nanoseconds, inode (GNU stat): a file replaced or rewritten, even with
-#: the same size and a preserved mtime, gets a new ctime (and a new inode when it is moved in)
-STAT_FORMAT = "%s %.9Y %.9Z %i"
-
-
-def hash_cache_file(path: str, cache_dir: str = HASH_CACHE_DIR) -> str:
-    """The cache file of ``path`` on the host: its path with ``/`` as ``_`` (the file names the path too)."""
-    return f"{cache_dir}/{path.strip('/').replace('/', '_')}.sha256"
-
-
-def cached_hash(path: str, cache_dir: str = HASH_CACHE_DIR) -> str:
-    """Shell: the ``H <sha256>  <path>`` line of an existing ``path`` (nothing when it is missing),
-    its sha256 read from the cache file when the cached stat equals the file's stat now, else computed
-    and the cache written (atomically, 0600; best effort: a cache that cannot be written costs only
-    the hash). The stat is taken before the hash: a file that changes while it is hashed is hashed
-    again next time."""
-    q, cache = shlex.quote, hash_cache_file(path, cache_dir)
-    return (
-        f"p={q(path)}; c={q(cache)}; if [ -f \"$p\" ]; then "
-        f"st=$(stat -c {q(STAT_FORMAT + ' %n')} -- \"$p\" 2>/dev/null); h=''; "
-        # the cache line is "STAT SHA256": taken only when STAT (with the path) is the file's now
-        'if [ -n "$st" ] && [ -f "$c" ] && read -r l < "$c"; then case "$l" in "$st "*) h=${l#"$st "};; esac; fi; '
-        'case "$h" in *[!0-9a-f]*) h="";; esac; [ ${#h} -eq 64 ] || h=""; '
-        'if [ -z "$h" ]; then h=$(sha256sum -- "$p") && h=${h%% *}; '
-        # mkdir -m sets the mode of the cache directory only: its parents (/var/lib/hakube, which
-        # holds the upload directory the login user must reach) keep the usual umask's 0755
-        'if [ -n "$h" ] && [ -n "$st" ]; then ( mkdir -p -m 0700 -- "${c%/*}" && umask 077 && t=$(mktemp -- "$c.XXXXXX") && '
-        '{ printf \'%s %s\\n\' "$st" "$h" > "$t" && mv -f -- "$t" "$c" || rm -f -- "$t"; } ) 2>/dev/null; fi; fi; '
-        '[ -n "$h" ] && echo "H $h  $p"; fi; '
-    )
+        """A change that needs ``handler`` went live (or was staged) and the handler has not run yet:
+        its marker was listed (``pending``) or is among the files (the markers of the handlers a
+        host's files notify are among its managed paths)."""
+        return handler in self.pending or pending_marker(handler) in self.files
 
 
 class HostSnapshot(FactBase):
     """sha256/mode/owner of the given files, state of units, users, sysctls, commands, kube objects,
-    and the architecture (for the download URL)."""
+    the architecture (for the download URL), addresses, pending markers: lines of
+    ``hakube.protocol``, whose functions build the command and whose ``parse`` reads it."""
 
     def command(self, paths: tuple[str, ...], units: tuple[str, ...], users: tuple[str, ...],
                 sysctls: tuple[str, ...], commands: tuple[str, ...], kube_objects: tuple[str, ...],
                 kubeconfig: str, secret_digests: tuple[str, ...] = (),
                 journals: tuple[tuple[str, str], ...] = (), vip_configs: tuple[str, ...] = (),
                 hash_cached: tuple[str, ...] = (), hash_cache_dir: str = HASH_CACHE_DIR) -> str:
-        q = lambda items: " ".join(shlex.quote(i) for i in items)  # noqa: E731
-        cached = [p for p in paths if p in hash_cached]
-        hashed = [p for p in paths if p not in hash_cached]
-        return (
-            f'set --; for p in {q(hashed)}; do [ -f "$p" ] && set -- "$@" "$p"; done; '
-            "if [ $# -gt 0 ]; then sha256sum \"$@\" | sed 's/^/H /'; fi; "
-            + "".join(cached_hash(p, hash_cache_dir) for p in cached)
-            + f'set --; for p in {q(paths)}; do [ -f "$p" ] && set -- "$@" "$p"; done; '
-            "if [ $# -gt 0 ]; then stat -c 'M %a:%U:%G %n' \"$@\"; fi; "
-            f'for u in {q(units)}; do echo "U $u $(systemctl is-active "$u" 2>/dev/null || true) '
-            '$(systemctl is-enabled "$u" 2>/dev/null || true)"; done; '
-            f'for u in {q(users)}; do getent passwd "$u" >/dev/null && echo "P $u"; done; '
-            f'for k in {q(sysctls)}; do echo "S $k $(sysctl -n "$k" 2>/dev/null)"; done; '
-            f'for c in {q(commands)}; do command -v "$c" >/dev/null && echo "C $c"; done; '
-            'echo "A $(dpkg --print-architecture 2>/dev/null || uname -m)"; '
-            # Each key's secret is decoded and hashed on the host: only its sha256 is printed.
-            f'for f in {q(secret_digests)}; do [ -f "$f" ] || continue; echo "X $f"; '
-            f'awk {shlex.quote(AWK_KEYS)} "$f" | while read -r v n s; do '
-            'd=$(printf %s "$s" | base64 -d 2>/dev/null | sha256sum); echo "E ${d%% *} $v $n $f"; done; done; '
-            f"if command -v kubectl >/dev/null && [ -f {shlex.quote(kubeconfig)} ]; then "
-            f"for o in {q(kube_objects)}; do kubectl --kubeconfig {shlex.quote(kubeconfig)} --request-timeout=5s "
-            'get "$o" -o name >/dev/null 2>&1 && echo "K $o"; done; fi; '
-            "if command -v ip >/dev/null; then ip -o -4 addr show | awk '{print \"I\", $4}'; fi; "
-            + "".join(f"journalctl -u {shlex.quote(unit)} -o cat --no-pager --since -30s 2>/dev/null | "
-                      f"grep -E {shlex.quote(regex)} | tail -n 20 | sed {shlex.quote(f's|^|J {unit} |')}; "
-                      for unit, regex in journals)
-            + f"for f in {q(vip_configs)}; do [ -f \"$f\" ] && awk {shlex.quote(AWK_VIPS)} \"$f\"; done; "
-            + "true"
-        )
+        return (p.file_hashes(paths, hash_cached, hash_cache_dir) + p.file_metas(paths) + p.unit_states(units)
+                + p.users(users) + p.sysctls(sysctls) + p.commands(commands) + p.arch()
+                + p.secret_digests(secret_digests) + p.kube_objects(kube_objects, kubeconfig) + p.addresses()
+                + p.journals(journals) + p.vip_configs(vip_configs) + p.pending() + "true")
 
     @staticmethod
     def default() -> HostFacts:
         return HostFacts()
 
     def process(self, output: list[str]) -> HostFacts:
-        hashes, metas, units, users, sysctls, commands, objects, addresses = {}, {}, {}, set(), {}, set(), set(), set()
-        arch = ""
-        digests: dict[str, list] = {}
-        journal: dict[str, list] = {}
-        live_vips: list[str] = []
-        live_mode = ""
-        live_version = 0
-        for line in output:
-            kind, _, rest = line.partition(" ")
-            if kind == "H":
-                sha, path = rest.split("  ", 1)
-                hashes[path] = sha
-            elif kind == "M":
-                meta, path = rest.split(" ", 1)
-                metas[path] = meta
-            elif kind == "U":
-                unit, *states = rest.split()
-                units[unit] = tuple((states + ["unknown", "unknown"])[:2])
-            elif kind == "P":
-                users.add(rest)
-            elif kind == "S":
-                key, _, value = rest.partition(" ")
-                sysctls[key] = value
-            elif kind == "C":
-                commands.add(rest)
-            elif kind == "K":
-                objects.add(rest)
-            elif kind == "J":
-                unit, _, text = rest.partition(" ")
-                journal.setdefault(unit, []).append(text)
-            elif kind == "I":
-                addresses.add(rest.split("/")[0])
-            elif kind == "L":
-                live_vips.append(rest.strip())
-            elif kind == "LM":
-                live_mode = rest.strip()
-            elif kind == "LV":
-                live_version = int(rest) if rest.strip() in ("2", "3") else 0
-            elif kind == "A":
-                arch = k8s_arch(rest)
-            elif kind == "X":
-                digests.setdefault(rest, [])
-            elif kind == "E":
-                sha, provider, name, path = rest.split(" ", 3)
-                digests.setdefault(path, []).append(LiveKey(name, sha, provider))
-        files = {}
-        for path, sha in hashes.items():
-            mode, user, group = metas[path].split(":")
-            files[path] = FileState(sha, int(mode, 8), f"{user}:{group}")
-        return HostFacts(files, units, frozenset(users), sysctls, frozenset(commands), frozenset(objects),
-                         frozenset(addresses), arch, {path: tuple(keys) for path, keys in digests.items()},
-                         {unit: tuple(lines) for unit, lines in journal.items()}, tuple(dict.fromkeys(live_vips)), live_mode,
-                         live_version)
+        return host_facts(output)
+
+
+def host_facts(lines: list[str]) -> HostFacts:
+    """``HostSnapshot``'s output as ``HostFacts`` (``hakube.protocol.parse``)."""
+    got = p.parse(lines)
+    hashes = {h.path: h.sha256 for h in got["file_hash"]}
+    metas = {m.path: m for m in got["file_meta"]}
+    files = {path: FileState(sha, metas[path].mode, metas[path].owner) for path, sha in hashes.items() if path in metas}
+    digests: dict[str, list] = {path: [] for path in got["secret_file"]}
+    for d in got["key_digest"]:
+        digests.setdefault(d.path, []).append(d.key)
+    journal: dict[str, list] = {}
+    for j in got["journal"]:
+        journal.setdefault(j.unit, []).append(j.text)
+    return HostFacts(
+        files=files,
+        units={u.unit: (u.active, u.enabled) for u in got["unit"]},
+        users=frozenset(got["user"]),
+        sysctls={s.key: s.value for s in got["sysctl"]},
+        commands=frozenset(got["command"]),
+        kube_objects=frozenset(got["kube_object"]),
+        addresses=frozenset(a.address for a in got["address"]),
+        arch=got["arch"][-1] if got["arch"] else "",
+        secret_digests={path: tuple(keys) for path, keys in digests.items()},
+        journal={unit: tuple(texts) for unit, texts in journal.items()},
+        live_vips=tuple(dict.fromkeys(got["live_vip"])),
+        live_vrrp_mode=got["vrrp_mode"][-1] if got["vrrp_mode"] else "",
+        live_vrrp_version=got["vrrp_version"][-1] if got["vrrp_version"] else 0,
+        pending=frozenset(got["pending"]),
+    )
 
 
 def snapshot(host, paths, needs: Needs, kubeconfig: str) -> HostFacts:

@@ -41,24 +41,23 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import posixpath
-import re
-import shlex
 import sys
 from dataclasses import dataclass, field
 
 from pyinfra.api import FactBase
 
+from . import protocol
 from .facts import FileState, HostFacts
 from .paths import PATHS
 from .pki import PKIError, expiry
 from .probes import BACKEND
+from .protocol import normal_backend_status  # noqa: F401 - a name of this module before hakube.protocol
 from .roll import PENDING_DIR
 
 WARNING, ERROR = "warning", "error"
 STATUS = {0: "healthy", 1: "degraded", 2: "broken"}
 CA_WARN_DAYS = 365  # a CA is replaced by hand: warn a year ahead
 APISERVER_UNIT, HAPROXY_UNIT, KEEPALIVED_UNIT = "kube-apiserver.service", "haproxy.service", "keepalived.service"
-END = "END"  # the status command's last line: a command cut short is not a healthy host
 
 
 # --- what a host showed -------------------------------------------------------------------------------
@@ -75,7 +74,7 @@ class HostStatus:
     stats_ok: bool = False  # haproxy's loopback stats listener answered
     backends: dict = field(default_factory=dict)  # server name -> status ("UP", "DOWN", "DRAIN", "MAINT", ...)
     keepalived_state: str | None = None  # last "Entering <STATE> STATE" in keepalived's journal
-    addresses: tuple[str, ...] = ()  # IPv4 addresses on the VRRP interface
+    addresses: tuple[str, ...] = ()  # addresses on the VRRP interface (IPv4; IPv6 but loopback and link-local)
     certs: dict = field(default_factory=dict)  # path -> PEM certificate block(s) (never a key)
     owed: tuple[str, ...] = ()  # handlers with a marker in PENDING_DIR
     complete: bool = False  # the command ran to its end
@@ -99,32 +98,13 @@ class HostStatusFact(FactBase):
 
     def command(self, binary: str, readyz_url: str | None, ca: str, cert: str, key: str, stats_url: str | None,
                 interface: str | None, cert_paths: tuple[str, ...], kubeconfig: str) -> str:
-        q = shlex.quote
-        parts = []
+        parts = ""
         if readyz_url:  # a master
-            parts += [
-                f'v=$({q(binary)} --version 2>/dev/null | head -n1); echo "V $v"',
-                f"out=$(curl -s --max-time 3 --cacert {q(ca)} --cert {q(cert)} --key {q(key)} "
-                f"-w '\\n%{{http_code}}' {q(readyz_url)} 2>/dev/null); rc=$?; "
-                'echo "R $rc $(printf \'%s\\n\' "$out" | tail -n1)"; '
-                "printf '%s\\n' \"$out\" | sed '$d' | head -n 20 | sed 's/^/RB /'",
-                f"if st=$(curl -s --max-time 2 {q(stats_url)}); then echo SO; "
-                f"printf '%s\\n' \"$st\" | awk -F, '$1==\"{BACKEND}\" && $2!=\"FRONTEND\" && $2!=\"BACKEND\" "
-                "{print \"B \" $2 \" \" $18}'; fi",
-                "journalctl -u keepalived -o cat --no-pager -r -n 5000 2>/dev/null "
-                "| grep -m1 -oE 'Entering [A-Z]+ STATE' | sed 's/^/K /'",
-                f"ip -o -4 addr show dev {q(interface)} 2>/dev/null | sed 's/^/I /'",
-                f"for f in {' '.join(q(p) for p in cert_paths)}; do [ -f \"$f\" ] && "
-                "sed -n '/-----BEGIN CERTIFICATE-----/,/-----END CERTIFICATE-----/p' \"$f\" | "
-                "awk -v f=\"$f\" '{print \"X \" f \" \" $0}'; done",
-                f"[ -f {q(kubeconfig)} ] && sed -n 's/^ *client-certificate-data: *//p' {q(kubeconfig)} "
-                f"| head -n1 | sed 's|^|KC |'",
-            ]
-        parts += [
-            f'for f in {PENDING_DIR}/*; do [ -e "$f" ] && echo "O ${{f##*/}}"; done',
-            f"echo {END}",
-        ]
-        return "; ".join(parts)
+            parts += (protocol.version(binary) + protocol.readyz(readyz_url, ca, cert, key)
+                      + protocol.haproxy_stats(stats_url) + protocol.keepalived_state()
+                      + protocol.addresses(interface) + protocol.certificates(cert_paths)
+                      + protocol.kubeconfig_cert(kubeconfig))
+        return parts + protocol.pending() + protocol.end()
 
     @staticmethod
     def default():
@@ -135,59 +115,32 @@ class HostStatusFact(FactBase):
 
 
 def parse_status(lines: list[str]) -> HostStatus:
-    """``HostStatusFact``'s output as a ``HostStatus``."""
-    version = readyz_exit = readyz_http = keepalived = None
-    body, backends, addresses, owed, pem = [], {}, [], [], {}
-    stats_ok = complete = False
-    for line in lines:
-        kind, _, rest = line.partition(" ")
-        if kind == "V":
-            m = re.search(r"v\d+\.\d+\.\d+\S*", rest)
-            version = m.group(0) if m else (rest.strip() or None)
-        elif kind == "R":
-            words = rest.split()
-            readyz_exit = int(words[0]) if words and words[0].isdigit() else None
-            code = words[1] if len(words) > 1 else ""
-            readyz_http = int(code) if code.isdigit() and int(code) else None
-        elif kind == "RB":
-            body.append(rest)
-        elif kind == "SO":
-            stats_ok = True
-        elif kind == "B":
-            name, _, st = rest.partition(" ")
-            backends[name] = normal_backend_status(st)
-        elif kind == "K":
-            m = re.fullmatch(r"Entering ([A-Z]+) STATE", rest.strip())
-            keepalived = m.group(1) if m else None
-        elif kind == "I":
-            addresses += [w.split("/")[0] for w in re.findall(r"inet (\S+)", rest)]
-        elif kind == "X":
-            path, _, text = rest.partition(" ")
-            pem.setdefault(path, []).append(text)
-        elif kind == "KC":
-            pem[PATHS.kubeconfig] = [rest.strip()]
-        elif kind == "O":
-            owed.append(rest.strip())
-        elif line.strip() == END:
-            complete = True
-    certs = {}
-    for path, chunks in pem.items():
-        if path == PATHS.kubeconfig:
-            try:
-                certs[path] = base64.b64decode(chunks[0], validate=True)
-            except (ValueError, TypeError):
-                certs[path] = b""
-        else:
-            certs[path] = ("\n".join(chunks) + "\n").encode()
-    return HostStatus(version, readyz_exit, readyz_http, tuple(body), stats_ok, backends, keepalived,
-                      tuple(addresses), certs, tuple(sorted(set(owed))), complete)
-
-
-def normal_backend_status(raw: str) -> str:
-    """haproxy's status column, reduced to its word: "UP 1/2" (about to go down) is still UP,
-    "DOWN 1/2" still DOWN, "MAINT (via ...)" MAINT, "DRAIN (agent)" DRAIN."""
-    word = raw.strip().split(" ")[0] if raw.strip() else "unknown"
-    return word.upper()
+    """``HostStatusFact``'s output as a ``HostStatus`` (``hakube.protocol.parse``)."""
+    got = protocol.parse(lines)
+    last = lambda name: got[name][-1] if got[name] else None  # noqa: E731
+    readyz = last("readyz") or protocol.Readyz(None, None)
+    pem: dict[str, list] = {}
+    for c in got["cert_line"]:
+        pem.setdefault(c.path, []).append(c.text)
+    certs = {path: ("\n".join(chunks) + "\n").encode() for path, chunks in pem.items()}
+    if got["kubeconfig_cert"]:
+        try:
+            certs[PATHS.kubeconfig] = base64.b64decode(got["kubeconfig_cert"][-1], validate=True)
+        except (ValueError, TypeError):
+            certs[PATHS.kubeconfig] = b""
+    return HostStatus(
+        version=last("version"),
+        readyz_exit=readyz.exit,
+        readyz_http=readyz.http,
+        readyz_body=tuple(got["readyz_body"]),
+        stats_ok=bool(got["stats_ok"]),
+        backends={b.name: b.status for b in got["backend"]},
+        keepalived_state=last("keepalived_state"),
+        addresses=tuple(a.address for a in got["address"]),
+        certs=certs,
+        owed=tuple(sorted(set(got["pending"]))),
+        complete=bool(got["end"]),
+    )
 
 
 # --- judging one host ------------------------------------------------------------------------------
@@ -310,7 +263,7 @@ def _unit(facts: HostFacts, unit: str) -> str:
 def _owed(facts: HostFacts | None, status: HostStatus | None) -> list[str]:
     owed = set(status.owed if status else ())
     if facts is not None:
-        owed |= {posixpath.basename(p) for p in facts.files if posixpath.dirname(p) == PENDING_DIR}
+        owed |= facts.pending | {posixpath.basename(p) for p in facts.files if posixpath.dirname(p) == PENDING_DIR}
     return sorted(owed)
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from hakube import health as check, pki
+from hakube import health as check, pki, protocol
 from hakube.health import HostStatus, Observed, PKIView
 from hakube.facts import FileState, HostFacts
 from hakube.hostfiles import differs
@@ -381,7 +381,7 @@ def test_the_status_command_only_reads():
 def test_parse_status_reads_haproxy_keepalived_and_addresses():
     s = check.parse_status([
         "V Kubernetes v1.20.2", "R 0 200", "RB ok", "SO", "B vm01 UP", "B vm02 DOWN 1/2", "B vm03 MAINT (via x)",
-        "B vm04 DRAIN (agent)", "K Entering BACKUP STATE", "I 2: eth0    inet 10.213.0.11/24 brd 10.213.0.255 scope global eth0",
+        "B vm04 DRAIN (agent)", "KS Entering BACKUP STATE", "I 2: eth0    inet 10.213.0.11/24 brd 10.213.0.255 scope global eth0",
         "I 2: eth0    inet 10.213.0.100/24 scope global secondary eth0", "O kube-apiserver", "END"])
     assert s.version == "v1.20.2" and check.readyz_text(s) == "ok"
     assert s.backends == {"vm01": "UP", "vm02": "DOWN", "vm03": "MAINT", "vm04": "DRAIN"}
@@ -491,13 +491,13 @@ def _snapshot_lines(want: dict, facts: HostFacts) -> list[str]:
 def _status_lines(status: HostStatus) -> list[str]:
     lines = [f"V Kubernetes {status.version}", "R 0 200", "RB ok", "SO"]
     lines += [f"B {n} {s}" for n, s in status.backends.items()]
-    lines += [f"K Entering {status.keepalived_state} STATE"]
+    lines += [protocol.line("keepalived_state", f"Entering {status.keepalived_state} STATE")]
     lines += [f"I 2: eth0    inet {a}/24 scope global eth0" for a in status.addresses]
     for path, pem in status.certs.items():
         if path == PATHS.kubeconfig:
             lines.append(f"KC {base64.b64encode(pem).decode()}")
         else:
-            lines += [f"X {path} {line}" for line in pem.decode().splitlines()]
+            lines += [protocol.line("cert_line", f"{path} {text}") for text in pem.decode().splitlines()]
     return lines + ["END"]
 
 

@@ -188,8 +188,8 @@ def converged(want: dict, vip: str | None = None) -> list[str]:
     units = {u: ("active", "enabled") for u in leave.UNITS}
     return (_snapshot_lines(HostFacts(files=files, units=units))
             + [f"C {c}" for c in PACKAGE_COMMANDS] + ["P keepalived_script", "S net.ipv4.ip_nonlocal_bind 1",
-                                                      "K clusterrolebinding/kube-apiserver:kubelet-apis", "A amd64"]
-            + ([f"I {vip}/24"] if vip else []))
+                                                      "KO clusterrolebinding/kube-apiserver:kubelet-apis", "A amd64"]
+            + ([f"I 2: eth0    inet {vip}/24 scope global secondary eth0"] if vip else []))
 
 
 def left() -> list[str]:

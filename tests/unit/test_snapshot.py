@@ -45,14 +45,16 @@ def test_no_paths_at_all_is_fine(tmp_path):
     assert snap.files == {} and snap.users == frozenset()
 
 
-def test_addresses_are_the_hosts_ipv4_addresses_when_ip_is_there(tmp_path):
+def test_addresses_are_the_hosts_addresses_when_ip_is_there(tmp_path):
     snap = _run(tmp_path)
     has_ip = subprocess.run(["sh", "-c", "command -v ip"], capture_output=True).returncode == 0
     if has_ip:
-        assert "127.0.0.1" in snap.addresses
+        assert "127.0.0.1" in snap.addresses  # as `ip -o -4` showed it before
+        assert not any(a == "::1" or a.startswith("fe80:") for a in snap.addresses)
     else:
         assert snap.addresses == frozenset()
-    parsed = HostSnapshot().process(["I 10.213.0.100/24", "I 10.213.0.11/24"])
+    parsed = HostSnapshot().process(["I 2: eth0    inet 10.213.0.100/24 scope global secondary eth0",
+                                     "I 2: eth0    inet 10.213.0.11/24 brd 10.213.0.255 scope global eth0"])
     assert parsed.addresses == {"10.213.0.100", "10.213.0.11"}
 
 
