@@ -81,7 +81,7 @@ class HostFacts:
     sysctls: dict = field(default_factory=dict)  # key -> value
     commands: frozenset = frozenset()  # of the commands asked for, those on the PATH
     kube_objects: frozenset = frozenset()  # of the objects asked for, those the API reports
-    addresses: frozenset = frozenset()  # the host's IPv4 addresses (without prefix), once `ip` is installed
+    addresses: frozenset = frozenset()  # the host's IPv4 and IPv6 addresses (without prefix), once `ip` is installed
     arch: str = ""  # Kubernetes' name of the host's architecture (amd64, arm64, ...); "" unknown
     #: of the secret_digests files asked for, those present: path -> (LiveKey(name, sha256 of secret, provider), ...)
     secret_digests: dict = field(default_factory=dict)
@@ -112,8 +112,9 @@ class HostFacts:
         return pending_marker(handler) in self.files
 
 
-#: ``L <address>`` for each line of a keepalived config's virtual_ipaddress block
-AWK_VIPS = ('/^[ \t]*virtual_ipaddress[ \t]*{/{f=1;next} f&&/}/{f=0} f&&NF{split($1,a,"/"); print "L", a[1]} '
+#: ``L <address>`` for each line of a keepalived config's virtual_ipaddress block, and of its
+#: virtual_ipaddress_excluded block (a dual-stack front's second VIP, ``vip6``)
+AWK_VIPS = ('/^[ \t]*virtual_ipaddress(_excluded)?[ \t]*{/{f=1;next} f&&/}/{f=0} f&&NF{split($1,a,"/"); print "L", a[1]} '
             '/^[ \t]*unicast_src_ip[ \t]/{u=1} /^[ \t]*vrrp_version[ \t]/{v=$2} '
             'END{print "LM", (u ? "unicast" : "multicast"); print "LV", (v ? v : 2)}')
 
@@ -183,7 +184,7 @@ class HostSnapshot(FactBase):
             f"if command -v kubectl >/dev/null && [ -f {shlex.quote(kubeconfig)} ]; then "
             f"for o in {q(kube_objects)}; do kubectl --kubeconfig {shlex.quote(kubeconfig)} --request-timeout=5s "
             'get "$o" -o name >/dev/null 2>&1 && echo "K $o"; done; fi; '
-            "if command -v ip >/dev/null; then ip -o -4 addr show | awk '{print \"I\", $4}'; fi; "
+            "if command -v ip >/dev/null; then ip -o addr show | awk '{print \"I\", $4}'; fi; "
             + "".join(f"journalctl -u {shlex.quote(unit)} -o cat --no-pager --since -30s 2>/dev/null | "
                       f"grep -E {shlex.quote(regex)} | tail -n 20 | sed {shlex.quote(f's|^|J {unit} |')}; "
                       for unit, regex in journals)
