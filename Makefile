@@ -5,6 +5,8 @@ PY      := .venv/bin/python
 MASTERS ?= 2
 OS      ?= trixie
 NODES   ?= 0
+# the lab's address family: ipv4, ipv6 (everything IPv6) or dual (IPv4 masters, an IPv4 and an IPv6 VIP)
+FAMILY  ?= ipv4
 # `make check`: the inventory to check, and extra arguments (ARGS=--json prints one JSON document)
 INVENTORY ?= inventory.py
 ARGS    ?=
@@ -24,7 +26,7 @@ help:
 	@echo "make test         unit tests and the lab's integration tests (Docker)"
 	@echo "make .venv        create/refresh the virtualenv (pip install -e '.[test]')"
 	@echo "make host-deps    apt-get install the host tools the lab and the unit tests need (if missing; starts no service)"
-	@echo "make lab-up       start the Docker lab (MASTERS=2|3, default 2; OS=bookworm|trixie|mixed, default trixie; NODES=0|1)"
+	@echo "make lab-up       start the Docker lab (MASTERS=2|3, default 2; OS=bookworm|trixie|mixed, default trixie; NODES=0|1; FAMILY=ipv4|ipv6|dual, default ipv4)"
 	@echo "make lab-down     remove the lab's containers and network"
 	@echo "make lab-status   print the lab's state as JSON"
 	@echo "make check        read-only health and drift of INVENTORY (default inventory.py); ARGS=--json; exit 0/1/2"
@@ -65,7 +67,7 @@ host-deps:
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing
 
 lab-up: $(VENV_STAMP) host-deps
-	$(PY) -m lab up --masters $(MASTERS) --os $(OS) --nodes $(NODES)
+	$(PY) -m lab up --masters $(MASTERS) --os $(OS) --nodes $(NODES) --family $(FAMILY)
 
 lab-down:
 	$(PY) -m lab down
@@ -75,8 +77,8 @@ lab-status:
 
 # The main job on a fresh machine: everything is built or reused, then the deploy runs for real.
 lab: $(VENV_STAMP) host-deps
-	$(PY) -m lab up --masters $(MASTERS) --os $(OS) --nodes $(NODES)
-	LAB_MASTERS=$(MASTERS) .venv/bin/pyinfra -y inventory.py deploy.py
+	$(PY) -m lab up --masters $(MASTERS) --os $(OS) --nodes $(NODES) --family $(FAMILY)
+	LAB_MASTERS=$(MASTERS) LAB_FAMILY=$(FAMILY) .venv/bin/pyinfra -y inventory.py deploy.py
 	$(PY) -m lab health
 
 # Day two: is the cluster what the deploy left, and does it serve? Changes nothing anywhere.

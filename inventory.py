@@ -3,7 +3,10 @@
 Per-host data (bind address, VRRP priority, interface) sits next to each host; cluster-wide data
 is the masters group's data. For real machines copy examples/inventory_seed.py and edit it.
 Three masters: `python -m lab up --masters 3` (or LAB_MASTERS=3) and this file follows; a node:
-`python -m lab up --nodes 1` puts vm04 in the `nodes` group.
+`python -m lab up --nodes 1` puts vm04 in the `nodes` group. The address family follows
+`python -m lab up --family ipv4|ipv6|dual` (or LAB_FAMILY): ipv4 as ever; ipv6: the masters'
+bind_address, the VIP, etcd's URL and the Service CIDR all IPv6 (VRRPv3 with unicast: VRRPv2 has no
+IPv6); dual: IPv4 as ipv4, plus the IPv6 VIP `vip6` on the same master.
 
 LAB_CONNECT=ssh reaches the machines as a real site does: over SSH as the lab's non-root admin
 (`hakube`, key in .lab/ssh_key, host keys checked against .lab/known_hosts), root through sudo.
@@ -20,6 +23,31 @@ _state = json.loads(_state_file.read_text()) if _state_file.exists() else {}
 _masters_count = int(os.environ.get("LAB_MASTERS") or _state.get("masters", 2))
 _nodes_count = int(os.environ.get("LAB_NODES") or _state.get("nodes", 0))
 _ssh = os.environ.get("LAB_CONNECT", "docker") == "ssh"
+_family = os.environ.get("LAB_FAMILY") or _state.get("family", "ipv4")
+
+#: the lab's addresses (lab/config.py: ADDRESSES, ADDRESSES6, VIP6, SERVICE_CIDR6), written out so
+#: this file needs nothing but the standard library
+_V4 = {"vm01": "10.213.0.11", "vm02": "10.213.0.12", "vm03": "10.213.0.13"}
+_V6 = {"vm01": "fd00:213::11", "vm02": "fd00:213::12", "vm03": "fd00:213::13"}
+
+
+def family_data(family: str) -> tuple[dict, dict]:
+    """({master: its bind_address}, the cluster keys that differ from ipv4's) for a lab ``family``."""
+    if family == "ipv4":
+        return dict(_V4), {}
+    if family == "dual":
+        return dict(_V4), {"vip6": "fd00:213::100", "vip6_prefix": 64}
+    if family == "ipv6":
+        return dict(_V6), {
+            "vip": "fd00:213::100", "vip_prefix": 64, "etcd_servers": ["https://[fd00:213::20]:2379"],
+            "service_cluster_ip_range": "fd00:254::/108",
+            # VRRPv2 has no IPv6: version 3 (no password), with unicast peers
+            "vrrp_version": 3, "vrrp_unicast": True, "vrrp_auth_pass_file": None,
+        }
+    raise ValueError(f"LAB_FAMILY / the lab's family must be ipv4, ipv6 or dual, not {family!r}")
+
+
+_bind, _family_cluster = family_data(_family)
 
 
 def _host(name: str, address: str, data: dict) -> tuple:
@@ -37,9 +65,9 @@ def _host(name: str, address: str, data: dict) -> tuple:
 
 
 _masters = [
-    _host("vm01", "10.213.0.11", {"bind_address": "10.213.0.11", "vrrp_priority": 120, "vrrp_interface": "eth0"}),
-    _host("vm02", "10.213.0.12", {"bind_address": "10.213.0.12", "vrrp_priority": 110, "vrrp_interface": "eth0"}),
-    _host("vm03", "10.213.0.13", {"bind_address": "10.213.0.13", "vrrp_priority": 100, "vrrp_interface": "eth0"}),
+    _host("vm01", "10.213.0.11", {"bind_address": _bind["vm01"], "vrrp_priority": 120, "vrrp_interface": "eth0"}),
+    _host("vm02", "10.213.0.12", {"bind_address": _bind["vm02"], "vrrp_priority": 110, "vrrp_interface": "eth0"}),
+    _host("vm03", "10.213.0.13", {"bind_address": _bind["vm03"], "vrrp_priority": 100, "vrrp_interface": "eth0"}),
 ][:_masters_count]
 
 _cluster = {
@@ -56,6 +84,7 @@ _cluster = {
     "service_cluster_ip_range": "10.254.0.0/16",
     "pki_dir": str(_here / "pki"),
     "artifacts_dir": str(_here / "artifacts"),
+    **_family_cluster,
 }
 
 masters = (_masters, _cluster)

@@ -31,7 +31,7 @@ def config_env(s: "Settings") -> dict[str, str]:
     env["KUBE_LOG_LEVEL"] = f"--v={c.log_level}"
     env["KUBE_ALLOW_PRIV"] = f"--allow-privileged={str(c.allow_privileged).lower()}"
     # Not an apiserver flag: read by the other components (controller-manager, scheduler, ...).
-    env["KUBE_MASTER_SECURE"] = f"--master=https://{c.vip}:{c.lb_port}"
+    env["KUBE_MASTER_SECURE"] = f"--master={c.server_url}"
     return env
 
 

@@ -93,10 +93,12 @@ def _connector_args(h) -> dict:
     return {k: h.data.get(k) for k in CONNECTOR_ARGUMENT_KEYS if h.data.get(k) is not None}
 
 
-def _watch_vip(state, host, vip: str, interfaces: dict, vrid: int, unicast: bool, addresses: tuple,
+def _watch_vip(state, host, vip, interfaces: dict, vrid: int, unicast: bool, addresses: tuple,
                settle: float, deadline: float):
     """Poll every master's interface until exactly one holds the VIP for ``settle`` seconds (or fail
-    after ``deadline``), then read keepalived's journal on each for adverts no master sent."""
+    after ``deadline``), then read keepalived's journal on each for adverts no master sent. ``vip``:
+    one address, or every VIP of a dual-stack front (one master must hold them all)."""
+    vips = (vip,) if isinstance(vip, str) else tuple(vip)
     masters = {name: state.inventory.get_host(name) for name in interfaces}
     unreachable = [name for name, h in masters.items() if not reach(h)]
     if unreachable:
@@ -106,12 +108,15 @@ def _watch_vip(state, host, vip: str, interfaces: dict, vrid: int, unicast: bool
     started, steady_since, held = time.monotonic(), None, {}
     while True:
         for name, h in masters.items():
-            ok, out = h.run_shell_command(StringCommand("ip", "-o", "-4", "addr", "show", "dev", interfaces[name]),
+            # one family per `ip` call (-4 as ever for an IPv4 front; -6 for IPv6 only): no family
+            # flag when the front has both
+            family = () if len({vipmod.is_ipv6(v) for v in vips}) > 1 else ("-6" if vipmod.is_ipv6(vips[0]) else "-4",)
+            ok, out = h.run_shell_command(StringCommand("ip", "-o", *family, "addr", "show", "dev", interfaces[name]),
                                           **_connector_args(h))
-            held[name] = vipmod.holds(out.stdout, vip) if ok else None
+            held[name] = tuple(v for v in vips if vipmod.holds(out.stdout, v)) if ok else None
         now = time.monotonic()
-        known = {short_name(n): bool(v) for n, v in held.items()}
-        verdict = vipmod.holders_verdict(known, vip, vrid, unicast)
+        known = {short_name(n): v or () for n, v in held.items()}
+        verdict = vipmod.vips_verdict(known, vips, vrid, unicast)
         if verdict is None and None not in held.values():
             steady_since = steady_since or now
             if now - steady_since >= settle:
@@ -129,7 +134,7 @@ def _watch_vip(state, host, vip: str, interfaces: dict, vrid: int, unicast: bool
         ok, out = h.run_shell_command(StringCommand("sh", "-c", QuoteString(vipmod.journal_command())),
                                       **_connector_args(h))
         heard[short_name(name)] = vipmod.foreign_adverts(out.stdout_lines if ok else [], addresses)
-    verdict = vipmod.foreign_verdict(heard, vrid, vip)
+    verdict = vipmod.foreign_verdict(heard, vrid, " and ".join(vips))
     if verdict:
         host.log_styled(verdict, fg="red", log_func=logger.error)
         return False
@@ -138,13 +143,13 @@ def _watch_vip(state, host, vip: str, interfaces: dict, vrid: int, unicast: bool
 
 
 @operation(is_idempotent=False)
-def vip_one_holder(vip: str, interfaces: dict, vrid: int, unicast: bool, addresses: tuple, settle: float,
+def vip_one_holder(vip, interfaces: dict, vrid: int, unicast: bool, addresses: tuple, settle: float,
                    deadline: float):
     """
     Exactly one master holds the VIP, steadily, and no router outside the masters sends adverts with
     our virtual_router_id (``hakube.vip``); otherwise fail, saying which and what to do.
 
-    + vip: the VIP
+    + vip: the VIP, or a tuple of every VIP of a dual-stack front (one master holds all of them)
     + interfaces: {master host name: its VRRP interface}
     + vrid: virtual_router_id
     + unicast: whether keepalived uses unicast peers (the advice differs)

@@ -326,7 +326,11 @@ def judge_master(cfg, want: dict | None, seen: Observed, *, now: dt.datetime, re
         out.warn(name, f"keepalived is not active ({state})")
     elif status.keepalived_state == "FAULT":
         out.warn(name, "keepalived is in FAULT state (haproxy not running?): this master cannot take the VIP")
-    entry["holds_vip"] = c.vip in status.addresses
+    held = [v for v in c.vips if v in status.addresses]  # a dual-stack front: both VIPs on one master
+    entry["holds_vip"] = bool(held)
+    if held and len(held) < len(c.vips):
+        out.error(name, f"holds {', '.join(held)} but not {', '.join(v for v in c.vips if v not in held)}: the VIPs "
+                        "of the front are apart")
 
     entry["certificates"] = certificates(name, status, now, renewal_days, out)
 
@@ -352,7 +356,7 @@ def judge_leaver(cfg, seen: Observed, out: Findings) -> dict:
     facts = seen.facts
     remains = [f"{unit} {a}/{e}" for unit, (a, e) in sorted(facts.units.items()) if a == "active" or e == "enabled"]
     remains += sorted(facts.files)
-    holds = seen.status is not None and cfg.cluster.vip in seen.status.addresses
+    holds = seen.status is not None and any(v in seen.status.addresses for v in cfg.cluster.vips)
     entry.update(reachable=True, left=not remains and not holds, holds_vip=holds, remains=remains)
     if holds:
         remains = [f"the VIP {cfg.cluster.vip}", *remains]

@@ -242,14 +242,14 @@ def _dedup(values: Iterable[str]) -> tuple[str, ...]:
 
 def apiserver_sans(
     bind_addresses: Iterable[str],
-    vip: str,
+    vip: str | Iterable[str],
     service_cidr: str,
     cluster_domain: str,
     extra: Iterable[str] = (),
 ) -> tuple[str, ...]:
     """SANs of the apiserver serving certificate, ordered and de-duplicated.
 
-    Order: 127.0.0.1, each bind address, the VIP, the first service IP,
+    Order: 127.0.0.1, each bind address, the VIP (or each VIP: a dual-stack front's two), the first service IP,
     ``kubernetes``, ``kubernetes.default``, ``kubernetes.default.svc``,
     ``kubernetes.default.svc.cluster``, ``kubernetes.default.svc.<cluster_domain>``,
     then ``extra``.
@@ -259,7 +259,7 @@ def apiserver_sans(
         [
             "127.0.0.1",
             *bind_addresses,
-            vip,
+            *((vip,) if isinstance(vip, str) else vip),
             first_service_ip(service_cidr),
             "kubernetes",
             "kubernetes.default",

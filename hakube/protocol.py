@@ -341,9 +341,10 @@ def journals(units_regexes: Iterable[tuple[str, str]]) -> str:
 
 
 def awk_vips() -> str:
-    """awk over a keepalived config: ``live_vip`` per line of its virtual_ipaddress block, then
-    ``vrrp_mode`` and ``vrrp_version``."""
-    return (f'/^[ \t]*virtual_ipaddress[ \t]*{{/{{f=1;next}} f&&/}}/{{f=0}} '
+    """awk over a keepalived config: ``live_vip`` per line of its virtual_ipaddress block and of its
+    virtual_ipaddress_excluded block (a dual-stack front's second VIP, ``vip6``), then ``vrrp_mode``
+    and ``vrrp_version``."""
+    return (f'/^[ \t]*virtual_ipaddress(_excluded)?[ \t]*{{/{{f=1;next}} f&&/}}/{{f=0}} '
             f'f&&NF{{split($1,a,"/"); print "{tag("live_vip")}", a[1]}} '
             '/^[ \t]*unicast_src_ip[ \t]/{u=1} /^[ \t]*vrrp_version[ \t]/{v=$2} '
             f'END{{print "{tag("vrrp_mode")}", (u ? "unicast" : "multicast"); print "{tag("vrrp_version")}", (v ? v : 2)}}')
@@ -431,7 +432,7 @@ KINDS: tuple[Kind, ...] = (
     Kind("EK", "key_digest", _key_digest, secret_digests, "EK <sha256> <provider> <name> <path>: KeyDigest"),
     Kind("KO", "kube_object", _word, kube_objects, "KO <kind/name>: the API has it"),
     Kind("J", "journal", _journal_line, journals, "J <unit> <text>: JournalLine"),
-    Kind("L", "live_vip", _word, vip_configs, "L <address>: in keepalived's virtual_ipaddress block"),
+    Kind("L", "live_vip", _word, vip_configs, "L <address>: in keepalived's virtual_ipaddress(_excluded) block"),
     Kind("LM", "vrrp_mode", _word, vip_configs, "LM unicast|multicast: how keepalived's config advertises"),
     Kind("LV", "vrrp_version", _vrrp_version, vip_configs, "LV 2|3: keepalived's config's VRRP version (0: other)"),
     # both facts

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import jinja2
 
-from .probes import BACKEND
+from .probes import BACKEND, host_port
 
 HERE = Path(__file__).resolve().parent  # the hakube package
 ROOT = HERE.parent  # the repository root when hakube runs from a checkout
@@ -67,6 +67,7 @@ def _env() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters["json"] = lambda v: json.dumps(v, sort_keys=True)
+    env.filters["host_port"] = host_port  # 10.0.0.1:6443, [fd00::1]:6443
     env.globals["haproxy_backend"] = BACKEND  # the stats rows the roll and the check read are named so
     return env
 

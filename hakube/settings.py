@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterable, Mapping
 from . import encryption
 from . import flags as flagmod
 from . import pki
-from .probes import short_name
+from .probes import host_port, short_name
 
 REQUIRED = object()
 AUTH_PASS_ENV = "HAKUBE_VRRP_AUTH_PASS"
@@ -73,6 +73,8 @@ class Cluster:
     masters: tuple[Master, ...]
     vip: str
     vip_prefix: int
+    vip6: str | None
+    vip6_prefix: int
     virtual_router_id: int
     vrrp_version: int
     vrrp_advert_int: int | float  # a float only with vrrp_version 3
@@ -140,8 +142,18 @@ class Cluster:
         return tuple(m.bind_address for m in self.masters)
 
     @property
+    def vips(self) -> tuple[str, ...]:
+        """Every VIP: ``vip``, then ``vip6`` on a dual-stack front. One master holds all of them."""
+        return (self.vip, self.vip6) if self.vip6 else (self.vip,)
+
+    @property
+    def family(self) -> int:
+        """4 or 6: the masters' family (their bind_address, the VRRP instance, ``vip``)."""
+        return ipaddress.ip_address(self.vip).version
+
+    @property
     def server_url(self) -> str:
-        return f"https://{self.vip}:{self.lb_port}"
+        return f"https://{host_port(self.vip, self.lb_port)}"
 
     def download_url(self, arch: str) -> str:
         """kube_apiserver_url for a host of architecture ``arch`` (Kubernetes' name: amd64, arm64, ...)."""
@@ -174,43 +186,65 @@ class Settings:
 # allow-list where the type has one. Reasons show values with repr(), so a control character in
 # the data can never break a problem line.
 
-IPV6_REFUSED = "IPv6 is not supported yet"
+#: the smallest prefix of an IPv6 Service CIDR: the apiserver refuses a range of more than 2^20
+#: addresses ("specified --service-cluster-ip-range is too large"), so /108 at most
+SERVICE_CIDR_MIN_PREFIX6 = 108
 
 
-def _ipv4(v: Any) -> ipaddress.IPv4Address:
+def _ip(v: Any) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """An IPv4 or IPv6 address, in its canonical text (RFC 5952 for IPv6); never scoped (``%eth0``)
+    or IPv4-mapped."""
     addr = ipaddress.ip_address(str(v))  # ValueError names the value with repr()
-    if addr.version == 6:
-        raise ValueError(f"{IPV6_REFUSED}: {str(v)!r}; use IPv4")
+    if addr.version == 6 and addr.scope_id:
+        raise ValueError(f"{str(v)!r} is a scoped IPv6 address: give a global or unique local address")
+    if addr.version == 6 and addr.ipv4_mapped:
+        raise ValueError(f"{str(v)!r} is an IPv4-mapped IPv6 address: write the IPv4 address")
     return addr
 
 
 def _bind_ip(v: Any) -> str:
-    addr = _ipv4(v)
+    addr = _ip(v)
     if addr.is_unspecified or addr.is_loopback:
         raise ValueError(
             f"{v} cannot be used: the apiserver must listen on this master's own address "
-            "(127.0.0.1 is unreachable from the other masters, 0.0.0.0 clashes with kube-proxy's ipvs ports)"
+            "(127.0.0.1 or ::1 is unreachable from the other masters, 0.0.0.0 or :: clashes with kube-proxy's ipvs ports)"
         )
+    if addr.version == 6 and (addr.is_link_local or addr.is_multicast):
+        raise ValueError(f"{addr} is a {'link-local' if addr.is_link_local else 'multicast'} IPv6 address: the "
+                         "apiserver needs a global or unique local (fd00::/8) address")
     return str(addr)
 
 
 def _vip(v: Any) -> str:
     """An address one host can own on a LAN: not unspecified, multicast, link-local, reserved or the
     limited broadcast. (A loopback VIP cannot hold the masters' addresses in its subnet: refused there.)"""
-    addr = _ipv4(v)
+    addr = _ip(v)
     for bad, what in ((addr.is_unspecified, "the unspecified address"),
                       (addr.is_multicast, "a multicast address"), (addr.is_link_local, "a link-local address"),
                       (addr == ipaddress.IPv4Address("255.255.255.255"), "the limited broadcast address"),
+                      (addr.is_loopback and addr.version == 6, "the loopback address"),
                       (addr.is_reserved, "a reserved address")):
         if bad:
             raise ValueError(f"{addr} is {what}: a VIP must be a unicast address of the masters' subnet")
     return str(addr)
 
 
+def _opt_vip6(v: Any) -> str | None:
+    """The IPv6 VIP of a dual-stack front (``vip`` is then IPv4), or None."""
+    if v is None:
+        return None
+    address = _vip(v)
+    if ipaddress.ip_address(address).version != 6:
+        raise ValueError(f"{address} is not an IPv6 address: vip6 is the IPv6 VIP beside an IPv4 vip "
+                         "(an IPv4 address belongs in vip)")
+    return address
+
+
 def _cidr(v: Any) -> str:
     net = ipaddress.ip_network(str(v), strict=True)
-    if net.version == 6:
-        raise ValueError(f"{IPV6_REFUSED}: {str(v)!r}; use an IPv4 CIDR")
+    if net.version == 6 and net.prefixlen < SERVICE_CIDR_MIN_PREFIX6:
+        raise ValueError(f"{net} is too large: the apiserver takes an IPv6 Service CIDR of at most 2^20 addresses "
+                         f"(a prefix of /{SERVICE_CIDR_MIN_PREFIX6} or longer)")
     return str(net)
 
 
@@ -345,15 +379,25 @@ def _port_range(v: Any) -> str:
 
 
 def _host_problem(host: str) -> str | None:
-    """Why ``host`` (from a URL) is neither an IPv4 address nor a DNS name; IPv6 is refused."""
+    """Why ``host`` (from a URL) is neither an IPv4 address, an IPv6 address in brackets nor a DNS
+    name."""
     if host.startswith("["):
-        return f"{IPV6_REFUSED}; use an IPv4 address or a DNS name"
-    try:
-        _ipv4(host)
+        try:
+            addr = ipaddress.ip_address(host[1:-1]) if host.endswith("]") else None
+        except ValueError:
+            addr = None
+        if addr is None or addr.version != 6:
+            return f"{host!r} is not an IPv6 address in brackets"
+        if addr.scope_id:
+            return f"{host!r} is a scoped IPv6 address: give a global or unique local address"
         return None
+    try:
+        if ipaddress.ip_address(host).version == 4:
+            return None
+        return f"{host!r}: an IPv6 address in a URL needs brackets ([{host}])"  # pragma: no cover (the URL regexes forbid ':')
     except ValueError:
         why = _dns_problem(host)
-        return f"{host!r} is neither an IPv4 address nor a DNS name ({why})" if why else None
+        return f"{host!r} is neither an IPv4 address, an IPv6 address in brackets nor a DNS name ({why})" if why else None
 
 
 def _etcd_urls(v: Any) -> tuple[str, ...]:
@@ -365,12 +409,16 @@ def _etcd_urls(v: Any) -> tuple[str, ...]:
     for url in v:
         m = re.fullmatch(r"https://(\[[^\]]*\]|[^/:\[\]]+):([0-9]{1,5})/?", str(url))
         if not m:
-            raise ValueError(f"{url!r} is not https://HOST:PORT (etcd must be reached over TLS)")
+            raise ValueError(f"{url!r} is not https://HOST:PORT (etcd must be reached over TLS; an IPv6 "
+                             "address in brackets: https://[fd00::20]:2379)")
         if why := _host_problem(m.group(1)):
             raise ValueError(f"{url!r}: {why}")
         if not 1 <= int(m.group(2)) <= 65535:
             raise ValueError(f"{url!r} has an invalid port")
-        out.append(str(url).rstrip("/"))
+        host = m.group(1)
+        if host.startswith("["):  # canonical text, as the SANs and the address checks compare it
+            host = f"[{ipaddress.ip_address(host[1:-1])}]"
+        out.append(f"https://{host}:{m.group(2)}")
     return tuple(out)
 
 
@@ -620,7 +668,7 @@ def _advert_int(v: Any) -> int | float:
 
 KEYS: tuple[Key, ...] = (
     # Per master (steps 3, 5, 6).
-    Key("bind_address", REQUIRED, "This master's IPv4 address: apiserver bind and advertise address, haproxy backend. Not 0.0.0.0 or 127.0.0.1.", per_host=True, check=_bind_ip),
+    Key("bind_address", REQUIRED, "This master's address, IPv4 or IPv6 (every master of the same family): apiserver bind and advertise address, haproxy backend, VRRP unicast source. Not 0.0.0.0, ::, a loopback or (IPv6) a link-local address.", per_host=True, check=_bind_ip),
     Key("vrrp_priority", REQUIRED, "keepalived priority, 1-254, unique among masters; the highest starts as VIP holder.", per_host=True, check=_int_in(1, 254)),
     Key("vrrp_interface", REQUIRED, "Interface that carries VRRP and the VIP (e.g. eth0, ens160): a Linux interface name, 1-15 of letters, digits and `_.-`.", per_host=True, check=_interface),
     Key("leaving", False, "true: this master leaves the cluster (README, Day two: adding and removing a master). It stays in the inventory so the run can reach it: the VIP is moved off it, its apiserver drained, kube-apiserver, haproxy, keepalived and the haproxy agent stopped and disabled, its keys and certificates removed (packages and binary stay); the other masters drop it from their certificate SANs, haproxy backends and VRRP peers. At least 2 masters must remain; masters only.", per_host=True, check=_bool),
@@ -657,8 +705,8 @@ KEYS: tuple[Key, ...] = (
     Key("kube_apiserver_url", "https://dl.k8s.io/release/v{version}/bin/linux/{arch}/kube-apiserver", "Download URL (http or https) when no local binary is given. `{version}` is filled in with kube_version, `{arch}` per host with its architecture (amd64, arm64, ...); no other placeholder, no spaces, quotes, `$`, `&` or `;`.", check=_url(("http", "https"), placeholder=True)),
     Key("kube_apiserver_sha256", None, "sha256 of the downloaded binary (for every master: one architecture per cluster); required when downloading. The download is checked on the host before it is staged; a mismatch is refused and the live binary stays.", check=_sha256),
     Key("apiserver_port", 6443, "Port each apiserver listens on at its bind_address.", check=_int_in(1, 65535)),
-    Key("etcd_servers", REQUIRED, "List of https://HOST:PORT etcd client URLs (HOST an IPv4 address or a DNS name).", check=_etcd_urls),
-    Key("service_cluster_ip_range", "10.254.0.0/16", "IPv4 Service CIDR; its first address goes into the serving certificate. Must not contain the VIP or a bind_address.", check=_cidr),
+    Key("etcd_servers", REQUIRED, "List of https://HOST:PORT etcd client URLs (HOST an IPv4 address, an IPv6 address in brackets such as `https://[fd00::20]:2379`, or a DNS name).", check=_etcd_urls),
+    Key("service_cluster_ip_range", "10.254.0.0/16", "Service CIDR, of the masters' family (IPv6: a prefix of /108 or longer, the apiserver's limit); its first address goes into the serving certificate. Must not contain a VIP or a bind_address.", check=_cidr),
     Key("service_node_port_range", "30000-32767", "NodePort range, LOW-HIGH.", check=_port_range),
     Key("cluster_domain", "cluster.local", "Cluster DNS domain (kubernetes.default.svc.<domain> SAN); a DNS name.", check=_cluster_domain),
     Key("admission_plugins", ["NamespaceLifecycle", "NodeRestriction", "LimitRanger", "ServiceAccount", "DefaultStorageClass", "ResourceQuota"], "--enable-admission-plugins (the tutorial's list without the removed Initializers); each must exist in kube_version.", check=_admission_plugins),
@@ -671,8 +719,10 @@ KEYS: tuple[Key, ...] = (
     Key("service_account_issuer", "https://kubernetes.default.svc.cluster.local", "--service-account-issuer: an https:// URL without query or fragment.", check=_url(("https",), query=False)),
     Key("apiserver_extra_flags", {}, "Extra apiserver flags {name: value}; rejected unless the version accepts them. A value is a number, true/false or a string of letters, digits and `._:/=,@+%*-`.", check=_flag_map),
     # Step 5 — keepalived (tasks/keepalived.py).
-    Key("vip", REQUIRED, "Virtual IPv4 address that haproxy listens on and clients use: a host address of vip/vip_prefix (not its network or broadcast address) that no host, master or etcd server of the inventory has. Changing it on a running cluster is checked first (README: Changing the VIP or ports on a live cluster).", check=_vip),
-    Key("vip_prefix", 24, "Prefix length of the VIP's subnet; every master's bind_address must be inside it.", check=_int_in(1, 32)),
+    Key("vip", REQUIRED, "Virtual IP address that haproxy listens on and clients use (the kubeconfig's server), of the masters' family (an IPv6 vip needs vrrp_version 3: VRRPv2 has no IPv6): a host address of vip/vip_prefix (not its network or broadcast address) that no host, master or etcd server of the inventory has. Changing it on a running cluster is checked first (README: Changing the VIP or ports on a live cluster).", check=_vip),
+    Key("vip_prefix", 24, "Prefix length of the VIP's subnet (1-32 for IPv4, 1-128 for IPv6); every master's bind_address must be inside it.", check=_int_in(1, 128)),
+    Key("vip6", None, "Dual-stack front: an IPv6 VIP beside an IPv4 `vip`, held by the same master and moving with it (keepalived's `virtual_ipaddress_excluded` of the one VRRP instance), haproxy listening on both, both in the serving certificate; the kubeconfig keeps `vip`. Nobody's address in the inventory, outside the Service CIDR. Unset: one VIP.", check=_opt_vip6),
+    Key("vip6_prefix", 64, "Prefix length of vip6 on the VRRP interface, 1-128.", check=_int_in(1, 128)),
     Key("virtual_router_id", 51, "VRRP virtual_router_id, 1-255, unique on the LAN.", check=_int_in(1, 255)),
     Key("vrrp_version", 2, "VRRP version: 2, or 3 (RFC 5798) for adverts faster than once a second (README: Fast failover (opt-in)). Version 3 carries no password: it needs vrrp_unicast true and neither vrrp_auth_pass_file nor HAKUBE_VRRP_AUTH_PASS; keepalived then accepts adverts only from the other masters' addresses, and a firewall should pass IP protocol 112 to a master only from the others.", check=lambda v: _choice(v, (2, 3))),
     Key("vrrp_advert_int", 1, "VRRP advert interval in seconds (failover takes about 3 of them): an integer 1-255 with vrrp_version 2; with 3, 0.01-40.95 in steps of 0.01 (e.g. 0.2).", check=_advert_int),
@@ -824,29 +874,95 @@ def _membership(col: _Collector, masters_raw, masters: list[Master], others) -> 
 
 
 def etcd_endpoints(urls) -> list[tuple[str, int, str]]:
-    """(host, port, url) of every etcd URL (host as written: an IPv4 address or a DNS name)."""
+    """(host, port, url) of every etcd URL (host: an IPv4 address or a DNS name as written, an IPv6
+    address without its brackets, in canonical text)."""
     out = []
     for url in urls or ():
-        m = re.fullmatch(r"https://([^/:\[\]]+):([0-9]{1,5})/?", url)
+        m = re.fullmatch(r"https://(\[[^\]/]+\]|[^/:\[\]]+):([0-9]{1,5})/?", url)
         if m:
-            out.append((m.group(1), int(m.group(2)), url))
+            host = m.group(1)
+            if host.startswith("["):
+                try:
+                    host = str(ipaddress.ip_address(host[1:-1]))
+                except ValueError:
+                    continue
+            out.append((host, int(m.group(2)), url))
     return out
 
 
-def _is_ipv4(text: str) -> bool:
+def _is_ip(text: str) -> bool:
     try:
-        return ipaddress.ip_address(text).version == 4
+        ipaddress.ip_address(text)
+        return True
     except ValueError:
         return False
 
 
+def _family(text: str) -> int | None:
+    try:
+        return ipaddress.ip_address(text).version
+    except ValueError:
+        return None
+
+
+def _is_ipv4(text: str) -> bool:
+    return _family(text) == 4
+
+
 def host_address(name: str, data: Mapping[str, Any]) -> str | None:
-    """The IPv4 address pyinfra reaches a host at, when the inventory names one (``ssh_hostname``,
+    """The IP address pyinfra reaches a host at, when the inventory names one (``ssh_hostname``,
     or the host's name itself); None for a DNS name or a container."""
     for candidate in (data.get("ssh_hostname"), name.rsplit("/", 1)[-1]):
-        if isinstance(candidate, str) and _is_ipv4(candidate):
-            return candidate
+        if isinstance(candidate, str) and _is_ip(candidate):
+            return str(ipaddress.ip_address(candidate))
     return None
+
+
+FAMILY_NAME = {4: "IPv4", 6: "IPv6"}
+
+
+def _families(col: _Collector, first: str, values: Mapping[str, Any], masters: list[Master]) -> bool:
+    """One family for the masters, their VIP and the Service CIDR; ``vip6`` only beside an IPv4
+    ``vip``; each prefix within its family. True when the families agree (the subnet and address
+    checks that follow compare addresses of one family only)."""
+    ok = True
+    of = {m.name: ipaddress.ip_address(m.bind_address).version for m in masters}
+    # the masters' family: most of them (the first master's on a tie); the others are named
+    family = max(dict.fromkeys(of.values()), key=list(of.values()).count) if of else None
+    for m in masters:
+        if of[m.name] != family:
+            col.add(m.name, "bind_address", f"{m.bind_address} is {FAMILY_NAME[of[m.name]]}, the other masters' are "
+                                            f"{FAMILY_NAME[family]}: every master's bind_address must be of one family "
+                                            "(the apiserver advertises them as the endpoints of one Service, VRRP peers "
+                                            "speak one family)")
+            ok = False
+    vip, prefix, vip6 = values["vip"], values["vip_prefix"], values["vip6"]
+    vip_family = _family(vip) if vip else None
+    if vip_family and prefix and vip_family == 4 and prefix > 32:
+        col.add(first, "vip_prefix", f"{prefix} is outside 1-32, the prefix lengths of an IPv4 vip ({vip})")
+        ok = False
+    if vip_family and family and ok and vip_family != family:
+        col.add(first, "vip", f"{vip} is {FAMILY_NAME[vip_family]}, the masters' bind_address are "
+                              f"{FAMILY_NAME[family]}: the VRRP instance speaks the vip's family, and vip/vip_prefix "
+                              "must hold every bind_address. For an IPv6 VIP beside IPv4 masters keep an IPv4 vip and "
+                              "add vip6")
+        ok = False
+    if vip6 and vip_family == 6:
+        col.add(first, "vip6", f"{vip6} beside the IPv6 vip {vip}: vip6 is the IPv6 VIP of a dual-stack front whose "
+                               "vip is IPv4 (two VIPs of one family are not supported)")
+        ok = False
+    if ok and vip_family == 6 and values["vrrp_version"] == 2:
+        col.add(first, "vrrp_version", f"2 with the IPv6 vip {vip}: VRRPv2 has no IPv6 (keepalived would switch "
+                                       "to version 3 and ignore the password); set vrrp_version: 3 (with vrrp_unicast: "
+                                       "true, and no VRRP password)")
+    cidr = values["service_cluster_ip_range"]
+    if ok and cidr and family and ipaddress.ip_network(cidr).version != family:
+        col.add(first, "service_cluster_ip_range",
+                f"{cidr} is {FAMILY_NAME[ipaddress.ip_network(cidr).version]}, the masters' bind_address are "
+                f"{FAMILY_NAME[family]}: the kubernetes Service's cluster IP and its endpoints (the masters' "
+                "advertise addresses) are of one family")
+        ok = False
+    return ok
 
 
 def _addresses(col: _Collector, first: str, values: Mapping[str, Any], masters: list[Master], hosts) -> None:
@@ -861,13 +977,22 @@ def _addresses(col: _Collector, first: str, values: Mapping[str, Any], masters: 
     for m in masters:
         named[m.bind_address] = f"{m.name}'s bind_address"
     for host, _, url in etcd:
-        if _is_ipv4(host):
+        if _is_ip(host):
             named.setdefault(host, f"the etcd server of {url}")
-    if vip and prefix:
+    vip6 = values["vip6"]
+    if vip6:
+        if vip6 in named:
+            col.add(first, "vip6", f"{vip6} is {named[vip6]}: keepalived would take that address over and cut it off; "
+                                   "choose a free address")
+    if vip and prefix and not (_family(vip) == 4 and prefix > 32):
         net = ipaddress.ip_network(f"{vip}/{prefix}", strict=False)
         inside = all(ipaddress.ip_address(m.bind_address) in net for m in masters)  # else reported above
-        if prefix <= 30 and inside:
-            for special, what in ((net.network_address, "network"), (net.broadcast_address, "broadcast")):
+        # IPv4: the network and broadcast addresses; IPv6 has no broadcast, and its network address
+        # is the subnet-router anycast address (RFC 4291), which no host may take either.
+        specials = ((net.network_address, "network"), (net.broadcast_address, "broadcast")) if net.version == 4 \
+            else ((net.network_address, "subnet-router anycast (network)"),)
+        if prefix <= net.max_prefixlen - 2 and inside:
+            for special, what in specials:
                 if ipaddress.ip_address(vip) == special:
                     col.add(first, "vip", f"{vip} is the {what} address of {net}: choose a host address of that "
                                           "subnet (or the right vip_prefix)")
@@ -879,11 +1004,13 @@ def _addresses(col: _Collector, first: str, values: Mapping[str, Any], masters: 
         if owner and not any(m.bind_address == vip for m in masters):  # a master's is reported as bind_address
             col.add(first, "vip", f"{vip} is {owner}: keepalived would take that address over and cut it off; "
                                   "choose a free address")
-    # A Service must never get the VIP, a host's or etcd's address as its cluster IP.
+    # A Service must never get a VIP, a host's or etcd's address as its cluster IP.
     if cidr:
         services = ipaddress.ip_network(cidr)
-        if vip and ipaddress.ip_address(vip) in services:
-            col.add(first, "service_cluster_ip_range", f"{cidr} contains the VIP {vip}: a Service could get it as its cluster IP")
+        for address in (vip, vip6):
+            if address and ipaddress.ip_address(address) in services:
+                col.add(first, "service_cluster_ip_range", f"{cidr} contains the VIP {address}: a Service could get it "
+                                                           "as its cluster IP")
         for address, owner in named.items():
             if ipaddress.ip_address(address) in services:
                 m = next((m for m in masters if m.bind_address == address), None)
@@ -915,7 +1042,7 @@ def _listeners(col: _Collector, first: str, values: Mapping[str, Any], masters: 
     # etcd on a master itself (on its bind_address or loopback) listens there too.
     local = {m.bind_address for m in masters} | {"localhost"}
     for host, port, url in etcd_endpoints(values["etcd_servers"]):
-        if host in local or (_is_ipv4(host) and ipaddress.ip_address(host).is_loopback):
+        if host in local or (_is_ip(host) and ipaddress.ip_address(host).is_loopback):
             for key, used, where in ports:
                 if used == port:
                     col.add(first, key, f"{port} is etcd's port on a master ({url}): {where} cannot listen there too")
@@ -964,8 +1091,9 @@ def load_inventory(
         if m.vrrp_priority in seen_prio:
             col.add(m.name, "vrrp_priority", f"{m.vrrp_priority} is also {seen_prio[m.vrrp_priority]}'s: priorities must be unique")
         seen_prio.setdefault(m.vrrp_priority, m.name)
+    families_agree = _families(col, first, values, masters)
     vip, prefix = values["vip"], values["vip_prefix"]
-    if vip and prefix:
+    if vip and prefix and families_agree:
         net = ipaddress.ip_network(f"{vip}/{prefix}", strict=False)
         for m in masters:
             if ipaddress.ip_address(m.bind_address) not in net:

@@ -24,6 +24,7 @@ Pure: shell text and verdicts; the operations live in ``tasks/keepalived.py`` an
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import shlex
 from dataclasses import dataclass
@@ -35,16 +36,61 @@ from .probes import readyz_ok, readyz_url, short_name
 #: "(kube_api) received an invalid passwd[ from 10.0.0.9]!",
 #: "(kube_api) ip address associated with VRID 80 not present in [MASTER ]advert[ from 10.0.0.9]: ...",
 #: "(kube_api) Master received advert from 10.0.0.9 with higher priority 200, ours 110"
-FOREIGN_ADVERT = r"invalid passwd|not present in (MASTER )?advert|advert from [0-9.]+ with (higher|lower|same) priority"
-_SOURCE = re.compile(r"from ([0-9]{1,3}(?:\.[0-9]{1,3}){3})")
+FOREIGN_ADVERT = r"invalid passwd|not present in (MASTER )?advert|advert from [0-9a-fA-F.:]+ with (higher|lower|same) priority"
+#: the sender keepalived names: an IPv4 address, or an IPv6 one (an IPv6 instance, VRRPv3)
+_SOURCE = re.compile(r"from ([0-9]{1,3}(?:\.[0-9]{1,3}){3}|[0-9a-fA-F]*:[0-9a-fA-F:]*[0-9a-fA-F]|::)")
 #: seconds of keepalived's journal read for foreign adverts (a router that is MASTER sends one per advert_int)
 JOURNAL_WINDOW = 30
+
+
+def is_ipv6(address: str) -> bool:
+    return ":" in address
+
+
+def ip_show(address: str, interface: str | None = None) -> str:
+    """``ip -o -4 addr show [dev IF]`` for an IPv4 ``address``, ``-6`` for an IPv6 one: the addresses
+    of the family to look ``address`` up in (``ip -o`` prints ADDRESS/PREFIX as its 4th word)."""
+    dev = f" dev {shlex.quote(interface)}" if interface else ""
+    return f"ip -o -{6 if is_ipv6(address) else 4} addr show{dev}"
+
+
+#: IPv6 has no ARP: a VIP's owner answers ICMPv6 neighbour solicitations, which ``ndisc6`` (package
+#: ndisc6) sends from user space; ``-q`` prints the link-layer address of each answer and nothing
+#: else (nothing when none came), ``-m`` waits for every answer, ``-n`` never resolves a name.
+NDISC6 = "ndisc6 -q -m -n -r 2 -w 1000"
+
+
+def _ndisc_probe(vip: str, interface: str, report: bool) -> str:
+    """``dad_probe`` for an IPv6 VIP: a neighbour solicitation (ndisc6) instead of ARP."""
+    q_vip, q_if = shlex.quote(vip), shlex.quote(interface)
+    missing = f"ndisc6 could not probe {vip}: ndisc6 is not installed"
+    ask = f"out=$({NDISC6} {q_vip} {q_if} 2>/dev/null | head -1); "
+    if report:
+        return (f'if ! command -v ndisc6 >/dev/null; then echo "{missing}"; else {ask}'
+                f'if [ -n "$out" ]; then echo "reply from $out"; fi; fi; true')
+    return (f'if ! command -v ndisc6 >/dev/null; then echo "{missing} on {interface}" >&2; exit 1; fi; {ask}'
+            f'if [ -n "$out" ]; then echo "refusing to start keepalived: the VIP {vip} already answers on {interface} '
+            f"(reply from $out) while keepalived runs on no master: the address belongs to another machine. "
+            f'Choose a free address for the VIP, or free it." >&2; exit 1; fi')
+
+
+def neighbours(vip: str, interface: str) -> str:
+    """Shell printing how many other machines answer for ``vip`` on ``interface`` (ARP for IPv4,
+    a neighbour solicitation for IPv6)."""
+    q_vip, q_if = shlex.quote(vip), shlex.quote(interface)
+    if is_ipv6(vip):
+        return f"{NDISC6} {q_vip} {q_if} 2>/dev/null | sort -u | wc -l"
+    return (f"arping -c 2 -w 3 -I {q_if} {q_vip} 2>/dev/null | grep -io 'reply from [^ ]* \\[[^]]*\\]' | "
+            "sort -u | wc -l")
 
 
 def dad_probe(vip: str, interface: str, report: bool = False) -> str:
     """Refuse (exit 1) when something answers ARP for ``vip`` on ``interface``. iputils' ``arping -D``
     (duplicate address detection) exits 0 when no reply came, 1 when one did. ``report``: never
-    fail, print what answered (nothing when nothing did), for a check made while planning."""
+    fail, print what answered (nothing when nothing did), for a check made while planning.
+    An IPv6 ``vip``: the same with a neighbour solicitation (``ndisc6``)."""
+    if is_ipv6(vip):
+        return _ndisc_probe(vip, interface, report)
     q_vip, q_if = shlex.quote(vip), shlex.quote(interface)
     reply = "$(echo \"$out\" | grep -io 'reply from.*' | head -1)"
     if report:
@@ -64,23 +110,25 @@ def switch_ready(vip: str, interface: str, port: int, ca: str, cert: str, settle
     """Shell that succeeds when ``vip`` serves ``/readyz`` through haproxy (TLS verified against
     ``ca``, the VIP an IP SAN) and exactly one machine holds it, twice ``settle`` seconds apart: seen
     from this master, it holds the VIP and nobody else answers ARP for it, or one other machine does."""
-    q_vip, q_if = shlex.quote(vip), shlex.quote(interface)
+    q_vip = shlex.quote(vip)
     one = (f"{readyz_ok(readyz_url(vip, port), ca, cert)} && "
-           f"n=$(arping -c 2 -w 3 -I {q_if} {q_vip} 2>/dev/null | grep -io 'reply from [^ ]* \\[[^]]*\\]' | "
-           "sort -u | wc -l) && "
-           f"if ip -o -4 addr show dev {q_if} | awk '{{print $4}}' | cut -d/ -f1 | grep -qxF {q_vip}; "
+           f"n=$({neighbours(vip, interface)}) && "
+           f"if {ip_show(vip, interface)} | awk '{{print $4}}' | cut -d/ -f1 | grep -qxF {q_vip}; "
            'then [ "$n" -eq 0 ]; else [ "$n" -eq 1 ]; fi')
     return f"{{ {one}; }} && sleep {settle:g} && {{ {one}; }}"
 
 
 def holder_first(vips: Iterable[str], interface: str, delay: float = 1.0) -> str:
     """Shell: a master that holds none of ``vips`` waits ``delay`` seconds (the holder goes first)."""
+    vips = tuple(vips)
     pattern = "|".join(re.escape(v) for v in vips)
-    return (f"ip -o -4 addr show dev {shlex.quote(interface)} | grep -Eq {shlex.quote(f' ({pattern})/')} "
+    show = "ip -o addr show" if len({is_ipv6(v) for v in vips}) > 1 else ip_show(vips[0])
+    return (f"{show} dev {shlex.quote(interface)} | grep -Eq {shlex.quote(f' ({pattern})/')} "
             f"|| sleep {delay:g}")
 
 
-def switch_in_place(vip: str, interface: str, unit: str, advert_int: float, seconds: float) -> tuple[str, str]:
+def switch_in_place(vip: str | tuple[str, ...], interface: str, unit: str, advert_int: float,
+                    seconds: float) -> tuple[str, str]:
     """Shell (before, after) around every master's reload for a switch between multicast and unicast,
     so that the VIP stays on its holder and its sessions live on.
 
@@ -94,16 +142,21 @@ def switch_in_place(vip: str, interface: str, unit: str, advert_int: float, seco
     that (4 intervals and 2 s), hear its adverts and stay backups. After, on every exit: the copy
     on ``lo`` goes, and a keepalived still stopped (a run cut short) is started. The deploy's
     snapshot reads every interface: a copy left behind would show as a second holder, never
-    silently."""
-    q_vip, q_if = shlex.quote(vip), shlex.quote(interface)
-    drop = f"ip addr del {q_vip}/32 dev lo"
-    before = (f"if ip -o -4 addr show dev {q_if} | grep -q {shlex.quote(f' {vip}/')}; then "
-              f"ip addr add {q_vip}/32 dev lo 2>/dev/null; "
+    silently. A dual-stack front (``vip`` a tuple, the VIP first): every VIP goes onto ``lo`` alike
+    (an IPv6 one as a /128); the holder is the master that holds the first."""
+    vips = (vip,) if isinstance(vip, str) else tuple(vip)
+    vip = vips[0]
+    host = lambda v: f"{shlex.quote(v)}/{128 if is_ipv6(v) else 32}"  # noqa: E731
+    q_if = shlex.quote(interface)
+    drop = "; ".join(f"ip addr del {host(v)} dev lo" for v in vips)
+    add = "".join(f"ip addr add {host(v)} dev lo 2>/dev/null; " for v in vips)
+    before = (f"if {ip_show(vip, interface)} | grep -q {shlex.quote(f' {vip}/')}; then "
+              f"{add}"
               f"setsid -f sh -c {shlex.quote(f'sleep {seconds:g}; {drop}')} >/dev/null 2>&1 </dev/null; sleep 1; "
               f"else systemctl stop {shlex.quote(unit)}; sleep {4 * advert_int + 2:g}; fi")
     # on every exit: no copy left on lo, and no master left with keepalived stopped (a run cut
     # short after the others stopped: they start on the new config, as the roll would have)
-    after = f"{drop} 2>/dev/null; systemctl is-active -q {shlex.quote(unit)} || systemctl start {shlex.quote(unit)}; true"
+    after = f"{'; '.join(f'{d} 2>/dev/null' for d in drop.split('; '))}; systemctl is-active -q {shlex.quote(unit)} || systemctl start {shlex.quote(unit)}; true"
     return before, after
 
 
@@ -118,10 +171,12 @@ class VipChange:
 def change_of(vip: str, peers: Mapping[str, object], unit: str = "keepalived.service") -> VipChange | None:
     """The VIP change this run makes, judged from every master's snapshot (``HostFacts``): keepalived
     runs somewhere and a master's live config carries an address other than ``vip``. None otherwise
-    (also on a first install: nothing serves a VIP yet)."""
+    (also on a first install: nothing serves a VIP yet). ``vip`` may be every VIP of a dual-stack
+    front (the primary first): none of them is an old address."""
+    vips = (vip,) if isinstance(vip, str) else tuple(vip)
     running = any(f.active(unit) for f in peers.values())
-    old = tuple(dict.fromkeys(a for f in peers.values() for a in f.live_vips if a != vip))
-    return VipChange(vip, old) if running and old else None
+    old = tuple(dict.fromkeys(a for f in peers.values() for a in f.live_vips if a not in vips))
+    return VipChange(vips[0], old) if running and old else None
 
 
 def mode_switch(unicast: bool, peers: Mapping[str, object], unit: str = "keepalived.service") -> bool:
@@ -159,8 +214,23 @@ def harmful(live_vips: Iterable[str], needed: Iterable[str]) -> list[str]:
 
 
 def holds(ip_addr_output: str, vip: str) -> bool:
-    """Does ``ip -o -4 addr show`` output carry ``vip``?"""
+    """Does ``ip -o addr show`` output (``-4`` or ``-6``) carry ``vip``?"""
     return any(word.split("/")[0] == vip for word in ip_addr_output.split())
+
+
+def vips_verdict(held: Mapping[str, tuple], vips: tuple[str, ...], vrid: int, unicast: bool) -> str | None:
+    """``holders_verdict`` for every VIP of the front (``held``: master -> the VIPs it holds). One
+    holder means one master holds every VIP (a dual-stack front's two move together); a master that
+    holds some of them only is named."""
+    verdict = holders_verdict({m: bool(h) for m, h in held.items()}, " and ".join(vips), vrid, unicast)
+    if verdict is not None:
+        return verdict
+    holder, got = next((m, h) for m, h in held.items() if h)
+    missing = [v for v in vips if v not in got]
+    if missing:
+        return (f"{holder} holds {', '.join(got)} but not {', '.join(missing)}: the VIPs of the front are "
+                f"apart (virtual_router_id {vrid}); keepalived adds them together, see `journalctl -u keepalived`")
+    return None
 
 
 def holders_verdict(held: Mapping[str, bool], vip: str, vrid: int, unicast: bool) -> str | None:
@@ -194,12 +264,19 @@ def foreign_adverts(lines: Iterable[str], master_addresses: Iterable[str]) -> li
         if not re.search(FOREIGN_ADVERT, line):
             continue
         match = _SOURCE.search(line)
-        if match and match.group(1) in masters:
+        if match and (match.group(1) in masters or _canonical(match.group(1)) in masters):
             # Ours, whatever it says: an election among the masters, or a master that carried
             # another VIP (or password) a moment ago, in the middle of a change.
             continue
         found.setdefault(match.group(1) if match else "an unnamed router")
     return list(found)
+
+
+def _canonical(address: str) -> str:
+    try:
+        return str(ipaddress.ip_address(address))
+    except ValueError:
+        return address
 
 
 def foreign_verdict(senders_by_master: Mapping[str, list[str]], vrid: int, vip: str) -> str | None:

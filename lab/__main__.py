@@ -1,4 +1,4 @@
-"""python -m lab up [--masters 2|3] [--os bookworm|trixie|mixed] [--nodes 0|1] | down | status | health | http up|down"""
+"""python -m lab up [--masters 2|3] [--os bookworm|trixie|mixed] [--nodes 0|1] [--family ipv4|ipv6|dual] | down | status | health | http up|down"""
 from __future__ import annotations
 
 import argparse
@@ -6,7 +6,7 @@ import json
 import sys
 
 from . import core
-from .config import ALLOWED_MASTERS, ALLOWED_NODES, OS_CHOICES
+from .config import ALLOWED_MASTERS, ALLOWED_NODES, FAMILIES, OS_CHOICES
 from .util import LabError
 
 
@@ -22,6 +22,10 @@ def main(argv: list[str] | None = None) -> int:
                            "(default: the current lab's, else trixie)")
     p_up.add_argument("--nodes", type=int, choices=ALLOWED_NODES, default=None,
                       help="1 adds the node vm04 (default: the current lab's, else 0)")
+    p_up.add_argument("--family", choices=FAMILIES, default=None,
+                      help="addresses of the lab: ipv4; ipv6 (an IPv6 subnet too, and the inventory all IPv6); "
+                           "dual (IPv4 masters and etcd, an IPv4 and an IPv6 VIP) (default: the current lab's, "
+                           "else ipv4)")
     sub.add_parser("down", help="remove the lab's containers and network (images/caches stay)")
     sub.add_parser("status", help="print the lab's state as JSON on stdout")
     sub.add_parser("health", help="GET /readyz through the VIP with the admin kubeconfig")
@@ -30,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "up":
-            core.up(args.masters, args.os, args.nodes)
+            core.up(args.masters, args.os, args.nodes, args.family)
         elif args.command == "down":
             core.down()
         elif args.command == "status":

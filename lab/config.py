@@ -34,12 +34,43 @@ VIP_PREFIX = 24
 VIP_CIDR = f"{VIP}/{VIP_PREFIX}"
 INTERFACE = "eth0"
 
+# --- IPv6 and dual stack (`up --family`) -------------------------------------------------------------
+# ipv4: the network and the inventory as ever. ipv6 and dual: the network gets an IPv6 ULA subnet
+# as well (Docker's bridge keeps its IPv4 one: `docker exec` and SSH stay on IPv4) and every machine
+# an address in it; the inventory then uses IPv6 for everything (ipv6) or adds the IPv6 VIP beside
+# the IPv4 one (dual: `vip6`).
+FAMILIES = ("ipv4", "ipv6", "dual")
+DEFAULT_FAMILY = "ipv4"
+SUBNET6 = "fd00:213::/64"
+GATEWAY6 = "fd00:213::1"
+ADDRESSES6 = {name: f"fd00:213::{address.rsplit('.', 1)[1]}" for name, address in ADDRESSES.items()}
+VIP6 = "fd00:213::100"
+VIP6_PREFIX = 64
+SERVICE_CIDR6 = "fd00:254::/108"  # the apiserver takes an IPv6 Service CIDR of /108 or longer
+
+
+def has_ipv6(family: str) -> bool:
+    """Whether the lab's network and machines of ``family`` carry IPv6 addresses."""
+    if family not in FAMILIES:
+        raise ValueError(f"--family must be one of {', '.join(FAMILIES)}, not {family!r}")
+    return family != "ipv4"
+
+
+def subnets(family: str) -> tuple[str, ...]:
+    return (SUBNET, SUBNET6) if has_ipv6(family) else (SUBNET,)
+
+
+def primary_vip(family: str) -> str:
+    """The VIP clients use (the inventory's ``vip``): IPv6 for the ipv6 family."""
+    return VIP6 if family == "ipv6" else VIP
+
 DEFAULT_MASTERS = 2
 ALLOWED_MASTERS = (2, 3)
 
 # --- etcd inside the `etcd` container ------------------------------------------------------------
 ETCD_PORT = 2379
 ETCD_ENDPOINT = f"https://{ETCD_ADDRESS}:{ETCD_PORT}"
+ETCD_ENDPOINT6 = f"https://[{ADDRESSES6['etcd']}]:{ETCD_PORT}"
 ETCD_PKI = "/etc/etcd/pki"  # etcd-ca.pem, etcd-server.pem/-key.pem, lab-etcdctl.pem/-key.pem
 ETCD_SERVER_CERT = "etcd-server"
 ETCD_CLIENT_CERT = "lab-etcdctl"

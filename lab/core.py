@@ -14,10 +14,11 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from . import ssh
-from .config import (ADDRESSES, ADMIN_KUBECONFIG, ALLOWED_MASTERS, ALLOWED_NODES, APISERVER_BIN, BRIDGE, CA_PEM,
-                     CACHE_DIR, DEFAULT_MASTERS, DEFAULT_OS, ETCD_NAME, GATEWAY, HTTP_ADDRESS, HTTP_NAME, INTERFACE,
-                     K8S_VERSION, LAB_DIR, LABEL, LABEL_FILTER, MASTER_NAMES, NETWORK, NODE_NAMES, OS_CHOICES,
-                     STATE_FILE, SUBNET, VIP, VRRP_PASS_FILE, suites_for)
+from .config import (ADDRESSES, ADDRESSES6, ADMIN_KUBECONFIG, ALLOWED_MASTERS, ALLOWED_NODES, APISERVER_BIN, BRIDGE,
+                     CA_PEM, CACHE_DIR, DEFAULT_FAMILY, DEFAULT_MASTERS, DEFAULT_OS, ETCD_NAME, FAMILIES, GATEWAY,
+                     GATEWAY6, HTTP_ADDRESS, HTTP_NAME, INTERFACE, K8S_VERSION, LAB_DIR, LABEL, LABEL_FILTER,
+                     MASTER_NAMES, NETWORK, NODE_NAMES, OS_CHOICES, STATE_FILE, SUBNET, SUBNET6, VIP, VIP6,
+                     VRRP_PASS_FILE, has_ipv6, primary_vip, subnets, suites_for)
 from .images import BUILD_PREFIX, ensure_images, etcd_tag
 from .tools import detect_mirror, ensure_apiserver, ensure_kubectl, kubectl_ok, kubectl_path
 from .util import (LabError, check_docker, container_info, container_state, docker, docker_exec,
@@ -56,6 +57,12 @@ def masters_count() -> int:
     """Masters of the current lab (from .lab/state.json; DEFAULT_MASTERS if unknown)."""
     count = read_state().get("masters")
     return count if count in ALLOWED_MASTERS else DEFAULT_MASTERS
+
+
+def family() -> str:
+    """The current lab's address family (from .lab/state.json; ipv4 if unknown)."""
+    recorded = read_state().get("family")
+    return recorded if recorded in FAMILIES else DEFAULT_FAMILY
 
 
 def master_names(count: int | None = None) -> tuple[str, ...]:
@@ -110,35 +117,48 @@ def _network_subnets(info: dict) -> list[str]:
     return [c["Subnet"] for c in ((info.get("IPAM") or {}).get("Config") or []) if c.get("Subnet")]
 
 
-def ensure_network() -> None:
+def network_matches(family_: str, info: dict | None) -> bool:
+    """Whether the existing lab network ``info`` has the subnets ``family_`` needs (IPv4 alone, or
+    IPv4 and the IPv6 ULA subnet)."""
+    return info is not None and sorted(_network_subnets(info)) == sorted(subnets(family_))
+
+
+def network_create_args(family_: str = DEFAULT_FAMILY) -> list[str]:
+    """``docker network create`` arguments of the lab network for ``family_``."""
+    six = ["--ipv6", "--subnet", SUBNET6, "--gateway", GATEWAY6] if has_ipv6(family_) else []
+    return ["network", "create", "--driver", "bridge", "--subnet", SUBNET, "--gateway", GATEWAY, *six,
+            "--label", f"{LABEL}=1", "-o", f"com.docker.network.bridge.name={BRIDGE}", NETWORK]
+
+
+def ensure_network(family_: str = DEFAULT_FAMILY) -> None:
     ours = ipaddress.ip_network(SUBNET)
     existing = inspect("network", NETWORK)
     if existing is not None and not has_lab_label(existing):
         raise LabError(f"a Docker network named {NETWORK} exists but was not created by the lab "
                        f"(no {LABEL}=1 label)",
                        f"remove or rename it (`docker network rm {NETWORK}`) if it is unused, then retry")
-    if existing is not None and _network_subnets(existing) != [SUBNET]:
+    if existing is not None and not network_matches(family_, existing):
         raise LabError(f"the lab network {NETWORK} has subnet(s) {_network_subnets(existing)}, "
-                       f"expected {SUBNET}", "recreate it with `python -m lab down` then `up`")
+                       f"expected {', '.join(subnets(family_))}", "recreate it with `python -m lab down` then `up`")
     ids = docker("network", "ls", "-q").stdout.split()
     if ids:
         for info in json.loads(docker("network", "inspect", *ids).stdout):
             if info["Name"] == NETWORK:
                 continue
             for subnet in _network_subnets(info):
-                try:
-                    overlaps = ipaddress.ip_network(subnet, strict=False).overlaps(ours)
-                except (ValueError, TypeError):
-                    continue
-                if overlaps:
-                    raise LabError(
-                        f"Docker network {info['Name']} ({subnet}) overlaps the lab subnet {SUBNET}",
-                        f"remove it (`docker network rm {info['Name']}`) if unused, or free {SUBNET}")
+                for mine in subnets(family_):
+                    try:
+                        overlaps = ipaddress.ip_network(subnet, strict=False).overlaps(ipaddress.ip_network(mine))
+                    except (ValueError, TypeError):
+                        continue
+                    if overlaps:
+                        raise LabError(
+                            f"Docker network {info['Name']} ({subnet}) overlaps the lab subnet {mine}",
+                            f"remove it (`docker network rm {info['Name']}`) if unused, or free {mine}")
     _warn_route_overlap(ours)
     if existing is None:
-        log(f"creating network {NETWORK} ({SUBNET})")
-        docker("network", "create", "--driver", "bridge", "--subnet", SUBNET, "--gateway", GATEWAY,
-               "--label", f"{LABEL}=1", "-o", f"com.docker.network.bridge.name={BRIDGE}", NETWORK)
+        log(f"creating network {NETWORK} ({', '.join(subnets(family_))})")
+        docker(*network_create_args(family_))
 
 
 def _warn_route_overlap(ours: ipaddress.IPv4Network) -> None:
@@ -176,7 +196,8 @@ def container_os(name: str) -> str | None:
     return ((info or {}).get("Config") or {}).get("Labels", {}).get(OS_LABEL) if info else None
 
 
-def _start_container(name: str, image: str, role: str, suite: str | None = None) -> None:
+def _start_container(name: str, image: str, role: str, suite: str | None = None,
+                     family_: str = DEFAULT_FAMILY) -> None:
     info = container_info(name)
     if info is not None and suite and container_os(name) != suite:
         log(f"recreating {name}: it runs {container_os(name) or 'another image'}, the lab wants {suite}")
@@ -198,6 +219,7 @@ def _start_container(name: str, image: str, role: str, suite: str | None = None)
             "--label", f"{LABEL}=1", "--label", f"{LABEL}.role={role}",
             *(["--label", f"{OS_LABEL}={suite}"] if suite else []),
             "--network", NETWORK, "--ip", ADDRESSES[name],
+            *(["--ip6", ADDRESSES6[name]] if has_ipv6(family_) else []),
             # private cgroup namespace: bookworm's systemd 252 can't boot on a cgroup v1 host without it
             "--cgroupns", "private",
             "--tmpfs", "/run", "--tmpfs", "/run/lock", "--stop-signal", "RTMIN+3"]
@@ -255,11 +277,15 @@ def wait_booted(name: str, timeout: float = BOOT_TIMEOUT) -> str:
 # --- commands -------------------------------------------------------------------------------------
 
 
-def up(masters: int | None = None, os_choice: str | None = None, nodes: int | None = None) -> dict:
+def up(masters: int | None = None, os_choice: str | None = None, nodes: int | None = None,
+       family_: str | None = None) -> dict:
     """Bring the lab up (idempotent). Returns status().
 
     masters: 2 or 3; os_choice: bookworm, trixie or mixed (vm01 bookworm, the rest trixie); nodes:
-    0 or 1 (vm04). Each defaults to the current lab's, else 2 / trixie / 0."""
+    0 or 1 (vm04); family_: ipv4, ipv6 or dual (the network's subnets and the inventory's addresses).
+    Each defaults to the current lab's, else 2 / trixie / 0 / ipv4. A lab whose network has other
+    subnets than the family needs is recreated (its containers too: Docker cannot add a subnet to a
+    network in use); between ipv6 and dual only the inventory changes."""
     started = time.monotonic()
     masters = masters or masters_count()
     if masters not in ALLOWED_MASTERS:
@@ -267,6 +293,9 @@ def up(masters: int | None = None, os_choice: str | None = None, nodes: int | No
     os_choice = os_choice or read_state().get("os_choice") or DEFAULT_OS
     if os_choice not in OS_CHOICES:
         raise LabError(f"--os must be one of {', '.join(OS_CHOICES)}, not {os_choice}", "pick one of them")
+    family_ = family_ or family()
+    if family_ not in FAMILIES:
+        raise LabError(f"--family must be one of {', '.join(FAMILIES)}, not {family_}", "pick one of them")
     nodes = nodes_count() if nodes is None else nodes
     if nodes not in ALLOWED_NODES:
         raise LabError(f"--nodes must be one of {ALLOWED_NODES}, not {nodes}", "pick 0 or 1")
@@ -284,25 +313,32 @@ def up(masters: int | None = None, os_choice: str | None = None, nodes: int | No
             # replace (rightly): a lab belongs to the checkout that made it.
             log(f"the running lab was made by another checkout (no {STATE_FILE} here): recreating it")
             _remove_lab()
-        ensure_network()
+        current = inspect("network", NETWORK)
+        if current is not None and has_lab_label(current) and not network_matches(family_, current):
+            log(f"recreating the lab for the {family_} family (its network has {_network_subnets(current)}): "
+                "every container starts afresh")
+            _remove_lab()
+        ensure_network(family_)
         for name in (*MASTER_NAMES[masters:], *NODE_NAMES[nodes:]):  # scale down: drop surplus machines
             if container_info(name) is not None:
                 log(f"removing {name} (lab now has {masters} masters, {nodes} nodes)")
                 docker("rm", "-f", name)
         for name in wanted:
-            _start_container(name, bases[suites[name]], "master" if name in MASTER_NAMES else "node", suites[name])
-        _start_container(ETCD_NAME, etcd_image, "etcd")
+            _start_container(name, bases[suites[name]], "master" if name in MASTER_NAMES else "node", suites[name],
+                             family_)
+        _start_container(ETCD_NAME, etcd_image, "etcd", family_=family_)
         for name in (*wanted, ETCD_NAME):
             wait_booted(name)
         ssh.ensure(wanted)
         ensure_vrrp_pass()
         from .etcd import ensure_etcd
 
-        ensure_etcd()
-        _write_state({"masters": masters, "nodes": nodes, "os_choice": os_choice, "os": suites,
+        ensure_etcd(family_)
+        _write_state({"masters": masters, "nodes": nodes, "os_choice": os_choice, "os": suites, "family": family_,
                       "images": {"base": bases, "etcd": etcd_image}, "mirror": mirror})
     log(f"lab up: {', '.join(f'{n}={ADDRESSES[n]}' for n in (*wanted, ETCD_NAME))}, "
-        f"VIP {VIP} ({time.monotonic() - started:.1f}s)")
+        f"VIP {primary_vip(family_)}{f' and {VIP6}' if family_ == 'dual' else ''}, family {family_} "
+        f"({time.monotonic() - started:.1f}s)")
     return status()
 
 
@@ -327,14 +363,17 @@ def _remove_lab() -> None:
         docker("network", "rm", *nets)
 
 
-def vip_holders(names: tuple[str, ...] | None = None) -> list[str]:
-    """Running masters whose eth0 carries the VIP (more than one = split brain)."""
+def vip_holders(names: tuple[str, ...] | None = None, vip: str | None = None) -> list[str]:
+    """Running masters whose eth0 carries the VIP (more than one = split brain); ``vip``: another
+    address than the family's primary VIP (VIP6 on a dual-stack lab)."""
+    vip = vip or primary_vip(family())
     holders = []
     for name in names or MASTER_NAMES:
         if container_state(name) != "running":
             continue  # a paused container can't be asked
-        proc = docker_exec(name, "ip", "-o", "-4", "addr", "show", "dev", INTERFACE, check=False, timeout=20)
-        if proc.returncode == 0 and any(w.split("/")[0] == VIP for w in proc.stdout.split()):
+        proc = docker_exec(name, "ip", "-o", "-6" if ":" in vip else "-4", "addr", "show", "dev", INTERFACE,
+                           check=False, timeout=20)
+        if proc.returncode == 0 and any(w.split("/")[0] == vip for w in proc.stdout.split()):
             holders.append(name)
     return holders
 
@@ -351,10 +390,15 @@ def status() -> dict:
     for extra in (*MASTER_NAMES, *NODE_NAMES, HTTP_NAME):  # report lab machines beyond the recorded count, too
         if extra not in names and container_info(extra) is not None:
             names.append(extra)
-    containers = {n: {"address": ADDRESSES[n], "state": container_state(n)} for n in names}
+    family_ = family()
+    containers = {n: {"address": ADDRESSES[n], **({"address6": ADDRESSES6[n]} if has_ipv6(family_) else {}),
+                      "state": container_state(n)} for n in names}
+    six = {"vip6": VIP6, "vip6_holders": vip_holders(vip=VIP6)} if family_ in ("ipv6", "dual") else {}
     return {
         "containers": containers,
-        "vip": VIP,
+        "family": family_,
+        "vip": primary_vip(family_),
+        **six,
         "vip_holder": vip_holder(),
         "kubeconfig": str(ADMIN_KUBECONFIG) if ADMIN_KUBECONFIG.exists() else None,
         "ca": str(CA_PEM) if CA_PEM.exists() else None,
@@ -409,14 +453,14 @@ def _lab_address(host: str) -> bool:
         ip = ipaddress.ip_address(host)
     except ValueError:
         return False
-    return ip.is_loopback or ip in ipaddress.ip_network(SUBNET)
+    return ip.is_loopback or ip in ipaddress.ip_network(SUBNET) or ip in ipaddress.ip_network(SUBNET6)
 
 
 def kubectl_env() -> dict:
     """Environment for kubectl against the lab: no proxies, no ambient KUBECONFIG."""
     env = {k: v for k, v in os.environ.items()
            if k.lower() not in ("http_proxy", "https_proxy", "all_proxy", "kubeconfig")}
-    env["NO_PROXY"] = env["no_proxy"] = f"{SUBNET},127.0.0.1,localhost"
+    env["NO_PROXY"] = env["no_proxy"] = f"{SUBNET},{SUBNET6},127.0.0.1,::1,localhost"
     return env
 
 
@@ -445,8 +489,8 @@ def health() -> str:
     if not kubectl_ok():
         raise LabError(f"kubectl 1.20.2 missing at {kubectl_path()}", "run `python -m lab up`")
     server = kubeconfig_server()
-    if (urlsplit(server).hostname or "") != VIP:
-        log(f"note: {ADMIN_KUBECONFIG} points at {server}, not at the VIP {VIP}")
+    if (urlsplit(server).hostname or "") != primary_vip(family()):
+        log(f"note: {ADMIN_KUBECONFIG} points at {server}, not at the VIP {primary_vip(family())}")
     proc = kubectl("get", "--raw", "/readyz", check=False)
     answer = (proc.stdout or proc.stderr).strip()
     if proc.returncode != 0 or answer != "ok":

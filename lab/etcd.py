@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import time
 
-from .config import (ETCD_ADDRESS, ETCD_CLIENT_CERT, ETCD_ENDPOINT, ETCD_NAME, ETCD_PKI,
-                     ETCD_SERVER_CERT, PKI_DIR)
+from .config import (ADDRESSES6, DEFAULT_FAMILY, ETCD_ADDRESS, ETCD_CLIENT_CERT, ETCD_ENDPOINT, ETCD_ENDPOINT6,
+                     ETCD_NAME, ETCD_PKI, ETCD_SERVER_CERT, PKI_DIR, has_ipv6)
 from .util import LabError, docker_exec, log
 
 DATA_DIR = "/var/lib/etcd/default"
@@ -23,12 +23,22 @@ CLIENT_CERT_FILE = f"{ETCD_PKI}/{ETCD_CLIENT_CERT}.pem"
 CLIENT_KEY_FILE = f"{ETCD_PKI}/{ETCD_CLIENT_CERT}-key.pem"
 
 ENV_FILE = "/etc/default/etcd"
+
+
+def env_text(family: str = DEFAULT_FAMILY) -> str:
+    """/etc/default/etcd for the lab's ``family``: with IPv6 (ipv6, dual) etcd also listens on its
+    IPv6 address (its serving certificate names both addresses whatever the family)."""
+    listen = [f"https://{ETCD_ADDRESS}:2379", *([ETCD_ENDPOINT6] if has_ipv6(family) else []), "https://127.0.0.1:2379"]
+    advertise = [ETCD_ENDPOINT, *([ETCD_ENDPOINT6] if has_ipv6(family) else [])]
+    return ENV_TEXT.replace("@LISTEN@", ",".join(listen)).replace("@ADVERTISE@", ",".join(advertise))
+
+
 ENV_TEXT = f"""\
 # Written by `python -m lab up`; changes are overwritten.
 ETCD_NAME=etcd
 ETCD_DATA_DIR={DATA_DIR}
-ETCD_LISTEN_CLIENT_URLS=https://{ETCD_ADDRESS}:2379,https://127.0.0.1:2379
-ETCD_ADVERTISE_CLIENT_URLS={ETCD_ENDPOINT}
+ETCD_LISTEN_CLIENT_URLS=@LISTEN@
+ETCD_ADVERTISE_CLIENT_URLS=@ADVERTISE@
 ETCD_CERT_FILE={SERVER_CERT_FILE}
 ETCD_KEY_FILE={SERVER_KEY_FILE}
 ETCD_TRUSTED_CA_FILE={CA_FILE}
@@ -59,7 +69,7 @@ def etcd_healthy() -> bool:
     return proc.returncode == 0 and "is healthy" in (proc.stdout + proc.stderr)
 
 
-def _issue_certs() -> dict[str, tuple[str, str, str]]:
+def _issue_certs(family: str = DEFAULT_FAMILY) -> dict[str, tuple[str, str, str]]:
     """{path in container: (content, owner, mode)} for the etcd PKI files."""
     from hakube.pki import CertSpec, PKIError, ensure_ca, ensure_cert
     try:
@@ -67,7 +77,7 @@ def _issue_certs() -> dict[str, tuple[str, str, str]]:
         ca = ensure_ca(PKI_DIR, kind="etcd")
         server = ensure_cert(PKI_DIR, CertSpec(
             name=ETCD_SERVER_CERT, common_name="etcd", server=True, client=True,
-            sans=("etcd", "127.0.0.1", ETCD_ADDRESS), ca="etcd"), ca)
+            sans=("etcd", "127.0.0.1", ETCD_ADDRESS, ADDRESSES6[ETCD_NAME]), ca="etcd"), ca)
         client = ensure_cert(PKI_DIR, CertSpec(
             name=ETCD_CLIENT_CERT, common_name=ETCD_CLIENT_CERT, client=True, ca="etcd"), ca)
     except PKIError as exc:
@@ -82,7 +92,7 @@ def _issue_certs() -> dict[str, tuple[str, str, str]]:
         SERVER_KEY_FILE: (text(server.key_pem), "etcd:etcd", "0600"),
         CLIENT_CERT_FILE: (text(client.cert_pem), "root:root", "0644"),
         CLIENT_KEY_FILE: (text(client.key_pem), "root:root", "0600"),
-        ENV_FILE: (ENV_TEXT, "root:root", "0644"),
+        ENV_FILE: (env_text(family), "root:root", "0644"),
     }
 
 
@@ -105,9 +115,9 @@ def _remove(path: str) -> bool:
     return docker_exec(ETCD_NAME, "sh", "-c", f"test -e {path} && rm -f {path}", check=False).returncode == 0
 
 
-def ensure_etcd() -> None:
+def ensure_etcd(family: str = DEFAULT_FAMILY) -> None:
     """Install certificates and config into the etcd container; (re)start etcd only on change."""
-    files = _issue_certs()
+    files = _issue_certs(family)
     docker_exec(ETCD_NAME, "sh", "-c", f"install -d -o root -g etcd -m 0750 {ETCD_PKI}")
     changed = [path for path, (content, owner, mode) in files.items() if _put(path, content, owner, mode)]
     for path in STALE_FILES:

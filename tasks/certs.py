@@ -52,7 +52,7 @@ def ensure_pki(cfg) -> ClusterPKI:
     A PKI that cannot be made right (a CA near its end, an import that does not fit) stops the run
     before any host is touched, as a refusal naming the host, not a traceback."""
     c = cfg.cluster
-    sans = pki.apiserver_sans(c.bind_addresses, c.vip, c.service_cluster_ip_range, c.cluster_domain, c.cert_extra_sans)
+    sans = pki.apiserver_sans(c.bind_addresses, c.vips, c.service_cluster_ip_range, c.cluster_domain, c.cert_extra_sans)
     ca_import = (c.ca_cert_file, c.ca_key_file) if c.ca_cert_file else None
     etcd_ca_import = (c.etcd_ca_cert_file, c.etcd_ca_key_file) if c.etcd_ca_cert_file else None
     etcd_client = (c.etcd_client_cert_file, c.etcd_client_key_file) if c.etcd_client_cert_file else None
@@ -111,7 +111,7 @@ def load_pki(cfg, now=None) -> ReadPKI:
     """Read-only counterpart of ``ensure_pki`` (``make check``): the PKI already in pki_dir, nothing
     created or rewritten, no CA key read. ``pki.PKIMissing`` names what is not there."""
     c = cfg.cluster
-    sans = pki.apiserver_sans(c.bind_addresses, c.vip, c.service_cluster_ip_range, c.cluster_domain, c.cert_extra_sans)
+    sans = pki.apiserver_sans(c.bind_addresses, c.vips, c.service_cluster_ip_range, c.cluster_domain, c.cert_extra_sans)
     specs = pki.cluster_cert_specs(sans, pki.Subject(**c.cert_subject))
     cas, certs, (sa_pub, sa_key) = pki.read_cluster_pki(c.pki_dir, specs)
     imported = [pki.ETCD_CLIENT.name] if c.etcd_client_cert_file else []

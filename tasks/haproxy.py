@@ -14,6 +14,7 @@ from pyinfra.operations import server
 from hakube import pki as pkimod
 from hakube.facts import FileState, Needs
 from hakube.hostfiles import install
+from hakube.probes import is_ipv6
 from hakube.render import DesiredFile, render, static
 from hakube.rolls import reload_roll
 from hakube.units import ensure_running
@@ -25,7 +26,14 @@ CA = "/etc/haproxy/pki/ca.pem"
 CHECK_CERT = "/etc/haproxy/pki/healthcheck.pem"  # the client certificate of the /readyz check
 SYSCTL_CONF = "/etc/sysctl.d/99-kube-apiserver-vip.conf"
 NONLOCAL_BIND = "net.ipv4.ip_nonlocal_bind"
-NEEDS = Needs(units=("haproxy.service",), sysctls=(NONLOCAL_BIND,))
+NONLOCAL_BIND6 = "net.ipv6.ip_nonlocal_bind"  # the same for an IPv6 VIP (vip, vip6)
+NEEDS = Needs(units=("haproxy.service",), sysctls=(NONLOCAL_BIND, NONLOCAL_BIND6))
+
+
+def nonlocal_binds(c) -> tuple[str, ...]:
+    """The sysctls that let haproxy bind every VIP of ``c`` on a master that does not hold it: IPv4's
+    always (an IPv4-only cluster's file stays as it was), IPv6's too when a VIP is IPv6."""
+    return (NONLOCAL_BIND, *((NONLOCAL_BIND6,) if any(is_ipv6(v) for v in c.vips) else ()))
 
 
 def _config(cfg, vips: tuple[str, ...]) -> DesiredFile:
@@ -37,16 +45,17 @@ def desired_files(cfg, p) -> dict[str, DesiredFile]:
     if not cfg.is_master:
         return {}
     return {
-        "sysctl": DesiredFile(SYSCTL_CONF, static("99-kube-apiserver-vip.conf")),
+        "sysctl": DesiredFile(SYSCTL_CONF, static("99-kube-apiserver-vip.conf")
+                              + b"".join(f"{k} = 1\n".encode() for k in nonlocal_binds(cfg.cluster)[1:])),
         "ca": DesiredFile(CA, p.ca_pem, notify=("haproxy",)),
         "check-cert": DesiredFile(CHECK_CERT, pkimod.combined_pem(p.certs["haproxy-healthcheck"]), mode="0600",
                                   secret=True, notify=("haproxy",)),
-        "cfg": _config(cfg, (cfg.cluster.vip,)),
+        "cfg": _config(cfg, cfg.cluster.vips),
     }
 
 
 def _both(cfg, moving) -> DesiredFile:
-    return _config(cfg, (cfg.cluster.vip, *moving.old))
+    return _config(cfg, tuple(dict.fromkeys((*cfg.cluster.vips, *moving.old))))
 
 
 def _after_listen_both(cfg, facts, moving):
@@ -74,8 +83,9 @@ def apply(cfg, want, facts, one_at_a_time: bool = True, moving=None):
     if moving is not None:
         facts = _after_listen_both(cfg, facts, moving)
     install([files["sysctl"]], facts, verb="Persist")
-    if facts.sysctls.get(NONLOCAL_BIND) != "1":
-        server.sysctl(name=f"{NONLOCAL_BIND} = 1", key=NONLOCAL_BIND, value=1)
+    for key in nonlocal_binds(cfg.cluster):
+        if facts.sysctls.get(key) != "1":
+            server.sysctl(name=f"{key} = 1", key=key, value=1)
     served = [files["ca"], files["check-cert"], files["cfg"]]
     install(served, facts)
     reload_roll("haproxy", served, facts, cfg.short_name, one_at_a_time=one_at_a_time)

@@ -76,7 +76,7 @@ def _running_anywhere(peers: dict) -> bool:
 
 def change(cfg, peers: dict):
     """The VIP change this run makes on a running cluster (``hakube.vip.VipChange``), or None."""
-    return vipmod.change_of(cfg.cluster.vip, peers, UNIT)
+    return vipmod.change_of(cfg.cluster.vips, peers, UNIT)
 
 
 def needed_addresses(c) -> tuple[str, ...]:
@@ -155,9 +155,10 @@ def apply(cfg, want, facts, peers: dict, one_at_a_time: bool = True, released: b
     if SCRIPT_USER not in facts.users:
         server.user(name="User for keepalived's health scripts", user=SCRIPT_USER, system=True,
                     shell="/usr/sbin/nologin", home="/nonexistent", create_home=False)
-    if not _running_anywhere(peers):  # the first start: the VIP must be nobody's yet
-        server.shell(name=f"Nothing answers on the VIP {c.vip} (keepalived runs on no master yet)",
-                     commands=[vipmod.dad_probe(c.vip, cfg.vrrp_interface)])
+    if not _running_anywhere(peers):  # the first start: the VIPs must be nobody's yet
+        # (an IPv6 VIP: a neighbour solicitation with ndisc6 instead of ARP, ``hakube.vip``)
+        server.shell(name=f"Nothing answers on the VIP {' or '.join(c.vips)} (keepalived runs on no master yet)",
+                     commands=[vipmod.dad_probe(v, cfg.vrrp_interface) for v in c.vips])
         masters_unfailed(name="keepalived starts only if every master found the VIP free",
                          masters=tuple(m.name for m in c.masters))
     if released:  # its config went live before the roll (``release``)
@@ -180,7 +181,7 @@ def apply(cfg, want, facts, peers: dict, one_at_a_time: bool = True, released: b
                 f"VRRP to version {c.vrrp_version}")
         timeout = int(holder_deadline(c))
         if (switching or new_version) and not moving:  # the holder keeps the VIP through its re-init
-            first, after = vipmod.switch_in_place(c.vip, cfg.vrrp_interface, UNIT, c.vrrp_advert_int, timeout + 10)
+            first, after = vipmod.switch_in_place(c.vips, cfg.vrrp_interface, UNIT, c.vrrp_advert_int, timeout + 10)
         else:
             first, after = vipmod.holder_first(moving.old if moving else (c.vip,), cfg.vrrp_interface), ":"
         reload_roll("keepalived", files.values(), facts, cfg.short_name, one_at_a_time=False, timeout=timeout,
@@ -212,13 +213,15 @@ def verify(cfg, want, facts, peers: dict):
     router speaks our VRID. A run that changed neither, on a cluster whose snapshots already show
     one holder and no foreign advert, has nothing to wait for."""
     c = cfg.cluster
-    held = {short_name(name): c.vip in f.addresses for name, f in peers.items()}
+    # A dual-stack front: one holder means one master holds both VIPs.
+    held = {short_name(name): tuple(v for v in c.vips if v in f.addresses) for name, f in peers.items()}
     heard = {name: vipmod.foreign_adverts(f.journal.get(UNIT, ()), c.bind_addresses) for name, f in peers.items()}
-    if _in_place(want, facts) and vipmod.holders_verdict(held, c.vip, c.virtual_router_id, c.vrrp_unicast) is None \
+    vips = " and ".join(c.vips)
+    if _in_place(want, facts) and vipmod.vips_verdict(held, c.vips, c.virtual_router_id, c.vrrp_unicast) is None \
             and not any(heard.values()):
-        host.noop(f"the VIP {c.vip} is on {next(m for m, h in held.items() if h)} alone")
+        host.noop(f"the VIP {vips} is on {next(m for m, h in held.items() if h)} alone")
         return
-    vip_one_holder(name=f"Exactly one master holds the VIP {c.vip}, no other router uses VRID {c.virtual_router_id}",
-                   vip=c.vip, interfaces={m.name: m.vrrp_interface for m in c.masters}, vrid=c.virtual_router_id,
+    vip_one_holder(name=f"Exactly one master holds the VIP {vips}, no other router uses VRID {c.virtual_router_id}",
+                   vip=c.vip if len(c.vips) == 1 else c.vips, interfaces={m.name: m.vrrp_interface for m in c.masters}, vrid=c.virtual_router_id,
                    unicast=c.vrrp_unicast, addresses=c.bind_addresses, settle=settle_seconds(c),
                    deadline=holder_deadline(c))

@@ -98,7 +98,7 @@ def script(cfg) -> list[str]:
     who = f"{cfg.short_name}: leaving"
     vip_off = (
         f"vip={q(c.vip)}; dev={q(cfg.vrrp_interface)}; "
-        "_here() { ip -o -4 addr show dev \"$dev\" 2>/dev/null | awk '{print $4}' | cut -d/ -f1 | grep -qxF \"$vip\"; }; "
+        f"_here() {{ ip -o -{6 if ':' in c.vip else 4} addr show dev \"$dev\" 2>/dev/null | awk '{{print $4}}' | cut -d/ -f1 | grep -qxF \"$vip\"; }}; "
         # Another master answers through the VIP: /readyz with this master's client certificate
         # while it has one; without it (a leave interrupted after the removal), any HTTP answer.
         f"if [ -f {q(ca)} ] && [ -f {q(cert)} ] && [ -f {q(key)} ]; then "

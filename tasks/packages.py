@@ -32,27 +32,39 @@ RPM_NAMES = {"iproute2": "iproute", "procps": "procps-ng", "iputils-arping": "ip
 # The commands they provide that the other steps run: one missing = install them all. (ca-certificates
 # has no command common to Debian and RHEL: it comes with the others, as on a minimal image.)
 PROVIDES = ("keepalived", "haproxy", "kubectl", "curl", "ip", "pgrep", "sysctl", "arping")
-NEEDS = Needs(commands=PROVIDES)
+#: With an IPv6 VIP (``vip`` or ``vip6``) only: ndisc6 asks who answers for it (IPv6 has no ARP).
+IPV6_PACKAGES = ("ndisc6",)
+IPV6_PROVIDES = ("ndisc6",)
+NEEDS = Needs(commands=PROVIDES + IPV6_PROVIDES)
+
+
+def wanted(cfg) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(packages, the commands they provide) this master needs: an IPv4-only cluster's as ever."""
+    if any(":" in v for v in cfg.cluster.vips):
+        return PACKAGES + IPV6_PACKAGES, PROVIDES + IPV6_PROVIDES
+    return PACKAGES, PROVIDES
 
 
 def desired_files(cfg, pki) -> dict:
     return {}
 
 
-def _installed(facts) -> bool:
-    return facts.commands >= set(PROVIDES)
+def _installed(cfg, facts) -> bool:
+    return facts.commands >= set(wanted(cfg)[1])
 
 
 @deploy(NAME)
 def apply(cfg, want, facts):
-    if _installed(facts):
-        host.noop(f"{', '.join(PROVIDES)} are installed")
+    names, provides = wanted(cfg)
+    if _installed(cfg, facts):
+        host.noop(f"{', '.join(provides)} are installed")
         return None
-    return packages(name=f"Install {', '.join(PACKAGES)}", names=PACKAGES, rpm_names=RPM_NAMES)
+    return packages(name=f"Install {', '.join(names)}", names=names, rpm_names=RPM_NAMES)
 
 
 @deploy(NAME)
 def wait(cfg, want, facts):
-    if _installed(facts):
+    if _installed(cfg, facts):
         return None
-    return packages_ready(name=f"Wait for {', '.join(PACKAGES)}", commands=PROVIDES)
+    names, provides = wanted(cfg)
+    return packages_ready(name=f"Wait for {', '.join(names)}", commands=provides)

@@ -131,8 +131,10 @@ def _sites() -> dict[str, Site]:
     add("leaving", "leaving", lambda p: "false" + p, per_host=True)
     # Cluster-wide.
     add("vip", "vip", lambda p: VIP + p)
+    add("vip6", "vip6", lambda p: "fd00:9::100" + p)
+    add("vip6(scoped)", "vip6", lambda p: "fd00:9::100%eth0" + p)
     for key, default in (
-        ("vip_prefix", 24), ("virtual_router_id", 80), ("vrrp_advert_int", 1), ("lb_port", 6443),
+        ("vip_prefix", 24), ("vip6_prefix", 64), ("virtual_router_id", 80), ("vrrp_advert_int", 1), ("lb_port", 6443),
         ("haproxy_agent_port", 6444), ("haproxy_check_interval_ms", 1000), ("haproxy_check_fall", 2),
         ("haproxy_check_rise", 2), ("apiserver_port", 6443), ("log_level", 0), ("shutdown_delay_seconds", 5),
         ("audit_log_maxage", 30), ("audit_log_maxbackup", 3), ("audit_log_maxsize", 100), ("allow_privileged", "true"),
@@ -157,6 +159,7 @@ def _sites() -> dict[str, Site]:
     add("replace_sa_sha256", "replace_sa_sha256", lambda p: SHA + p)
     add("etcd_servers", "etcd_servers", lambda p: ["https://10.9.0.20:2379" + p])
     add("etcd_servers(host)", "etcd_servers", lambda p: [f"https://10.9.0.20{p}:2379"])
+    add("etcd_servers(ipv6 host)", "etcd_servers", lambda p: [f"https://[fd00::20{p}]:2379"])
     add("service_cluster_ip_range", "service_cluster_ip_range", lambda p: "10.254.0.0/16" + p)
     add("service_node_port_range", "service_node_port_range", lambda p: "30000-32767" + p)
     add("cluster_domain", "cluster_domain", lambda p: "cluster.local" + p)

@@ -376,14 +376,13 @@ def _plugins(*extra: str) -> list[str]:
 
 
 BAD.update({
-    # Addresses: IPv4 only for now.
-    "vip-ipv6": (_set("vip", "fd00::100"), ENV, _one("vip"), "IPv6 is not supported yet"),
-    "vip-scoped-ipv6-with-flag": (_set("vip", "fe80::1%eth0 --anonymous-auth=true"), ENV, _one("vip"), "IPv6 is not supported yet"),
-    "bind-ipv6": (_set("bind_address", "fd00::11", "m1"), ENV, _one("bind_address"), "IPv6 is not supported yet"),
-    "service-cidr-ipv6": (_set("service_cluster_ip_range", "fd00:254::/108"), ENV, _one("service_cluster_ip_range"), "IPv6 is not supported yet"),
-    "etcd-ipv6": (_set("etcd_servers", ["https://[fd00::20]:2379"]), ENV, _one("etcd_servers"), "IPv6 is not supported yet"),
-    "etcd-host-with-flag": (_set("etcd_servers", ["https://10.9.0.20 --anonymous-auth=true:2379"]), ENV, _one("etcd_servers"), "neither an IPv4 address nor a DNS name"),
-    "etcd-host-semicolon": (_set("etcd_servers", ["https://etcd;reboot:2379"]), ENV, _one("etcd_servers"), "neither an IPv4 address nor a DNS name"),
+    # Addresses: IPv6 and dual stack have their own tests (test_ipv6.py); here, one family each.
+    "vip-ipv6-beside-ipv4-masters": (_set("vip", "fd00::100"), ENV, _one("vip"), "is IPv6, the masters' bind_address are IPv4"),
+    "vip-scoped-ipv6-with-flag": (_set("vip", "fe80::1%eth0 --anonymous-auth=true"), ENV, _one("vip"), "is a scoped IPv6 address"),
+    "bind-ipv6-on-one-master": (_set("bind_address", "fd00::12", "m2"), ENV, _one("bind_address", "m2"), "must be of one family"),
+    "service-cidr-ipv6-beside-ipv4-masters": (_set("service_cluster_ip_range", "fd00:254::/108"), ENV, _one("service_cluster_ip_range"), "is IPv6, the masters' bind_address are IPv4"),
+    "etcd-host-with-flag": (_set("etcd_servers", ["https://10.9.0.20 --anonymous-auth=true:2379"]), ENV, _one("etcd_servers"), "neither an IPv4 address, an IPv6 address in brackets nor a DNS name"),
+    "etcd-host-semicolon": (_set("etcd_servers", ["https://etcd;reboot:2379"]), ENV, _one("etcd_servers"), "neither an IPv4 address, an IPv6 address in brackets nor a DNS name"),
     "etcd-port-unicode-digits": (_set("etcd_servers", ["https://10.9.0.20:\uff12\uff13\uff17\uff19"]), ENV, _one("etcd_servers"), "https://HOST:PORT"),
     "etcd-trailing-newline": (_set("etcd_servers", ["https://10.9.0.20:2379\n"]), ENV, _one("etcd_servers"), "https://HOST:PORT"),
     # Interface names.
@@ -412,10 +411,10 @@ BAD.update({
     "admission-plugins-empty": (_set("admission_plugins", []), ENV, _one("admission_plugins"), "non-empty"),
     # URLs.
     "issuer-http": (_set("service_account_issuer", "http://kubernetes.default.svc"), ENV, _one("service_account_issuer"), "https://"),
-    "issuer-with-flag": (_set("service_account_issuer", "https://kubernetes.default.svc --anonymous-auth=true"), ENV, _one("service_account_issuer"), "neither an IPv4 address nor a DNS name"),
+    "issuer-with-flag": (_set("service_account_issuer", "https://kubernetes.default.svc --anonymous-auth=true"), ENV, _one("service_account_issuer"), "neither an IPv4 address, an IPv6 address in brackets nor a DNS name"),
     "issuer-with-query": (_set("service_account_issuer", "https://issuer.example.com/?a=b"), ENV, _one("service_account_issuer"), "query or fragment"),
     "issuer-command-substitution": (_set("service_account_issuer", "https://example.com/$(reboot)"), ENV, _one("service_account_issuer"), "after the host"),
-    "issuer-userinfo": (_set("service_account_issuer", "https://user@example.com/"), ENV, _one("service_account_issuer"), "neither an IPv4 address nor a DNS name"),
+    "issuer-userinfo": (_set("service_account_issuer", "https://user@example.com/"), ENV, _one("service_account_issuer"), "neither an IPv4 address, an IPv6 address in brackets nor a DNS name"),
     "url-ftp": (_set("kube_apiserver_url", "ftp://mirror.example.com/kube-apiserver"), ENV, _one("kube_apiserver_url"), "http:// or https://"),
     "url-backtick": (_set("kube_apiserver_url", "https://mirror.example.com/`reboot`"), ENV, _one("kube_apiserver_url"), "after the host"),
     "url-semicolon": (_set("kube_apiserver_url", "https://mirror.example.com/x;reboot"), ENV, _one("kube_apiserver_url"), "after the host"),
