@@ -232,3 +232,28 @@ def test_an_unanswered_poll_is_not_a_move() -> None:
     out = run.soak(("vm01",), seconds=2.0, poll=lambda: next(series), clock=lambda: now[0],
                    sleep=lambda s: now.__setitem__(0, now[0] + s))
     assert out["count"] == 0 and out["unanswered_polls"] == 2 and out["first_holders"] == ["vm01"]
+
+
+def test_noop_targets_from_the_floor() -> None:
+    results = {"floor": run.figure([0.60, 0.62, 0.58], "s", "floor"),
+               "noop_reapply": run.figure([0.88, 0.90, 0.89], "s", "noop"),
+               "dry_run": run.figure([0.92, 0.95, 0.91], "s", "dry")}
+    t = run.new_targets(results)
+    assert set(t) == {"noop_le_3x_floor", "noop_le_2x_floor", "dry_le_2x_floor", "noop_le_1_5x_floor",
+                      "dry_le_1_5x_floor"}
+    assert t["noop_le_1_5x_floor"]["limit"] == 0.9 and t["noop_le_1_5x_floor"]["pass"] is True
+    assert t["dry_le_1_5x_floor"]["value"] == 0.92 and t["dry_le_1_5x_floor"]["pass"] is False
+    assert t["noop_le_3x_floor"]["pass"] and t["dry_le_2x_floor"]["pass"]
+    assert "no-op" in t["noop_le_1_5x_floor"]["description"] and "--dry" in t["dry_le_1_5x_floor"]["description"]
+
+
+def test_noop_rows_print_the_figures_present() -> None:
+    results = {"floor": run.figure([0.6], "s", "floor"),
+               "ratio_noop_to_floor": {"unit": "ratio", "median": 1.45, "min": 1.4, "max": 1.5}}
+    rows = run.noop_rows(results)
+    assert len(rows) == 2 and rows[0].startswith("floor") and rows[1].rstrip().endswith("x")
+    assert "1.45" in rows[1]
+
+
+def test_noop_is_a_part_of_its_own() -> None:
+    assert "noop" in run.LAB_PARTS
