@@ -1,4 +1,5 @@
-"""Step 0 — distribution packages for the later steps: keepalived, haproxy, kubectl, curl, ip, pgrep.
+"""Step 0 — distribution packages for the later steps: keepalived, haproxy, kubectl, curl, ip, pgrep
+(and prometheus-node-exporter with metrics on).
 
 The tutorial installs each with yum at its own step; here they are one remote command per host,
 planned only when one of the commands they provide is missing (the package manager — apt, dnf or
@@ -32,27 +33,38 @@ RPM_NAMES = {"iproute2": "iproute", "procps": "procps-ng", "iputils-arping": "ip
 # The commands they provide that the other steps run: one missing = install them all. (ca-certificates
 # has no command common to Debian and RHEL: it comes with the others, as on a minimal image.)
 PROVIDES = ("keepalived", "haproxy", "kubectl", "curl", "ip", "pgrep", "sysctl", "arping")
-NEEDS = Needs(commands=PROVIDES)
+# With metrics on (the default): the node exporter (README: Metrics and alerts), its command named as the package.
+METRICS_PACKAGES = ("prometheus-node-exporter",)
+NEEDS = Needs(commands=PROVIDES + METRICS_PACKAGES)
 
 
 def desired_files(cfg, pki) -> dict:
     return {}
 
 
-def _installed(facts) -> bool:
-    return facts.commands >= set(PROVIDES)
+def packages_for(cfg) -> tuple[str, ...]:
+    return PACKAGES + (METRICS_PACKAGES if cfg.cluster.metrics else ())
+
+
+def provides_for(cfg) -> tuple[str, ...]:
+    return PROVIDES + (METRICS_PACKAGES if cfg.cluster.metrics else ())
+
+
+def _installed(cfg, facts) -> bool:
+    return facts.commands >= set(provides_for(cfg))
 
 
 @deploy(NAME)
 def apply(cfg, want, facts):
-    if _installed(facts):
-        host.noop(f"{', '.join(PROVIDES)} are installed")
+    if _installed(cfg, facts):
+        host.noop(f"{', '.join(provides_for(cfg))} are installed")
         return None
-    return packages(name=f"Install {', '.join(PACKAGES)}", names=PACKAGES, rpm_names=RPM_NAMES)
+    names = packages_for(cfg)
+    return packages(name=f"Install {', '.join(names)}", names=names, rpm_names=RPM_NAMES)
 
 
 @deploy(NAME)
 def wait(cfg, want, facts):
-    if _installed(facts):
+    if _installed(cfg, facts):
         return None
-    return packages_ready(name=f"Wait for {', '.join(PACKAGES)}", commands=PROVIDES)
+    return packages_ready(name=f"Wait for {', '.join(packages_for(cfg))}", commands=provides_for(cfg))
