@@ -31,6 +31,9 @@ HAKUBE_TEXTFILE = f"{TEXTFILE_DIR}/hakube.prom"
 VRRP_STATE_FILE = f"{TEXTFILE_DIR}/hakube_keepalived.prom"
 #: keepalived's notify script (root-owned, 0755, in a root-only path: keepalived's script security)
 NOTIFY_SCRIPT = "/etc/keepalived/hakube-vrrp-notify"
+#: keepalived.service's drop-in: STOP once it stopped, however (its own notify on the way down is
+#: fire-and-forget: killed with it, or never sent when keepalived is killed or crashes)
+KEEPALIVED_DROPIN = "/etc/systemd/system/keepalived.service.d/hakube-metrics.conf"
 NODE_EXPORTER_DEFAULTS = "/etc/default/prometheus-node-exporter"  # its ARGS (Debian's unit reads them)
 NODE_EXPORTER_SERVICE = "prometheus-node-exporter"
 NODE_EXPORTER_PACKAGE = "prometheus-node-exporter"  # the command it installs has the same name
@@ -113,6 +116,13 @@ def notify_line() -> str:
     """keepalived's ``notify`` for the VRRP instance: the script, run as root (it writes into node
     exporter's directory, nothing else). keepalived appends: INSTANCE, the name, the state, the priority."""
     return f'notify "{NOTIFY_SCRIPT}" root'
+
+
+def keepalived_dropin() -> bytes:
+    return ("# Managed by hakube (pyinfra): keepalived's VRRP state for Prometheus is STOP once keepalived has\n"
+            "# stopped, however it stopped (its own notify on the way down may never run: killed, crashed).\n"
+            "[Service]\n"
+            f"ExecStopPost={NOTIFY_SCRIPT} INSTANCE {VRRP_INSTANCE} STOP 0\n").encode()
 
 
 def seed_command(cfg) -> str:

@@ -7,7 +7,8 @@
   and the renewal window. Its bytes change only with the certificates or the data;
 * keepalived's notify script (``/etc/keepalived/hakube-vrrp-notify``, root's, run as root by
   keepalived on every VRRP state change) writes ``hakube_keepalived_vrrp_state`` there; a keepalived
-  already running when the notify arrives gets its state written once (``seed``);
+  already running when the notify arrives gets its state written once (``seed``), and a drop-in
+  of keepalived.service writes STOP once it stopped, however it stopped (ExecStopPost);
 * haproxy's own exporter is a frontend of ``haproxy.cfg`` (step 6).
 
 Every file is in the host's one snapshot, so a run with nothing to change stays one remote command.
@@ -38,6 +39,7 @@ def desired_files(cfg, pki) -> dict[str, DesiredFile]:
         # before keepalived.conf names it: keepalived's script security checks it when it loads the config
         "vrrp-notify": DesiredFile(metrics.NOTIFY_SCRIPT, static("hakube-vrrp-notify"), mode="0755"),
         "textfile": DesiredFile(metrics.HAKUBE_TEXTFILE, metrics.textfile(cfg, pki)),
+        "keepalived-dropin": DesiredFile(metrics.KEEPALIVED_DROPIN, metrics.keepalived_dropin(), notify=("daemon-reload",)),
     }
 
 
@@ -49,6 +51,8 @@ def apply(cfg, want, facts):
     if not files:
         return
     install(files.values(), facts)
+    handler("daemon-reload", "systemctl daemon-reload", [files["keepalived-dropin"]], facts,
+            name="systemctl daemon-reload (keepalived's drop-in changed)")
     handler(metrics.NODE_EXPORTER_SERVICE, f"systemctl restart {UNIT}", [files["node-exporter-args"]], facts,
             name=f"Restart {metrics.NODE_EXPORTER_SERVICE} (its flags changed)")
     ensure_running(UNIT, facts, name=f"{metrics.NODE_EXPORTER_SERVICE} enabled and running")

@@ -94,7 +94,11 @@ def test_a_master_gets_the_exporters_files_and_a_node_none(site) -> None:
     want = desired_state(s["m1"], p)[metrics_step.KEY]
     assert {f.path: f.mode for f in want.values()} == {
         "/etc/default/prometheus-node-exporter": "0644", "/etc/keepalived/hakube-vrrp-notify": "0755",
-        "/var/lib/prometheus/node-exporter/hakube.prom": "0644"}
+        "/var/lib/prometheus/node-exporter/hakube.prom": "0644",
+        "/etc/systemd/system/keepalived.service.d/hakube-metrics.conf": "0644"}
+    assert want["keepalived-dropin"].notify == ("daemon-reload",)
+    assert want["keepalived-dropin"].content.decode().splitlines()[-2:] == [
+        "[Service]", "ExecStopPost=/etc/keepalived/hakube-vrrp-notify INSTANCE kube_api STOP 0"]
     assert want["node-exporter-args"].notify == ("prometheus-node-exporter",)
     assert want["vrrp-notify"].content == SCRIPT.read_bytes()
     assert desired_state(s["n1"], None).get(metrics_step.KEY) is None
