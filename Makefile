@@ -39,10 +39,11 @@ $(VENV_STAMP): pyproject.toml
 	touch $@
 
 # tool:package pairs; `apt-get update` runs once, only when something is missing. haproxy and
-# keepalived are for the unit tests' `haproxy -c` / `keepalived -t` (they fail, not skip, with CI=true).
+# keepalived are for the unit tests' `haproxy -c` / `keepalived -t`, prometheus for their `promtool check rules`
+# / `promtool test rules` on the shipped alerts (they fail, not skip, with CI=true).
 # Tools in /usr/sbin count as present for a non-root user too (it is not on their PATH).
 HOST_TOOLS := debootstrap:debootstrap go:golang-go rsync:rsync dpkg-source:dpkg-dev \
-              haproxy:haproxy keepalived:keepalived pgrep:procps
+              haproxy:haproxy keepalived:keepalived pgrep:procps promtool:prometheus
 
 # Installing must start no daemon: without systemd as PID 1 (a container, a CI runner) the
 # packages' postinst runs /etc/init.d/haproxy start through invoke-rc.d, which would leave a

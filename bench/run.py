@@ -496,12 +496,12 @@ FIRST_APPLY_LIMIT_S = 40.0
 
 
 def package_install_command() -> str:
-    """The deploy's own install command (tasks/packages.py's list, hakube/packages.py's shell), run
-    in the foreground."""
+    """The deploy's own install command (tasks/packages.py's list for the lab's data: IPv4, metrics on;
+    hakube/packages.py's shell), run in the foreground."""
     from hakube.packages import _install_command
-    from hakube.tasks.packages import PACKAGES, RPM_NAMES
+    from hakube.tasks.packages import METRICS_PACKAGES, PACKAGES, RPM_NAMES
 
-    return _install_command(PACKAGES, RPM_NAMES)
+    return _install_command(PACKAGES + METRICS_PACKAGES, RPM_NAMES)
 
 
 def packages_sample(masters: tuple[str, ...]) -> dict:

@@ -23,7 +23,7 @@ from pyinfra.api import deploy
 from .context import masters_facts, settings_for
 from .settings import KEYS, REQUIRED
 from .tasks import (apiserver, audit, certs, desired_state, encryption, haproxy, host_facts, keepalived, kubeconfig,
-                    leave, packages, rbac)
+                    leave, metrics, packages, rbac)
 
 #: ``data_defaults`` of ``deploy_ha_apiserver``: every key of the settings table that has a default,
 #: with that default (a required key has none, so a missing one is still refused). The validation
@@ -52,6 +52,7 @@ def ha_apiserver() -> None:
         encryption.apply(cfg, want, facts)  # 2b. Secrets encrypted at rest: the keys' config (staged)
         apiserver.apply(cfg, want, facts)  # 3. config, flags, unit, a local binary (staged)
         packages.wait(cfg, want, facts)  # 0. ... installed before anything runs them
+        metrics.apply(cfg, want, facts)  # -. node exporter's flags, keepalived's notify script, the certificates' metrics
         apiserver.download(cfg, want, facts)  # 3. ... or the binary downloaded with that curl, checked (staged)
         released = keepalived.release(cfg, want, facts, peers)  # 5. a live VIP the apiserver needs: given up first
         apiserver.roll_out(cfg, want, facts, one_at_a_time=serving)  # 3. the roll: start or restart, /readyz
@@ -60,6 +61,7 @@ def ha_apiserver() -> None:
         keepalived.apply(cfg, want, facts, peers, one_at_a_time=serving, released=released)  # 5. the VIP
         haproxy.apply(cfg, want, facts, one_at_a_time=serving, moving=moving)  # 6. haproxy in front of every apiserver
         keepalived.verify(cfg, want, facts, peers)  # 5. ... exactly one master holds the VIP
+        metrics.seed(cfg, want, facts)  # -. ... and a keepalived that ran before its notify reports its state
         kubeconfig.apply(cfg, want, facts)  # 7. admin kubeconfig (masters)
         kubeconfig.write_local(cfg, pki)  #    ... and for the operator
         rbac.apply(cfg, want, facts)  # 4. RBAC, once the VIP answers

@@ -59,10 +59,16 @@ class Master:
     vrrp_priority: int
     vrrp_interface: str
     leaving: bool = False
+    metrics_address: str | None = None  # as given; ``metrics_bind`` is the address used
 
     @property
     def short_name(self) -> str:
         return short_name(self.name)
+
+    @property
+    def metrics_bind(self) -> str:
+        """Where this master's exporters listen: metrics_address, else its bind_address."""
+        return self.metrics_address or self.bind_address
 
 
 @dataclass(frozen=True)
@@ -133,6 +139,9 @@ class Cluster:
     pki_dir: str
     artifacts_dir: str
     cluster_name: str
+    metrics: bool
+    haproxy_metrics_port: int
+    node_exporter_port: int
     #: Masters with ``leaving: true``: still in the inventory, no longer members. ``masters`` holds
     #: the members only, so the SANs, haproxy backends and VRRP peers follow it.
     leaving: tuple[Master, ...] = ()
@@ -169,6 +178,7 @@ class Settings:
     vrrp_priority: int | None = None
     vrrp_interface: str | None = None
     leaving: bool = False  # a master that leaves the cluster in this run (is_master stays true)
+    metrics_address: str | None = None  # a master's exporters listen here (metrics_address, else bind_address)
 
     @property
     def is_member(self) -> bool:
@@ -238,6 +248,18 @@ def _opt_vip6(v: Any) -> str | None:
         raise ValueError(f"{address} is not an IPv6 address: vip6 is the IPv6 VIP beside an IPv4 vip "
                          "(an IPv4 address belongs in vip)")
     return address
+
+
+def _metrics_ip(v: Any) -> str | None:
+    """One address of this master for its exporters (None: its bind_address). Never 0.0.0.0: the
+    metrics would be offered on every interface; loopback is fine (a Prometheus agent on the master)."""
+    if v is None:
+        return None
+    addr = ipaddress.ip_address(str(v).strip())  # its ValueError: "... does not appear to be an IPv4 or IPv6 address"
+    if addr.is_unspecified or addr.is_multicast or addr == ipaddress.IPv4Address("255.255.255.255"):
+        raise ValueError(f"{v} cannot be used: the exporters listen on one address of this master "
+                         "(its bind_address by default), never on every interface")
+    return str(addr)
 
 
 def _cidr(v: Any) -> str:
@@ -741,6 +763,11 @@ KEYS: tuple[Key, ...] = (
     # Step 7 — admin kubeconfig (tasks/kubeconfig.py).
     Key("artifacts_dir", "artifacts", "Local directory for the operator's admin kubeconfig (no control characters).", check=_local_path),
     Key("cluster_name", "kubernetes", "Cluster name in the kubeconfig: a plain name (letters, digits and `_.:@-`, at most 32).", check=_word),
+    # Metrics (tasks/metrics.py; README: Metrics and alerts).
+    Key("metrics", True, "Metrics for Prometheus on every master: haproxy's built-in exporter (haproxy_metrics_port), prometheus-node-exporter (node_exporter_port) with keepalived's VRRP state and the certificates' expiry in its textfile directory. Both listen on metrics_address only; a firewall in front of them is the operator's. false: none of it is rendered (what an earlier run installed stays).", check=_bool),
+    Key("metrics_address", None, "This master's IPv4 address the exporters listen on; unset: its bind_address. Not 0.0.0.0.", per_host=True, check=_metrics_ip),
+    Key("haproxy_metrics_port", 8405, "Port of haproxy's Prometheus exporter (`/metrics`) on metrics_address; a port of its own.", check=_int_in(1, 65535)),
+    Key("node_exporter_port", 9100, "Port of prometheus-node-exporter on metrics_address (its `--web.listen-address`); a port of its own.", check=_int_in(1, 65535)),
 )
 KEY_BY_NAME = {k.name: k for k in KEYS}
 CHECKS = {k.name: k.check for k in KEYS}  # what the collector asks (a test may swap one)
@@ -1029,12 +1056,16 @@ LISTENERS = (
     ("lb_port", "haproxy's frontend on the VIP"),
     ("haproxy_agent_port", "the haproxy agent on bind_address"),
     ("haproxy_stats_port", "haproxy's stats on 127.0.0.1"),
+    ("haproxy_metrics_port", "haproxy's Prometheus exporter on metrics_address"),
+    ("node_exporter_port", "the node exporter on metrics_address"),
 )
+METRICS_PORTS = frozenset({"haproxy_metrics_port", "node_exporter_port"})  # listen only with metrics on
 SHARED_PORT_OK = frozenset({("apiserver_port", "lb_port")})
 
 
 def _listeners(col: _Collector, first: str, values: Mapping[str, Any], masters: list[Master]) -> None:
-    ports = [(key, values[key], where) for key, where in LISTENERS if values[key] is not None]
+    ports = [(key, values[key], where) for key, where in LISTENERS if values[key] is not None
+             and (values["metrics"] is not False or key not in METRICS_PORTS)]
     for i, (key_a, port_a, where_a) in enumerate(ports):
         for key_b, port_b, where_b in ports[i + 1:]:
             if port_a == port_b and (key_a, key_b) not in SHARED_PORT_OK:
@@ -1077,8 +1108,9 @@ def load_inventory(
     masters = []
     for name, data in masters_raw:
         per_host = {k: col.value(name, data, k) for k in ("bind_address", "vrrp_priority", "vrrp_interface", "leaving")}
+        metrics_address = col.value(name, data, "metrics_address")  # None: its bind_address
         if None not in per_host.values():
-            masters.append(Master(name=name, **per_host))
+            masters.append(Master(name=name, **per_host, metrics_address=metrics_address))
     _membership(col, masters_raw, masters, [(n, d) for n, d, g in hosts if "masters" not in g])
 
     # Relations between values.
@@ -1100,6 +1132,8 @@ def load_inventory(
                 col.add(m.name, "vip", f"VIP {vip}/{prefix} is not in the subnet of bind_address {m.bind_address}")
             if m.bind_address == vip:
                 col.add(m.name, "bind_address", "equals the VIP")
+            if m.metrics_address == vip:
+                col.add(m.name, "metrics_address", "equals the VIP: the exporters listen on this master's own address")
     _addresses(col, first, values, masters, hosts)
     _listeners(col, first, values, masters)
     version = values["kube_version"]
@@ -1165,6 +1199,7 @@ def load_inventory(
             vrrp_priority=m.vrrp_priority if m else None,
             vrrp_interface=m.vrrp_interface if m else None,
             leaving=m.leaving if m else False,
+            metrics_address=m.metrics_bind if m else None,
         )
     return out
 

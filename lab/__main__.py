@@ -1,4 +1,5 @@
-"""python -m lab up [--masters 2|3] [--os bookworm|trixie|mixed] [--nodes 0|1] [--family ipv4|ipv6|dual] | down | status | health | http up|down"""
+"""python -m lab up [--masters 2|3] [--os bookworm|trixie|mixed] [--nodes 0|1] [--family ipv4|ipv6|dual] | down | status
+| health | http up|down | prometheus up|down"""
 from __future__ import annotations
 
 import argparse
@@ -31,6 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("health", help="GET /readyz through the VIP with the admin kubeconfig")
     p_http = sub.add_parser("http", help="the on-demand HTTP server of the lab's kube-apiserver")
     p_http.add_argument("action", choices=("up", "down"))
+    p_prom = sub.add_parser("prometheus", help="the on-demand Prometheus scraping the masters (alerts at short for:)")
+    p_prom.add_argument("action", choices=("up", "down"))
     args = parser.parse_args(argv)
     try:
         if args.command == "up":
@@ -43,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
             print(core.health())
         elif args.command == "http":
             print(core.http_up()) if args.action == "up" else core.http_down()
+        elif args.command == "prometheus":
+            print(core.prometheus_up()) if args.action == "up" else core.prometheus_down()
     except LabError as exc:
         print(f"lab: error: {exc}", file=sys.stderr)
         return 1

@@ -26,7 +26,13 @@ ETCD_ADDRESS = "10.213.0.20"
 # at the path of the default download URL, for the checked-download tests.
 HTTP_NAME = "http"
 HTTP_ADDRESS = "10.213.0.30"
-ADDRESSES = {**MASTERS, **NODES, ETCD_NAME: ETCD_ADDRESS, HTTP_NAME: HTTP_ADDRESS}
+# Started on demand (`python -m lab prometheus up`, test_17_metrics): a real Prometheus scraping every
+# master's haproxy exporter and node exporter, with the shipped alerts at short `for:`.
+PROMETHEUS_NAME = "prometheus"
+PROMETHEUS_ADDRESS = "10.213.0.50"
+PROMETHEUS_PORT = 9090
+PROMETHEUS_URL = f"http://{PROMETHEUS_ADDRESS}:{PROMETHEUS_PORT}"
+ADDRESSES = {**MASTERS, **NODES, ETCD_NAME: ETCD_ADDRESS, HTTP_NAME: HTTP_ADDRESS, PROMETHEUS_NAME: PROMETHEUS_ADDRESS}
 CONTAINERS = tuple(ADDRESSES)
 
 VIP = "10.213.0.100"
@@ -104,6 +110,7 @@ PKI_DIR = REPO / "pki"
 ARTIFACTS_DIR = REPO / "artifacts"
 LAB_DIR = REPO / ".lab"  # git-ignored: secrets and state
 STATE_FILE = LAB_DIR / "state.json"
+PROMETHEUS_DIR = LAB_DIR / "prometheus"  # the on-demand Prometheus's config and rules, mounted read-only
 VRRP_PASS_FILE = LAB_DIR / "vrrp_auth_pass"
 # SSH: a non-root admin with passwordless sudo, as on a real site (LAB_CONNECT=ssh in inventory.py)
 SSH_USER = "hakube"

@@ -17,9 +17,10 @@ from . import ssh
 from .config import (ADDRESSES, ADDRESSES6, ADMIN_KUBECONFIG, ALLOWED_MASTERS, ALLOWED_NODES, APISERVER_BIN, BRIDGE,
                      CA_PEM, CACHE_DIR, DEFAULT_FAMILY, DEFAULT_MASTERS, DEFAULT_OS, ETCD_NAME, FAMILIES, GATEWAY,
                      GATEWAY6, HTTP_ADDRESS, HTTP_NAME, INTERFACE, K8S_VERSION, LAB_DIR, LABEL, LABEL_FILTER,
-                     MASTER_NAMES, NETWORK, NODE_NAMES, OS_CHOICES, STATE_FILE, SUBNET, SUBNET6, VIP, VIP6,
+                     MASTER_NAMES, MASTERS, NETWORK, NODE_NAMES, OS_CHOICES, PROMETHEUS_ADDRESS, PROMETHEUS_DIR,
+                     PROMETHEUS_NAME, PROMETHEUS_PORT, PROMETHEUS_URL, STATE_FILE, SUBNET, SUBNET6, VIP, VIP6,
                      VRRP_PASS_FILE, has_ipv6, primary_vip, subnets, suites_for)
-from .images import BUILD_PREFIX, ensure_images, etcd_tag
+from .images import BUILD_PREFIX, ensure_images, ensure_prometheus_image, etcd_tag
 from .tools import detect_mirror, ensure_apiserver, ensure_kubectl, kubectl_ok, kubectl_path
 from .util import (LabError, check_docker, container_info, container_state, docker, docker_exec,
                    has_lab_label, inspect, log, run)
@@ -387,11 +388,11 @@ def vip_holder() -> str | None:
 def status() -> dict:
     check_docker()
     names = list(master_names()) + list(node_names()) + [ETCD_NAME]
-    for extra in (*MASTER_NAMES, *NODE_NAMES, HTTP_NAME):  # report lab machines beyond the recorded count, too
+    for extra in (*MASTER_NAMES, *NODE_NAMES, HTTP_NAME, PROMETHEUS_NAME):  # lab machines beyond the recorded count, too
         if extra not in names and container_info(extra) is not None:
             names.append(extra)
     family_ = family()
-    containers = {n: {"address": ADDRESSES[n], **({"address6": ADDRESSES6[n]} if has_ipv6(family_) else {}),
+    containers = {n: {"address": ADDRESSES[n], **({"address6": ADDRESSES6[n]} if has_ipv6(family_) and n in ADDRESSES6 else {}),
                       "state": container_state(n)} for n in names}
     six = {"vip6": VIP6, "vip6_holders": vip_holders(vip=VIP6)} if family_ in ("ipv6", "dual") else {}
     return {
@@ -406,6 +407,8 @@ def status() -> dict:
         "nodes": nodes_count(),
         "os": {n: container_os(n) for n in names if n in (*MASTER_NAMES, *NODE_NAMES)},
         "ssh": {"user": ssh.info()["user"], "key": ssh.info()["key"]},
+        # `python -m lab prometheus up` (test_17_metrics): its URL while it runs, else null
+        "prometheus": PROMETHEUS_URL if container_state(PROMETHEUS_NAME) == "running" else None,
     }
 
 
@@ -444,6 +447,95 @@ def netshell(name: str, *cmd: str, check: bool = False, timeout: float = 60) -> 
 
 def http_down() -> None:
     docker("rm", "-f", HTTP_NAME, check=False)
+
+
+# --- the on-demand Prometheus (test_17_metrics) ----------------------------------------------------
+
+#: the lab's Prometheus: fast scrapes and evaluations, and every alert's `for:` this short
+PROMETHEUS_INTERVAL = "2s"
+PROMETHEUS_FOR = "2s"
+PROMETHEUS_CONFIG = "/etc/hakube-prometheus"  # PROMETHEUS_DIR, mounted read-only in the container
+
+
+def prometheus_config(names: tuple[str, ...], haproxy_port: int = 8405, node_port: int = 9100) -> dict:
+    """prometheus.yml (JSON is YAML) scraping ``names``' exporters at the deploy's default ports,
+    with the shipped rules at short ``for:`` (``rules.yml`` beside it)."""
+    def targets(port: int) -> list[dict]:
+        return [{"targets": [f"{MASTERS[n]}:{port}" for n in names]}]
+
+    return {
+        "global": {"scrape_interval": PROMETHEUS_INTERVAL, "scrape_timeout": "1s",
+                   "evaluation_interval": PROMETHEUS_INTERVAL},
+        "rule_files": [f"{PROMETHEUS_CONFIG}/rules.yml"],
+        "scrape_configs": [{"job_name": "hakube-haproxy", "static_configs": targets(haproxy_port)},
+                           {"job_name": "hakube-node", "static_configs": targets(node_port)}],
+    }
+
+
+def _prometheus_files(names: tuple[str, ...]) -> bool:
+    """Write PROMETHEUS_DIR's config and rules; True when either changed."""
+    from hakube.metrics import rules_text
+
+    _lab_dir()
+    PROMETHEUS_DIR.mkdir(mode=0o755, exist_ok=True)
+    changed = False
+    for name, text in (("prometheus.yml", json.dumps(prometheus_config(names), indent=2) + "\n"),
+                       ("rules.yml", rules_text(PROMETHEUS_FOR))):
+        path = PROMETHEUS_DIR / name
+        if not path.exists() or path.read_text() != text:
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(text)
+            tmp.chmod(0o644)
+            tmp.replace(path)
+            changed = True
+    return changed
+
+
+def prometheus_ready(timeout: float = 2.0) -> bool:
+    import urllib.request
+
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # lab address: never a proxy
+    try:
+        with opener.open(f"{PROMETHEUS_URL}/-/ready", timeout=timeout) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+def prometheus_up(timeout: float = 90) -> str:
+    """Start the `prometheus` container (idempotent): Debian's Prometheus scraping every master of
+    the current lab (haproxy's exporter and the node exporter), with the shipped alerts at
+    ``for: 2s``; a changed config is reloaded. Returns its URL once it answers /-/ready."""
+    check_docker()
+    _check_names((PROMETHEUS_NAME,))
+    changed = _prometheus_files(master_names())
+    if container_state(PROMETHEUS_NAME) == "running":
+        if changed:
+            log(f"{PROMETHEUS_NAME}: config changed, reloading")
+            docker("kill", "-s", "HUP", PROMETHEUS_NAME)
+    else:
+        docker("rm", "-f", PROMETHEUS_NAME, check=False)
+        image = ensure_prometheus_image(read_state().get("mirror") or detect_mirror())
+        log(f"starting {PROMETHEUS_NAME} ({PROMETHEUS_ADDRESS}): scrapes {', '.join(master_names())}")
+        docker("run", "-d", "--name", PROMETHEUS_NAME, "--hostname", PROMETHEUS_NAME,
+               "--label", f"{LABEL}=1", "--label", f"{LABEL}.role=prometheus",
+               "--network", NETWORK, "--ip", PROMETHEUS_ADDRESS,
+               "-v", f"{PROMETHEUS_DIR}:{PROMETHEUS_CONFIG}:ro", image,
+               "/usr/bin/prometheus", f"--config.file={PROMETHEUS_CONFIG}/prometheus.yml",
+               "--storage.tsdb.path=/var/lib/prometheus/lab", "--storage.tsdb.retention.time=1d",
+               f"--web.listen-address={PROMETHEUS_ADDRESS}:{PROMETHEUS_PORT}")
+    deadline = time.monotonic() + timeout
+    while not prometheus_ready():
+        if container_state(PROMETHEUS_NAME) != "running" or time.monotonic() > deadline:
+            logs = docker("logs", "--tail", "20", PROMETHEUS_NAME, check=False)
+            raise LabError(f"{PROMETHEUS_NAME} did not become ready at {PROMETHEUS_URL}:\n"
+                           f"{(logs.stdout + logs.stderr).strip()}\n", f"see `docker logs {PROMETHEUS_NAME}`")
+        time.sleep(0.5)
+    return PROMETHEUS_URL
+
+
+def prometheus_down() -> None:
+    docker("rm", "-f", PROMETHEUS_NAME, check=False)
 
 
 def _lab_address(host: str) -> bool:

@@ -5,6 +5,8 @@ hakube-lab:<hash>       debootstrap'ed Debian, one per suite (bookworm, trixie):
                         runs on a master (curl, ip, pgrep, ...) is installed by the deploy itself.
 hakube-lab-etcd:<hash>  the trixie image plus etcd-server/etcd-client (etcd unit disabled) and
                         busybox (the on-demand HTTP server of the download tests runs its httpd)
+hakube-lab-prometheus:<hash>  the trixie image plus Debian's prometheus (built on demand by
+                        `python -m lab prometheus up`; the container runs the binary, no systemd)
 """
 from __future__ import annotations
 
@@ -27,6 +29,8 @@ BUILD_PREFIX = "hakube-lab-build-"  # temporary build containers (by name: a lab
 
 BASE_INCLUDE = ("systemd", "systemd-sysv", "dbus", "openssh-server", "sudo")
 ETCD_PACKAGES = ("etcd-server", "etcd-client", "busybox")
+PROMETHEUS_REPO = "hakube-lab-prometheus"
+PROMETHEUS_PACKAGES = ("prometheus",)
 SETUP_SCRIPT = PACKAGE_DIR / "rootfs-setup.sh"
 IMPORT_CHANGES = ('CMD ["/sbin/init"]', "ENV container=docker")
 
@@ -140,6 +144,54 @@ def build_etcd(base: str, tag: str) -> None:
     finally:
         docker("rm", "-f", name, check=False)
     log(f"etcd image ready in {time.monotonic() - started:.0f}s")
+
+
+def prometheus_recipe(mirror: str) -> dict:
+    return {"base": base_tag(mirror, SUITE), "packages": list(PROMETHEUS_PACKAGES), "no_recommends": True,
+            "label": f"{IMAGE_LABEL}=prometheus"}
+
+
+def prometheus_tag(mirror: str) -> str:
+    return f"{PROMETHEUS_REPO}:{_hash(prometheus_recipe(mirror))}"
+
+
+def build_prometheus(base: str, tag: str) -> None:
+    """Debian's prometheus on the trixie base image (its service is never started: the lab's
+    container runs the binary itself)."""
+    log(f"building prometheus image {tag} (apt-get install {' '.join(PROMETHEUS_PACKAGES)}, ~1 min)")
+    started = time.monotonic()
+    name = f"{BUILD_PREFIX}{tag.split(':')[1]}"
+    docker("rm", "-f", name, check=False)
+    docker("run", "-d", "--name", name, "--network", "bridge", base, "sleep", "infinity")
+    try:
+        script = (
+            "set -e; export DEBIAN_FRONTEND=noninteractive; apt-get -q update >/dev/null; "
+            "printf '#!/bin/sh\\nexit 101\\n' > /usr/sbin/policy-rc.d; chmod 0755 /usr/sbin/policy-rc.d; "
+            f"apt-get -q install -y --no-install-recommends {' '.join(PROMETHEUS_PACKAGES)} >/dev/null; "
+            "rm -f /usr/sbin/policy-rc.d; "
+            "apt-get clean; rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin; "
+            "prometheus --version 2>&1 | head -1"
+        )
+        proc = docker("exec", name, "sh", "-c", script, timeout=900)
+        log(f"prometheus image: {proc.stdout.strip().splitlines()[-1]}")
+        docker("stop", "-t", "1", name)
+        docker("commit", "--change", f"LABEL {IMAGE_LABEL}=prometheus", name, tag)
+    finally:
+        docker("rm", "-f", name, check=False)
+    for old in docker("images", PROMETHEUS_REPO, "--format", "{{.Repository}}:{{.Tag}}").stdout.split():
+        if old != tag and docker("rmi", old, check=False).returncode == 0:
+            log(f"removed stale image {old}")
+    log(f"prometheus image ready in {time.monotonic() - started:.0f}s")
+
+
+def ensure_prometheus_image(mirror: str) -> str:
+    """The prometheus image's tag, built (with the trixie base image, if missing) on demand."""
+    base, tag = base_tag(mirror, SUITE), prometheus_tag(mirror)
+    if not image_exists(tag):
+        if not image_exists(base):
+            build_base(mirror, base, SUITE)
+        build_prometheus(base, tag)
+    return tag
 
 
 def prune_stale(keep: tuple[str, ...]) -> None:

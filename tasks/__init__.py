@@ -15,9 +15,9 @@ from hakube.facts import HostFacts, Needs, snapshot
 from hakube.paths import PATHS
 from hakube.roll import pending_marker
 
-from . import apiserver, audit, certs, encryption, haproxy, keepalived, kubeconfig, leave, packages, rbac
+from . import apiserver, audit, certs, encryption, haproxy, keepalived, kubeconfig, leave, metrics, packages, rbac
 
-STEPS = (packages, certs, audit, encryption, apiserver, keepalived, haproxy, kubeconfig, rbac)
+STEPS = (packages, certs, audit, encryption, apiserver, keepalived, haproxy, kubeconfig, rbac, metrics)
 
 
 def steps_for(cfg) -> tuple:

@@ -22,6 +22,7 @@ from pyinfra.api import FactBase, deploy
 from pyinfra.api.exceptions import PyinfraError
 from pyinfra.operations import server
 
+from hakube import metrics
 from hakube import vip as vipmod
 from hakube.barriers import masters_unfailed, outside_limit, vip_one_holder
 from hakube.facts import Needs
@@ -64,7 +65,8 @@ def holder_deadline(c) -> float:
 def desired_files(cfg, pki) -> dict[str, DesiredFile]:
     if not cfg.is_master:
         return {}
-    content = render("keepalived.conf.j2", cfg=cfg, c=cfg.cluster, script_user=SCRIPT_USER)
+    content = render("keepalived.conf.j2", cfg=cfg, c=cfg.cluster, script_user=SCRIPT_USER,
+                     notify_script=metrics.NOTIFY_SCRIPT if cfg.cluster.metrics else None)
     # Holds the VRRP password: secret, 0600.
     return {"conf": DesiredFile(CONF, content, mode="0600", secret=True, validate=VALIDATE,
                                 notify=("keepalived",))}

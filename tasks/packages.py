@@ -1,4 +1,5 @@
-"""Step 0 — distribution packages for the later steps: keepalived, haproxy, kubectl, curl, ip, pgrep.
+"""Step 0 — distribution packages for the later steps: keepalived, haproxy, kubectl, curl, ip, pgrep
+(and prometheus-node-exporter with metrics on).
 
 The tutorial installs each with yum at its own step; here they are one remote command per host,
 planned only when one of the commands they provide is missing (the package manager — apt, dnf or
@@ -35,14 +36,19 @@ PROVIDES = ("keepalived", "haproxy", "kubectl", "curl", "ip", "pgrep", "sysctl",
 #: With an IPv6 VIP (``vip`` or ``vip6``) only: ndisc6 asks who answers for it (IPv6 has no ARP).
 IPV6_PACKAGES = ("ndisc6",)
 IPV6_PROVIDES = ("ndisc6",)
-NEEDS = Needs(commands=PROVIDES + IPV6_PROVIDES)
+# With metrics on (the default): the node exporter (README: Metrics and alerts), its command named as the package.
+METRICS_PACKAGES = ("prometheus-node-exporter",)
+NEEDS = Needs(commands=PROVIDES + IPV6_PROVIDES + METRICS_PACKAGES)
 
 
 def wanted(cfg) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(packages, the commands they provide) this master needs: an IPv4-only cluster's as ever."""
+    """(packages, the commands they provide) this master needs: an IPv4-only cluster without metrics's as ever."""
+    names, provides = PACKAGES, PROVIDES
     if any(":" in v for v in cfg.cluster.vips):
-        return PACKAGES + IPV6_PACKAGES, PROVIDES + IPV6_PROVIDES
-    return PACKAGES, PROVIDES
+        names, provides = names + IPV6_PACKAGES, provides + IPV6_PROVIDES
+    if cfg.cluster.metrics:
+        names, provides = names + METRICS_PACKAGES, provides + METRICS_PACKAGES
+    return names, provides
 
 
 def desired_files(cfg, pki) -> dict:

@@ -62,7 +62,7 @@ def test_dry_run_on_a_fresh_lab_lists_operations_and_touches_nothing(first_apply
     assert dry.returncode == 0, dry.describe()
     planned = dry.planned_changes()
     for op in ("Install /etc/kubernetes/ssl/apiserver.pem", "Install /etc/haproxy/haproxy.cfg",
-               "Install /etc/keepalived/keepalived.conf", f"Install {', '.join(packages.PACKAGES)}"):
+               "Install /etc/keepalived/keepalived.conf", f"Install {', '.join(packages.PACKAGES + packages.METRICS_PACKAGES)}"):
         hosts = next((h for name, h in planned.items() if name.endswith(op)), None)
         assert hosts == ["vm01", "vm02"], f"{op}: {hosts}\n{sorted(planned)}"
     assert first_apply["before"] == first_apply["after_dry"], "--dry changed something on a host"

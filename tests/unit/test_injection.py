@@ -129,6 +129,7 @@ def _sites() -> dict[str, Site]:
     add("vrrp_priority", "vrrp_priority", lambda p: "120" + p, per_host=True)
     add("vrrp_interface", "vrrp_interface", lambda p: "eth0" + p, per_host=True)
     add("leaving", "leaving", lambda p: "false" + p, per_host=True)
+    add("metrics_address", "metrics_address", lambda p: "10.9.0.11" + p, per_host=True)
     # Cluster-wide.
     add("vip", "vip", lambda p: VIP + p)
     add("vip6", "vip6", lambda p: "fd00:9::100" + p)
@@ -141,6 +142,7 @@ def _sites() -> dict[str, Site]:
         ("vrrp_unicast", "true"), ("vrrp_version", 2),
         ("haproxy_stats_port", 8404), ("apiserver_ready_timeout", 120),
         ("cert_validity_days", 365), ("cert_renewal_days", 30), ("ca_validity_days", 3650),
+        ("metrics", "true"), ("haproxy_metrics_port", 8405), ("node_exporter_port", 9100),
     ):
         add(key, key, lambda p, d=default: f"{d}{p}")
     add("vrrp_auth_pass(env)", "vrrp_auth_pass_file", lambda p: "ab" + p, env=True)

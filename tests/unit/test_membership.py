@@ -18,7 +18,8 @@ from cryptography import x509
 from hakube.facts import FileState, HostFacts
 from hakube.hostfiles import differs
 from hakube.paths import PATHS
-from hakube.tasks import desired_state, leave, packages, steps_for
+from hakube import metrics as hakube_metrics
+from hakube.tasks import desired_state, leave, metrics, packages, steps_for
 from hakube.tasks.certs import ensure_pki
 
 from .conftest import SHA, VIP, make_inventory, problem_for
@@ -171,7 +172,7 @@ def test_every_key_and_certificate_of_a_master_is_removed(tmp_path):
 
 
 FAKE = {"fake_delay": 0, "fake_delay_jitter": 0}
-PACKAGE_COMMANDS = packages.PROVIDES
+PACKAGE_COMMANDS = packages.PROVIDES + packages.METRICS_PACKAGES
 
 
 def _snapshot_lines(facts: HostFacts) -> list[str]:
@@ -185,7 +186,8 @@ def converged(want: dict, vip: str | None = None) -> list[str]:
     """The snapshot of a master the deploy converged to ``want`` (holding ``vip`` if given)."""
     files = {f.path: FileState(f.sha256, int(f.mode, 8), "root:root") for step in want.values() for f in step.values()}
     files[PATHS.apiserver_binary] = FileState(SHA, 0o755, "root:root")
-    units = {u: ("active", "enabled") for u in leave.UNITS}
+    files[hakube_metrics.VRRP_STATE_FILE] = FileState(SHA, 0o644, "root:root")  # keepalived's notify wrote it
+    units = {u: ("active", "enabled") for u in (*leave.UNITS, metrics.UNIT)}
     return (_snapshot_lines(HostFacts(files=files, units=units))
             + [f"C {c}" for c in PACKAGE_COMMANDS] + ["P keepalived_script", "S net.ipv4.ip_nonlocal_bind 1",
                                                       "KO clusterrolebinding/kube-apiserver:kubelet-apis", "A amd64"]
@@ -245,7 +247,8 @@ ROLL = "kube-apiserver | Restart kube-apiserver, one master at a time, waiting f
 RELOAD_HAPROXY = "haproxy | Reload haproxy (config changed)"
 RELOAD_KEEPALIVED = "keepalived | Reload keepalived (config changed)"
 START_KEEPALIVED = "keepalived | Start keepalived (after the running ones reloaded)"
-REISSUED = ["Certificates (/etc/kubernetes/ssl) | Install …"] * 2  # apiserver.pem and its new key
+# apiserver.pem and its new key, and the certificates' metrics (their ends changed)
+REISSUED = ["Certificates (/etc/kubernetes/ssl) | Install …"] * 2 + ["Metrics (node exporter, VRRP state, certificates) | Install …"]
 HAPROXY_CFG = ["haproxy | Install …"]
 # haproxy or keepalived changed: the run checks that exactly one master holds the VIP (hakube.vip)
 VERIFY = "The VIP: one master holds it | Exactly one master holds the VIP 10.9.0.100, no other router uses VRID 80"
@@ -276,7 +279,8 @@ def test_adding_a_third_master_to_a_converged_pair(tmp_path, unicast):
     for name in ("m1", "m2"):
         assert files_changed(new[name], wants[name]) == [
             PATHS.cert("apiserver"), PATHS.key("apiserver"),
-            *(["/etc/keepalived/keepalived.conf"] if unicast else []), "/etc/haproxy/haproxy.cfg"], name
+            *(["/etc/keepalived/keepalived.conf"] if unicast else []), "/etc/haproxy/haproxy.cfg",
+            hakube_metrics.HAKUBE_TEXTFILE], name
     if unicast:  # the new master's keepalived starts once the old ones send it their adverts
         names = [op["name"] for op in plan]
         assert names.index(RELOAD_KEEPALIVED) < names.index(START_KEEPALIVED)
@@ -324,7 +328,8 @@ def test_one_of_three_leaves_first_and_the_others_drop_it(tmp_path, three_conver
     new = _wants(inv)
     for name in ("m1", "m2"):
         assert files_changed(new[name], wants[name]) == [PATHS.cert("apiserver"), PATHS.key("apiserver"),
-                                                         "/etc/keepalived/keepalived.conf", "/etc/haproxy/haproxy.cfg"]
+                                                         "/etc/keepalived/keepalived.conf", "/etc/haproxy/haproxy.cfg",
+                                                         hakube_metrics.HAKUBE_TEXTFILE]
     # The leave comes before every operation of the remaining masters (pyinfra runs them in this order).
     assert names.index(leave_op) == 0 and names.index(wait_op) == 1
     assert M3_ADDR not in _san_ips((tmp_path / "pki" / "apiserver.pem").read_bytes())

@@ -44,10 +44,12 @@ STEPS = [
     "Secrets encryption at rest",
     "kube-apiserver",
     "Packages",
+    "Metrics (node exporter, VRRP state, certificates)",
     "kube-apiserver",
     "keepalived",
     "haproxy",
     "The VIP: one master holds it",
+    "keepalived's VRRP state for Prometheus",
     "Admin kubeconfig",
     "RBAC: kube-apiserver -> kubelet API",
 ]

@@ -21,6 +21,7 @@ from pyinfra.api.exceptions import PyinfraError
 
 from hakube import pki, tasks
 from hakube.facts import FileState, HostFacts
+from hakube.metrics import HAKUBE_TEXTFILE
 from hakube.rolls import roll_owed
 from hakube.pki import PKIError, Subject
 from hakube.tasks import certs, haproxy, kubeconfig
@@ -265,8 +266,10 @@ def test_lab_sequence_reissues_every_certificate_once_and_rolls(tmp_path: Path, 
     for name, (path, notify) in ROUTES.items():
         assert path in changed, name
         assert want[path].notify == notify, name
-    # The apiserver's keys change with their certificates; the CA files and nothing else do.
-    assert changed == {p for p, _ in ROUTES.values()} | {f"/etc/kubernetes/ssl/{n}-key.pem" for n in certs.APISERVER_CERTS}
+    # The apiserver's keys change with their certificates, and the certificates' metrics (their ends);
+    # the CA files and nothing else do.
+    assert changed == {p for p, _ in ROUTES.values()} | {f"/etc/kubernetes/ssl/{n}-key.pem" for n in certs.APISERVER_CERTS} \
+        | {HAKUBE_TEXTFILE}
     # On a master that has the short-lived files, the roll and the reload are owed.
     facts = HostFacts(files={path: FileState(f.sha256, int(f.mode, 8), "root:root") for path, f in want_short.items()})
     apiserver_inputs = [f for f in want.values() if "kube-apiserver" in f.notify]

@@ -65,11 +65,20 @@ def _v3(inv: Inv, advert=0.2) -> Inv:
     return inv
 
 
+#: ... and with metrics on (the default), keepalived's notify for the VRRP state metric (test_metrics.py)
+NOTIFY = ("    # Every VRRP state change, for Prometheus (metrics): the script writes node exporter's textfile\n"
+          "    # directory and nothing else. Root's, in a path only root may write (script security); run as root.\n"
+          '    notify "/etc/keepalived/hakube-vrrp-notify" root\n')
+DEFAULT_M1_METRICS = DEFAULT_M1.replace("    virtual_ipaddress {\n", NOTIFY + "    virtual_ipaddress {\n")
+
+
 def test_default_is_vrrp2_and_renders_byte_for_byte_as_before(inv: Inv) -> None:
     c = inv.load()["m1"].cluster
     assert (c.vrrp_version, c.vrrp_advert_int) == (2, 1)
-    assert _conf(inv) == DEFAULT_M1
+    assert _conf(inv) == DEFAULT_M1_METRICS
     inv.cluster.update(vrrp_version=2, vrrp_advert_int=1.0)  # written out: the same file
+    assert _conf(inv) == DEFAULT_M1_METRICS
+    inv.cluster.update(metrics=False)  # without metrics: the file before them
     assert _conf(inv) == DEFAULT_M1
     assert inv.load()["m1"].cluster.vrrp_advert_int == 1 and isinstance(inv.load()["m1"].cluster.vrrp_advert_int, int)
 
