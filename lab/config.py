@@ -26,7 +26,7 @@ ETCD_ADDRESS = "10.213.0.20"
 # at the path of the default download URL, for the checked-download tests.
 HTTP_NAME = "http"
 HTTP_ADDRESS = "10.213.0.30"
-# Started on demand (`python -m lab prometheus up`, test_17_metrics): a real Prometheus scraping every
+# Started on demand (`python -m lab prometheus up`, test_16_metrics): a real Prometheus scraping every
 # master's haproxy exporter and node exporter, with the shipped alerts at short `for:`.
 PROMETHEUS_NAME = "prometheus"
 PROMETHEUS_ADDRESS = "10.213.0.50"

@@ -407,7 +407,7 @@ def status() -> dict:
         "nodes": nodes_count(),
         "os": {n: container_os(n) for n in names if n in (*MASTER_NAMES, *NODE_NAMES)},
         "ssh": {"user": ssh.info()["user"], "key": ssh.info()["key"]},
-        # `python -m lab prometheus up` (test_17_metrics): its URL while it runs, else null
+        # `python -m lab prometheus up` (test_16_metrics): its URL while it runs, else null
         "prometheus": PROMETHEUS_URL if container_state(PROMETHEUS_NAME) == "running" else None,
     }
 
@@ -449,7 +449,7 @@ def http_down() -> None:
     docker("rm", "-f", HTTP_NAME, check=False)
 
 
-# --- the on-demand Prometheus (test_17_metrics) ----------------------------------------------------
+# --- the on-demand Prometheus (test_16_metrics) ----------------------------------------------------
 
 #: the lab's Prometheus: fast scrapes and evaluations, and every alert's `for:` this short
 PROMETHEUS_INTERVAL = "2s"

@@ -1,4 +1,4 @@
-"""The lab's on-demand Prometheus (test_17_metrics): its config and rules as `python -m lab prometheus up`
+"""The lab's on-demand Prometheus (test_16_metrics): its config and rules as `python -m lab prometheus up`
 writes them pass `promtool check config` (no Docker needed; promtool from `make host-deps`)."""
 
 from __future__ import annotations
