@@ -25,7 +25,8 @@ from .tools import detect_mirror, ensure_apiserver, ensure_kubectl, kubectl_ok, 
 from .util import (LabError, check_docker, container_info, container_state, docker, docker_exec,
                    has_lab_label, inspect, log, run)
 
-CAPS = ("SYS_ADMIN", "NET_ADMIN", "NET_RAW")
+# SYS_NICE: keepalived raises its own priority (`vrrp_priority` in keepalived.conf), as root on a host may
+CAPS = ("SYS_ADMIN", "NET_ADMIN", "NET_RAW", "SYS_NICE")
 # units whose failure means the lab itself is broken (others are reported, not fatal)
 LAB_UNIT_PREFIXES = ("hakube",)
 BOOT_TIMEOUT = 180
