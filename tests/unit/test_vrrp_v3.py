@@ -35,6 +35,10 @@ global_defs {
 vrrp_script chk_haproxy {
     script "/usr/bin/pgrep -x haproxy"
     interval 1
+    # keepalived starts the script at nice 0 whatever its own priority: on busy CPUs a pgrep can
+    # take over a second, and a timeout counts as a failure. A haproxy that is gone still fails at
+    # once (pgrep exits 1); only a pgrep still running after 3 s counts as one.
+    timeout 3
     fall 1
     rise 2
 }
