@@ -41,7 +41,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import posixpath
-import sys
 from dataclasses import dataclass, field
 
 from pyinfra.api import FactBase

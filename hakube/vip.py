@@ -147,7 +147,6 @@ def switch_in_place(vip: str | tuple[str, ...], interface: str, unit: str, adver
     vips = (vip,) if isinstance(vip, str) else tuple(vip)
     vip = vips[0]
     host = lambda v: f"{shlex.quote(v)}/{128 if is_ipv6(v) else 32}"  # noqa: E731
-    q_if = shlex.quote(interface)
     drop = "; ".join(f"ip addr del {host(v)} dev lo" for v in vips)
     add = "".join(f"ip addr add {host(v)} dev lo 2>/dev/null; " for v in vips)
     before = (f"if {ip_show(vip, interface)} | grep -q {shlex.quote(f' {vip}/')}; then "
