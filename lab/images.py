@@ -120,8 +120,9 @@ def build_base(mirror: str, tag: str, suite: str = SUITE) -> None:
     log(f"base image ready in {time.monotonic() - started:.0f}s")
 
 
-def build_etcd(base: str, tag: str) -> None:
-    log(f"building etcd image {tag} (apt-get install {' '.join(ETCD_PACKAGES)}, ~1 min)")
+def _build_layer(what: str, base: str, tag: str, install: str, version: str, changes: tuple[str, ...]) -> None:
+    """``tag``: ``base`` with ``install`` run in a throwaway container (apt's lists and caches
+    dropped afterwards), committed with ``changes``; logs the first line of ``version``."""
     started = time.monotonic()
     name = f"{BUILD_PREFIX}{tag.split(':')[1]}"
     docker("rm", "-f", name, check=False)
@@ -129,21 +130,27 @@ def build_etcd(base: str, tag: str) -> None:
     try:
         script = (
             "set -e; export DEBIAN_FRONTEND=noninteractive; apt-get -q update >/dev/null; "
-            f"apt-get -q install -y {' '.join(ETCD_PACKAGES)} >/dev/null; "
-            "systemctl disable etcd.service; "
+            f"{install}; "
             "apt-get clean; rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin; "
-            "etcd --version | head -1"
+            f"{version} 2>&1 | head -1"
         )
         proc = docker("exec", name, "sh", "-c", script, timeout=900)
-        log(f"etcd image: {proc.stdout.strip().splitlines()[-1]}")
+        log(f"{what} image: {proc.stdout.strip().splitlines()[-1]}")
         docker("stop", "-t", "1", name)
         args = ["commit"]
-        for change in (*IMPORT_CHANGES, f"LABEL {IMAGE_LABEL}=etcd"):
+        for change in changes:
             args += ["--change", change]
         docker(*args, name, tag)
     finally:
         docker("rm", "-f", name, check=False)
-    log(f"etcd image ready in {time.monotonic() - started:.0f}s")
+    log(f"{what} image ready in {time.monotonic() - started:.0f}s")
+
+
+def build_etcd(base: str, tag: str) -> None:
+    log(f"building etcd image {tag} (apt-get install {' '.join(ETCD_PACKAGES)}, ~1 min)")
+    _build_layer("etcd", base, tag,
+                 f"apt-get -q install -y {' '.join(ETCD_PACKAGES)} >/dev/null; systemctl disable etcd.service",
+                 "etcd --version", (*IMPORT_CHANGES, f"LABEL {IMAGE_LABEL}=etcd"))
 
 
 def prometheus_recipe(mirror: str) -> dict:
@@ -159,29 +166,14 @@ def build_prometheus(base: str, tag: str) -> None:
     """Debian's prometheus on the trixie base image (its service is never started: the lab's
     container runs the binary itself)."""
     log(f"building prometheus image {tag} (apt-get install {' '.join(PROMETHEUS_PACKAGES)}, ~1 min)")
-    started = time.monotonic()
-    name = f"{BUILD_PREFIX}{tag.split(':')[1]}"
-    docker("rm", "-f", name, check=False)
-    docker("run", "-d", "--name", name, "--network", "bridge", base, "sleep", "infinity")
-    try:
-        script = (
-            "set -e; export DEBIAN_FRONTEND=noninteractive; apt-get -q update >/dev/null; "
-            "printf '#!/bin/sh\\nexit 101\\n' > /usr/sbin/policy-rc.d; chmod 0755 /usr/sbin/policy-rc.d; "
-            f"apt-get -q install -y --no-install-recommends {' '.join(PROMETHEUS_PACKAGES)} >/dev/null; "
-            "rm -f /usr/sbin/policy-rc.d; "
-            "apt-get clean; rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin; "
-            "prometheus --version 2>&1 | head -1"
-        )
-        proc = docker("exec", name, "sh", "-c", script, timeout=900)
-        log(f"prometheus image: {proc.stdout.strip().splitlines()[-1]}")
-        docker("stop", "-t", "1", name)
-        docker("commit", "--change", f"LABEL {IMAGE_LABEL}=prometheus", name, tag)
-    finally:
-        docker("rm", "-f", name, check=False)
+    _build_layer("prometheus", base, tag,
+                 "printf '#!/bin/sh\\nexit 101\\n' > /usr/sbin/policy-rc.d; chmod 0755 /usr/sbin/policy-rc.d; "
+                 f"apt-get -q install -y --no-install-recommends {' '.join(PROMETHEUS_PACKAGES)} >/dev/null; "
+                 "rm -f /usr/sbin/policy-rc.d",
+                 "prometheus --version", (f"LABEL {IMAGE_LABEL}=prometheus",))
     for old in docker("images", PROMETHEUS_REPO, "--format", "{{.Repository}}:{{.Tag}}").stdout.split():
         if old != tag and docker("rmi", old, check=False).returncode == 0:
             log(f"removed stale image {old}")
-    log(f"prometheus image ready in {time.monotonic() - started:.0f}s")
 
 
 def ensure_prometheus_image(mirror: str) -> str:
