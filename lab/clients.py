@@ -60,6 +60,9 @@ NAIVE = frozenset({"naive_keepalive", "httpx_h2"})
 #: kinds that create ConfigMaps
 WRITERS = ("go_h2", "python_client")
 MAX_ERRORS = 5
+#: a call that has no answer after this long has failed: client-go's TLS handshake timeout, the
+#: shortest a real client applies (the official Python client sets none)
+CALL_TIMEOUT = 10.0
 LABEL_KEY = "hakube-probe-run"
 GO_SOURCE = Path(__file__).resolve().parent / "h2client" / "main.go"
 #: part of the Go binary's cache key besides the source: change it when the build changes
@@ -722,7 +725,7 @@ class ClientHarness:
 
     def __init__(self, host: str, port: int, ca_file, cert_file, key_file, namespace: str = "hakube-probe",
                  interval: float = 0.05, *, write_every: int = 3, kinds=KINDS, check_hostname: bool = True,
-                 call_timeout: float = 10.0, max_seconds: float = 1800.0, ready_timeout: float = 30.0,
+                 call_timeout: float = CALL_TIMEOUT, max_seconds: float = 1800.0, ready_timeout: float = 30.0,
                  drain_timeout: float = 10.0, log=_log):
         unknown = set(kinds) - set(KINDS)
         if unknown:

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 import lab
+from lab.clients import CALL_TIMEOUT
 from lab.harness import Run, api_get, api_ok, client_context, session_lock, wait_for  # noqa: F401
 
 REPO = lab.REPO
@@ -130,12 +131,19 @@ class Prober:
     writes, a watch) run alongside; their problems (a failed call, a missed object, a relist, a
     client that made fewer than ``min_real_calls`` calls) count as failures too, and their figures
     are printed. ``tolerated``: failed calls per client (or {kind: figure}) that are a known limit
-    (``ROLL_TOLERANCE``); 0 is the promise."""
+    (``ROLL_TOLERANCE``); 0 is the promise.
+
+    A call fails when it errs or outlasts ``timeout``: by default ``CALL_TIMEOUT``, the real clients'
+    (client-go gives a TLS handshake 10 s); a slower call that succeeds is a stall, not a failure,
+    and the slowest calls are printed. A prober that waits for an address to start answering passes
+    a short ``timeout`` so that it sees the first answer promptly."""
 
     def __init__(self, interval: float = 0.1, path: str = "/readyz", host: str = lab.VIP, real: bool = False,
-                 min_real_calls: int = 10, tolerated: dict | int = 0):
+                 min_real_calls: int = 10, tolerated: dict | int = 0, timeout: float | None = None):
         self.interval, self.path, self.host = interval, path, host
+        self.timeout = CALL_TIMEOUT if timeout is None else timeout
         self.samples: list[tuple[float, bool, str]] = []
+        self.seconds: list[float] = []  # each call's duration, in the order of ``samples``
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._ctx = client_context()
@@ -146,7 +154,8 @@ class Prober:
     def _run(self):
         while not self._stop.is_set():
             started = time.monotonic()
-            status, body = api_get(self.path, ctx=self._ctx, timeout=2.0, host=self.host)
+            status, body = api_get(self.path, ctx=self._ctx, timeout=self.timeout, host=self.host)
+            self.seconds.append(time.monotonic() - started)
             self.samples.append((started, status == 200, f"{status} {body[:80]}"))
             self._stop.wait(max(0.0, self.interval - (time.monotonic() - started)))
 
@@ -158,7 +167,12 @@ class Prober:
 
     def __exit__(self, *exc):
         self._stop.set()
-        self._thread.join(timeout=10)
+        self._thread.join(timeout=self.timeout + 10)
+        if self.samples:
+            t0 = self.samples[0][0]
+            slow = sorted(zip(self.seconds, self.samples), reverse=True)[:3]
+            print(f"\nprobe through {self.host}: {len(self.samples)} calls, slowest "
+                  + ", ".join(f"{d:.2f}s at +{s[0] - t0:.1f}s ({s[2][:40]})" for d, s in slow))
         if self._clients is not None:
             from lab.clients import format_report
 

@@ -74,7 +74,8 @@ def test_renumbering_the_vip_and_back(converged, tmp_path):
     settle()
     moved = variant_inventory(tmp_path, cluster={"vip": NEW_VIP})
     for inventory, old_vip, new_vip in ((moved, lab.VIP, NEW_VIP), ("inventory.py", NEW_VIP, lab.VIP)):
-        with Prober(host=old_vip) as old, Prober(host=new_vip) as new:
+        # short timeouts: the new VIP is there to answer from a moment on, the old one is gone after it
+        with Prober(host=old_vip, timeout=2.0) as old, Prober(host=new_vip, timeout=2.0) as new:
             run = deploy(inventory)
             wait_for(lambda: answers(new_vip), 10, what=f"the API through {new_vip}")
         assert_converged(run)
