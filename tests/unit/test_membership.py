@@ -5,6 +5,8 @@ leave's shell run for real in a scratch directory with stand-ins for systemctl, 
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
 import json
 import os
 import re
@@ -19,6 +21,7 @@ from hakube.facts import FileState, HostFacts
 from hakube.hostfiles import differs
 from hakube.paths import PATHS
 from hakube import metrics as hakube_metrics
+from hakube import pki
 from hakube.tasks import desired_state, leave, metrics, packages, steps_for
 from hakube.tasks.certs import ensure_pki
 
@@ -236,6 +239,16 @@ def files_changed(new: dict, old: dict) -> list[str]:
     return [f.path for step in new.values() for f in step.values() if differs(f, facts)]
 
 
+@contextlib.contextmanager
+def an_hour_ago():
+    """Certificates issued inside are an hour old: a converged cluster's. Reissued in the same second,
+    a certificate would end at the same second and the certificates' metrics would not change."""
+    real = pki._utcnow
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(pki, "_utcnow", lambda now=None: real(now) - dt.timedelta(hours=1) if now is None else real(now))
+        yield
+
+
 def _wants(inv) -> dict[str, dict]:
     """What a run with this data leaves on each master (the VRRP password _plan's file gives)."""
     settings = inv.load({"HAKUBE_VRRP_AUTH_PASS": "fAkep4ss"})
@@ -268,7 +281,8 @@ def test_adding_a_third_master_to_a_converged_pair(tmp_path, unicast):
     unicast (the new peer). Nothing else changes on them; the new master gets everything."""
     two = make_inventory(tmp_path, masters=2, nodes=0)
     two.cluster["vrrp_unicast"] = unicast
-    wants = _wants(two)
+    with an_hour_ago():
+        wants = _wants(two)
     three = make_inventory(tmp_path, masters=3, nodes=0)
     three.cluster["vrrp_unicast"] = unicast
     plan = _plan(tmp_path, three, {"m1": converged(wants["m1"], VIP), "m2": converged(wants["m2"]), "m3": FRESH})
@@ -310,7 +324,8 @@ def three_converged(tmp_path):
     """3 converged masters (unicast VRRP, so keepalived.conf names the peers), m3 about to leave."""
     three = make_inventory(tmp_path, masters=3, nodes=0)
     three.cluster["vrrp_unicast"] = True
-    wants = _wants(three)
+    with an_hour_ago():
+        wants = _wants(three)
     three.master("m3")["leaving"] = True
     return three, wants
 
