@@ -109,10 +109,12 @@ class HostSnapshot(FactBase):
                 kubeconfig: str, secret_digests: tuple[str, ...] = (),
                 journals: tuple[tuple[str, str], ...] = (), vip_configs: tuple[str, ...] = (),
                 hash_cached: tuple[str, ...] = (), hash_cache_dir: str = HASH_CACHE_DIR) -> str:
-        return (p.file_hashes(paths, hash_cached, hash_cache_dir) + p.file_metas(paths) + p.unit_states(units)
+        # kubectl waits on the VIP: it runs while the rest is read
+        return (p.in_background(p.kube_objects(kube_objects, kubeconfig))
+                + p.file_hashes(paths, hash_cached, hash_cache_dir) + p.file_metas(paths) + p.unit_states(units)
                 + p.users(users) + p.sysctls(sysctls) + p.commands(commands) + p.arch()
-                + p.secret_digests(secret_digests) + p.kube_objects(kube_objects, kubeconfig) + p.addresses()
-                + p.journals(journals) + p.vip_configs(vip_configs) + p.pending() + "true")
+                + p.secret_digests(secret_digests) + p.addresses()
+                + p.journals(journals) + p.vip_configs(vip_configs) + p.pending() + p.background_lines() + "true")
 
     @staticmethod
     def default() -> HostFacts:

@@ -281,10 +281,26 @@ def file_metas(paths: Iterable[str]) -> str:
             f"if [ $# -gt 0 ]; then stat -c '{tag('file_meta')} %a:%U:%G %n' \"$@\"; fi; ")
 
 
+def awk_units() -> str:
+    """awk over ``systemctl show -p Id -p ActiveState -p UnitFileState U1 U2 ...`` (a blank-line
+    separated block per unit), with ``names`` the units asked: a ``unit`` line per block whose Id is
+    a name asked (or a name + ``.service``), under that name; ActiveState is what ``is-active``
+    prints, UnitFileState what ``is-enabled`` prints (empty for a unit that is not there). A block
+    of another Id (an alias resolved to its unit) is left out: that unit's state stays unknown."""
+    return ('function out() { if (id in W) print "' + tag("unit") + '", W[id], a, e; id = a = e = "" } '
+            'BEGIN { n = split(names, N, " "); for (i = 1; i <= n; i++) { W[N[i]] = N[i]; '
+            'if (!((N[i] ".service") in W)) W[N[i] ".service"] = N[i] } } '
+            '/^Id=/ { id = substr($0, 4) } /^ActiveState=/ { a = substr($0, 13) } '
+            '/^UnitFileState=/ { e = substr($0, 15) } /^$/ { out() } END { out() }')
+
+
 def unit_states(units: Iterable[str]) -> str:
-    """``unit``: is-active and is-enabled of each unit."""
-    return (f'for u in {_words(units)}; do echo "{tag("unit")} $u $(systemctl is-active "$u" 2>/dev/null || true) '
-            '$(systemctl is-enabled "$u" 2>/dev/null || true)"; done; ')
+    """``unit``: is-active and is-enabled of each unit, from one ``systemctl show`` (``awk_units``)."""
+    units = tuple(units)
+    if not units:
+        return ""
+    return (f"systemctl show -p Id -p ActiveState -p UnitFileState -- {_words(units)} 2>/dev/null | "
+            f"awk -v names={_q(' '.join(units))} {_q(awk_units())}; ")
 
 
 def users(names: Iterable[str]) -> str:
@@ -321,6 +337,19 @@ def kube_objects(objects: Iterable[str], kubeconfig: str) -> str:
     return (f"if command -v kubectl >/dev/null && [ -f {_q(kubeconfig)} ]; then "
             f"for o in {_words(objects)}; do kubectl --kubeconfig {_q(kubeconfig)} --request-timeout=5s "
             f'get "$o" -o name >/dev/null 2>&1 && echo "{tag("kube_object")} $o"; done; fi; ')
+
+
+def in_background(part: str) -> str:
+    """Shell: start ``part`` (a slow one that waits on the network: kubectl through the VIP) while
+    the rest of the command runs, its lines kept in a private temporary file that
+    ``background_lines`` prints at the end; inline when no temporary file can be made."""
+    return (f"if bg=$(mktemp 2>/dev/null); then {{ {part} }} > \"$bg\" 2>/dev/null & "
+            f"else bg=''; {part} fi; ")
+
+
+def background_lines() -> str:
+    """Shell: wait for the ``in_background`` part, print its lines, remove its file."""
+    return 'if [ -n "$bg" ]; then wait; cat -- "$bg"; rm -f -- "$bg"; fi; '
 
 
 def addresses(interface: str | None = None) -> str:

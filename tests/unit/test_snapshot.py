@@ -65,3 +65,101 @@ def test_journal_lines_come_back_by_unit():
                                                      "(kube_api) received an invalid passwd from 10.0.0.9!")}
     command = HostSnapshot().command((), (), (), (), (), (), "/x", journals=(("keepalived.service", "a|b"),))
     assert "journalctl -u keepalived.service" in command and "grep -E 'a|b'" in command
+
+
+# --- units from one `systemctl show`; kubectl in the background -------------------------------------------
+
+
+def _fake(bin_dir, name: str, body: str) -> None:
+    bin_dir.mkdir(exist_ok=True)
+    path = bin_dir / name
+    path.write_text("#!/bin/sh\n" + body)
+    path.chmod(0o755)
+
+
+def _run_with(bin_dir, **kw):
+    fact = HostSnapshot()
+    args = dict(paths=(), units=(), users=(), sysctls=(), commands=(), kube_objects=(), kubeconfig="/nonexistent")
+    args.update(kw)
+    env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}", TMPDIR=str(bin_dir.parent / "tmp"))
+    (bin_dir.parent / "tmp").mkdir(exist_ok=True)
+    out = subprocess.run(["sh", "-c", fact.command(**args)], capture_output=True, text=True, check=True, env=env).stdout
+    return fact.process(out.splitlines())
+
+
+SYSTEMCTL_SHOW = r"""
+echo "$*" >> "$(dirname "$0")/systemctl.calls"
+[ "$1" = show ] || exit 1
+shift 8  # show -p Id -p ActiveState -p UnitFileState --
+first=1
+for u in "$@"; do
+  [ -n "$first" ] || echo
+  first=
+  case "$u" in
+    haproxy.service) printf 'Id=haproxy.service\nActiveState=active\nUnitFileState=enabled\n' ;;
+    kube-apiserver-agent.socket) printf 'ActiveState=failed\nId=kube-apiserver-agent.socket\nUnitFileState=disabled\n' ;;
+    keepalived) printf 'Id=keepalived.service\nActiveState=activating\nUnitFileState=static\n' ;;
+    sshd.service) printf 'Id=ssh.service\nActiveState=active\nUnitFileState=enabled\n' ;;
+    *) printf 'Id=%s\nActiveState=inactive\nUnitFileState=\n' "$u" ;;
+  esac
+done
+"""
+
+
+def test_unit_states_come_from_one_systemctl_show_in_the_order_asked(tmp_path):
+    bin_dir = tmp_path / "bin"
+    _fake(bin_dir, "systemctl", SYSTEMCTL_SHOW)
+    units = ("haproxy.service", "kube-apiserver-agent.socket", "keepalived", "gone.service", "sshd.service")
+    snap = _run_with(bin_dir, units=units)
+    assert snap.units == {
+        "haproxy.service": ("active", "enabled"),
+        "kube-apiserver-agent.socket": ("failed", "disabled"),  # properties in any order within a block
+        "keepalived": ("activating", "static"),  # asked without .service
+        "gone.service": ("inactive", "unknown"),  # not there: is-enabled would print nothing
+    }
+    # an alias answers for another unit: not taken as the one asked
+    assert snap.unit_state("sshd.service") == ("unknown", "unknown")
+    calls = (bin_dir / "systemctl.calls").read_text().splitlines()
+    assert len(calls) == 1 and calls[0].startswith("show -p Id -p ActiveState -p UnitFileState -- haproxy.service")
+    assert snap.running("haproxy.service") and not snap.running("keepalived")
+
+
+def test_no_systemctl_means_every_unit_unknown(tmp_path):
+    bin_dir = tmp_path / "bin"
+    _fake(bin_dir, "systemctl", "exit 1\n")
+    snap = _run_with(bin_dir, units=("haproxy.service",))
+    assert snap.unit_state("haproxy.service") == ("unknown", "unknown") and not snap.active("haproxy.service")
+
+
+# kubectl waits until the rest of the command has reached systemctl: it only can when it runs
+# beside it (run inline, it would give up after 10 s and systemctl would come after it)
+KUBECTL_WAITS_FOR_SYSTEMCTL = r"""
+d=$(dirname "$0"); echo kubectl-start >> "$d/order"
+i=0; while [ ! -e "$d/systemctl.calls" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
+echo kubectl-end >> "$d/order"
+case "$*" in *"get clusterrolebinding/there "*) exit 0 ;; *) exit 1 ;; esac
+"""
+
+
+def test_kubectl_runs_beside_the_rest_and_its_lines_come_back(tmp_path):
+    bin_dir = tmp_path / "bin"
+    kubeconfig = tmp_path / "admin.kubeconfig"
+    kubeconfig.write_text("apiVersion: v1\n")
+    _fake(bin_dir, "kubectl", KUBECTL_WAITS_FOR_SYSTEMCTL)
+    _fake(bin_dir, "systemctl", 'echo systemctl >> "$(dirname "$0")/order"; echo "$*" >> "$(dirname "$0")/systemctl.calls"\n')
+    snap = _run_with(bin_dir, units=("haproxy.service",), kubeconfig=str(kubeconfig),
+                     kube_objects=("clusterrolebinding/there", "clusterrolebinding/not-there"))
+    assert snap.kube_objects == {"clusterrolebinding/there"}
+    order = (bin_dir / "order").read_text().split()
+    assert order.index("systemctl") < order.index("kubectl-end"), order  # inline, systemctl would come after
+    assert list((tmp_path / "tmp").iterdir()) == []  # its temporary file is gone
+
+
+def test_without_a_temporary_file_kubectl_runs_inline(tmp_path):
+    bin_dir = tmp_path / "bin"
+    kubeconfig = tmp_path / "admin.kubeconfig"
+    kubeconfig.write_text("apiVersion: v1\n")
+    _fake(bin_dir, "mktemp", "exit 1\n")
+    _fake(bin_dir, "kubectl", 'case "$*" in *"get clusterrolebinding/there "*) exit 0 ;; *) exit 1 ;; esac\n')
+    snap = _run_with(bin_dir, kubeconfig=str(kubeconfig), kube_objects=("clusterrolebinding/there", "x/y"))
+    assert snap.kube_objects == {"clusterrolebinding/there"}
