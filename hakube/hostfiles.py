@@ -8,19 +8,23 @@ it goes live, and an input of a rolled service is kept for a rollback (``hakube.
 
 from __future__ import annotations
 
+import hashlib
 import io
+import os
 import posixpath
+import re
 import shlex
 from functools import lru_cache
+from pathlib import Path
 
 from pyinfra import host, logger
 from pyinfra.api import FileUploadCommand, operation
-from pyinfra.api.util import get_file_sha256
 from pyinfra.facts.files import FileContents
 from pyinfra.operations.util.files import generate_color_diff
 
 from . import roll as rollsh
 from .facts import HostFacts
+from .private import private_dir, write_private
 from .render import DesiredFile
 from .roll import PENDING_DIR, pending_marker
 
@@ -212,7 +216,51 @@ def binary_differs(dest: str, facts: HostFacts, local_path: str | None, sha256: 
     return "mode" if (state.mode, state.owner) != (0o755, "root:root") else None
 
 
+#: the deploy machine's cache of a local binary's sha256, kept beside the file's stat as the host
+#: keeps its own (``hakube.protocol.cached_hash``): a no-op reads the 110 MB binary again only when
+#: its size, mtime, ctime or inode changed
+LOCAL_HASH_CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "hakube" / "sha256"
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def file_sha256(path: str) -> str:
+    """sha256 of a local file, read now (pyinfra's get_file_sha256 keeps one per path for the process)."""
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def local_hash_cache_file(path: str, cache_dir: Path) -> Path:
+    return Path(cache_dir) / (os.path.abspath(path).strip("/").replace("/", "_") + ".sha256")
+
+
+def cached_local_sha256(path: str, cache_dir: str | os.PathLike | None = None) -> str:
+    """sha256 of the local file ``path``: from its cache file when the stat recorded there (size,
+    mtime and ctime in ns, inode, and the path itself) is the file's now, else computed and the cache
+    written (0600 in a 0700 directory, atomically; best effort: a cache that cannot be written costs
+    only the hash). The stat is taken before the hash: a file changed while it is hashed is hashed
+    again next time."""
+    st = os.stat(path)
+    key = f"{st.st_size} {st.st_mtime_ns} {st.st_ctime_ns} {st.st_ino}"
+    where = os.path.abspath(path)
+    cache = local_hash_cache_file(path, Path(cache_dir or LOCAL_HASH_CACHE))
+    try:
+        line = cache.read_text().rstrip("\n")  # "KEY SHA256 PATH"
+    except (OSError, UnicodeDecodeError):
+        line = ""
+    if line.startswith(f"{key} ") and line.endswith(f" {where}"):
+        sha = line[len(key) + 1:-len(where) - 1]
+        if _SHA256.fullmatch(sha):
+            return sha
+    sha = file_sha256(path)
+    try:
+        private_dir(cache.parent)
+        write_private(cache, f"{key} {sha} {where}\n".encode())
+    except OSError:
+        pass
+    return sha
+
+
 @lru_cache(maxsize=8)
 def _local_sha256(path: str) -> str:
-    return get_file_sha256(path)  # the 110 MB binary: hashed once per run, not once per host
+    return cached_local_sha256(path)  # the 110 MB binary: hashed once per run at most, not once per host
 

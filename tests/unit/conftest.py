@@ -33,6 +33,18 @@ def needed(found, message: str):
         pytest.fail(f"{message}; CI=true, so this is a failure, not a skip", pytrace=False)
     pytest.skip(message)
 
+@pytest.fixture(autouse=True)
+def _local_hash_cache(tmp_path_factory, monkeypatch):
+    """The deploy machine's sha256 cache of a local binary (``hakube.hostfiles``) under a tmp dir,
+    for this process and the pyinfra processes a test starts: never the user's own."""
+    cache_home = tmp_path_factory.mktemp("xdg-cache")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache_home))
+    import hakube.hostfiles
+
+    monkeypatch.setattr(hakube.hostfiles, "LOCAL_HASH_CACHE", cache_home / "hakube" / "sha256")
+    hakube.hostfiles._local_sha256.cache_clear()
+
+
 AUTH_PASS = "s3cret"
 ENV = {"HAKUBE_VRRP_AUTH_PASS": AUTH_PASS}
 SHA = "0123456789abcdef" * 4

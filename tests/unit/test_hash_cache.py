@@ -8,6 +8,7 @@ import os
 import shutil
 import stat
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -166,3 +167,98 @@ def test_the_deploy_caches_the_binary_only() -> None:
     assert apiserver.NEEDS.hash_cached == (PATHS.apiserver_binary,)
     assert (Needs(hash_cached=("/a",)) | Needs(paths=("/b",))).hash_cached == ("/a",)
     assert hash_cache_file(PATHS.apiserver_binary) == "/var/lib/hakube/sha256/usr_local_bin_kube-apiserver.sha256"
+
+
+# --- the same on the deploy machine: the local binary's sha256 beside its stat ----------------------------
+
+
+@pytest.fixture
+def local(tmp_path: Path, monkeypatch):
+    """A local binary, its cache dir, and a count of the files ``cached_local_sha256`` really hashed."""
+    from hakube import hostfiles
+
+    binary = tmp_path / "build" / "kube-apiserver"
+    binary.parent.mkdir()
+    binary.write_bytes(b"\x7fELF local build " * 1000)
+    hashed: list[str] = []
+    real = hostfiles.file_sha256
+
+    def counting(path):
+        hashed.append(str(path))
+        return real(path)
+
+    monkeypatch.setattr(hostfiles, "file_sha256", counting)
+    cache_dir = tmp_path / "cache" / "hakube" / "sha256"
+    return binary, cache_dir, hashed
+
+
+def _truth(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_the_local_binary_is_hashed_once_then_read_from_its_private_cache(local) -> None:
+    from hakube.hostfiles import cached_local_sha256, local_hash_cache_file
+
+    binary, cache_dir, hashed = local
+    assert cached_local_sha256(str(binary), cache_dir) == _truth(binary)
+    assert hashed == [str(binary)]
+    cache = local_hash_cache_file(str(binary), cache_dir)
+    assert stat.S_IMODE(cache.stat().st_mode) == 0o600 and stat.S_IMODE(cache_dir.stat().st_mode) == 0o700
+    assert cached_local_sha256(str(binary), cache_dir) == _truth(binary)
+    assert hashed == [str(binary)]  # the second run read the cache
+
+
+def test_a_local_binary_rewritten_with_the_same_size_and_mtime_is_hashed_again(local) -> None:
+    from hakube.hostfiles import cached_local_sha256
+
+    binary, cache_dir, hashed = local
+    cached_local_sha256(str(binary), cache_dir)
+    before = binary.stat()
+    time.sleep(0.05)  # the file system's clock ticks in milliseconds: the rewrite gets another ctime
+    data = bytearray(binary.read_bytes())
+    data[-1] ^= 1
+    binary.write_bytes(bytes(data))
+    os.utime(binary, ns=(before.st_atime_ns, before.st_mtime_ns))  # only the ctime tells
+    assert cached_local_sha256(str(binary), cache_dir) == _truth(binary)
+    assert len(hashed) == 2
+
+
+@pytest.mark.parametrize("text", ["", "garbage\n", "1 2 3 4 zz /x\n"])
+def test_a_corrupt_local_cache_is_recomputed(local, text) -> None:
+    from hakube.hostfiles import cached_local_sha256, local_hash_cache_file
+
+    binary, cache_dir, hashed = local
+    cached_local_sha256(str(binary), cache_dir)
+    cache = local_hash_cache_file(str(binary), cache_dir)
+    line = cache.read_text()
+    cache.write_text(text or line.replace(line.split()[4], "f" * 64))  # "": the right stat, a wrong hash...
+    if not text:
+        # ...is believed: the cache is the deploy machine's own, 0600; what it guards against is a
+        # changed file, which a changed stat shows
+        assert cached_local_sha256(str(binary), cache_dir) == "f" * 64
+        return
+    assert cached_local_sha256(str(binary), cache_dir) == _truth(binary)
+    assert len(hashed) == 2
+
+
+def test_an_unwritable_local_cache_costs_only_the_hash(local, tmp_path) -> None:
+    from hakube.hostfiles import cached_local_sha256
+
+    binary, _, hashed = local
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    assert cached_local_sha256(str(binary), blocker / "sha256") == _truth(binary)
+    assert cached_local_sha256(str(binary), blocker / "sha256") == _truth(binary)
+    assert len(hashed) == 2
+
+
+def test_the_deploy_takes_the_local_binary_hash_through_the_cache(local, monkeypatch) -> None:
+    from hakube import hostfiles
+
+    binary, cache_dir, hashed = local
+    monkeypatch.setattr(hostfiles, "LOCAL_HASH_CACHE", cache_dir)
+    hostfiles._local_sha256.cache_clear()
+    assert hostfiles.binary_sha256(str(binary), None) == _truth(binary)
+    hostfiles._local_sha256.cache_clear()  # a second run of the deploy: a new process
+    assert hostfiles.binary_sha256(str(binary), None) == _truth(binary)
+    assert hashed == [str(binary)]
