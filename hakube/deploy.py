@@ -51,6 +51,7 @@ def ha_apiserver() -> None:
         audit.apply(cfg, want, facts)  # 2. audit policy (staged)
         encryption.apply(cfg, want, facts)  # 2b. Secrets encrypted at rest: the keys' config (staged)
         apiserver.apply(cfg, want, facts)  # 3. config, flags, unit, a local binary (staged)
+        keepalived.script_user(cfg, facts)  # 5. the user of keepalived's health scripts
         packages.wait(cfg, want, facts)  # 0. ... installed before anything runs them
         metrics.apply(cfg, want, facts)  # -. node exporter's flags, keepalived's notify script, the certificates' metrics
         apiserver.download(cfg, want, facts)  # 3. ... or the binary downloaded with that curl, checked (staged)

@@ -30,7 +30,10 @@ def unit_running(unit: str, facts: HostFacts):
     active, enabled = facts.unit_state(unit)
     q = shlex.quote(unit)
     if enabled != "enabled":
-        yield f"systemctl enable {'--now ' if active != 'active' else ''}{q}"
+        # A package's postinst enables its unit after the snapshot (keepalived, haproxy, the node
+        # exporter on a first run): enabling reloads systemd (~1 s), so only a unit still disabled.
+        start = f" && systemctl start {q}" if active != "active" else ""
+        yield f"{{ systemctl is-enabled --quiet {q} || systemctl enable {q}; }}{start}"
     elif active != "active":
         yield f"systemctl start {q}"
     else:

@@ -151,12 +151,18 @@ def release(cfg, want, facts, peers: dict) -> bool:
 
 
 @deploy(NAME)
-def apply(cfg, want, facts, peers: dict, one_at_a_time: bool = True, released: bool = False):
-    files = want[KEY]
-    c = cfg.cluster
+def script_user(cfg, facts):
+    """The user keepalived's health scripts run as: needs no package, so it is made while the
+    packages install (before ``packages.wait``)."""
     if SCRIPT_USER not in facts.users:
         server.user(name="User for keepalived's health scripts", user=SCRIPT_USER, system=True,
                     shell="/usr/sbin/nologin", home="/nonexistent", create_home=False)
+
+
+@deploy(NAME)
+def apply(cfg, want, facts, peers: dict, one_at_a_time: bool = True, released: bool = False):
+    files = want[KEY]
+    c = cfg.cluster
     if not _running_anywhere(peers):  # the first start: the VIPs must be nobody's yet
         # (an IPv6 VIP: a neighbour solicitation with ndisc6 instead of ARP, ``hakube.vip``)
         server.shell(name=f"Nothing answers on the VIP {' or '.join(c.vips)} (keepalived runs on no master yet)",

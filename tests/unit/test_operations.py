@@ -135,3 +135,32 @@ def test_the_staged_file_goes_live_only_after_its_validator(tmp_path, monkeypatc
     assert (tmp_path / "rollback" / "haproxy" / "state" / str(live).lstrip("/")).exists() == goes_live
     if not goes_live:
         assert f"validation failed: {live} left unchanged" in proc.stderr
+
+
+FAKE_SYSTEMCTL = """#!/bin/sh
+echo "$*" >> "$(dirname "$0")/calls"
+[ "$1" = is-enabled ] && [ -e "$(dirname "$0")/enabled" ] && exit 0
+[ "$1" = is-enabled ] && exit 1
+exit 0
+"""
+
+
+@pytest.mark.parametrize("enabled_meanwhile", [True, False], ids=["package-enabled-it", "still-disabled"])
+def test_unit_running_enables_only_a_unit_still_disabled_when_it_runs(tmp_path, enabled_meanwhile) -> None:
+    """The snapshot said disabled and stopped; the package's postinst may have enabled it since:
+    then no `systemctl enable` (a reload of systemd), only the start."""
+    from hakube.units import unit_running
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "systemctl").write_text(FAKE_SYSTEMCTL)
+    (bin_dir / "systemctl").chmod(0o755)
+    if enabled_meanwhile:
+        (bin_dir / "enabled").write_text("")
+    facts = _facts({"units": {"keepalived.service": ["inactive", "disabled"]}})
+    (command,) = [str(_shown(c)) for c in unit_running._inner(unit="keepalived.service", facts=facts)]
+    subprocess.run(["sh", "-c", command], check=True, env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"})
+    calls = (bin_dir / "calls").read_text().split("\n")[:-1]
+    assert calls == ["is-enabled --quiet keepalived.service",
+                     *([] if enabled_meanwhile else ["enable keepalived.service"]),
+                     "start keepalived.service"]

@@ -36,13 +36,15 @@ FAKE = {
 M1, M2, N1 = "@fake/m1", "@fake/m2", "@fake/n1"
 
 # The tutorial's steps, in the order the deploy must run them on a master. The packages install
-# in the background while the apiserver's inputs are staged; the roll waits for them.
+# in the background while the apiserver's inputs are staged and keepalived's script user is made;
+# the roll waits for them.
 STEPS = [
     "Packages",
     "Certificates (/etc/kubernetes/ssl)",
     "Audit policy",
     "Secrets encryption at rest",
     "kube-apiserver",
+    "keepalived",
     "Packages",
     "Metrics (node exporter, VRRP state, certificates)",
     "kube-apiserver",
