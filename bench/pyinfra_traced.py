@@ -25,6 +25,7 @@ def _install(trace_path: str) -> None:
 
     out = open(trace_path, "a", buffering=1)
     seq = [0]
+    t0 = time.monotonic()
     orig_get_fact = facts._get_fact
 
     def get_fact(state, host, cls, *args, **kwargs):
@@ -37,7 +38,7 @@ def _install(trace_path: str) -> None:
 
     facts._get_fact = get_fact  # get_fact() looks _get_fact up as a module global on every call
 
-    def record(host, kind: str, text: str, seconds: float, ok) -> None:
+    def record(host, kind: str, text: str, seconds: float, ok, started: float) -> None:
         state = host.state
         op_hash = host.current_op_hash
         op = None
@@ -55,6 +56,7 @@ def _install(trace_path: str) -> None:
             "deploy": host.current_deploy_name,
             "stage": getattr(stage, "name", str(stage)),
             "text": text[:400],
+            "started": round(started - t0, 4),  # seconds since the run began
             "seconds": round(seconds, 4),
             "ok": ok,
         }) + "\n")
@@ -70,7 +72,7 @@ def _install(trace_path: str) -> None:
             return result
         finally:
             record(self, "command", str(command), time.monotonic() - started,
-                   bool(result[0]) if result else None)
+                   bool(result[0]) if result else None, started)
 
     def put_file(self, filename_or_io, remote_filename, *args, **kwargs):
         started, result = time.monotonic(), None
@@ -78,7 +80,7 @@ def _install(trace_path: str) -> None:
             result = orig_put(self, filename_or_io, remote_filename, *args, **kwargs)
             return result
         finally:
-            record(self, "upload", f"upload {remote_filename}", time.monotonic() - started, result)
+            record(self, "upload", f"upload {remote_filename}", time.monotonic() - started, result, started)
 
     def get_file(self, remote_filename, filename_or_io, *args, **kwargs):
         started, result = time.monotonic(), None
@@ -86,7 +88,7 @@ def _install(trace_path: str) -> None:
             result = orig_get(self, remote_filename, filename_or_io, *args, **kwargs)
             return result
         finally:
-            record(self, "download", f"download {remote_filename}", time.monotonic() - started, result)
+            record(self, "download", f"download {remote_filename}", time.monotonic() - started, result, started)
 
     Host.run_shell_command = run_shell_command
     Host.put_file = put_file
