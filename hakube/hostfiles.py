@@ -25,6 +25,7 @@ from pyinfra.operations.util.files import generate_color_diff
 from . import roll as rollsh
 from .facts import HostFacts
 from .private import private_dir, write_private
+from .protocol import hash_cache_file
 from .render import DesiredFile
 from .roll import PENDING_DIR, pending_marker
 
@@ -229,10 +230,6 @@ def file_sha256(path: str) -> str:
         return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
-def local_hash_cache_file(path: str, cache_dir: Path) -> Path:
-    return Path(cache_dir) / (os.path.abspath(path).strip("/").replace("/", "_") + ".sha256")
-
-
 def cached_local_sha256(path: str, cache_dir: str | os.PathLike | None = None) -> str:
     """sha256 of the local file ``path``: from its cache file when the stat recorded there (size,
     mtime and ctime in ns, inode, and the path itself) is the file's now, else computed and the cache
@@ -242,7 +239,7 @@ def cached_local_sha256(path: str, cache_dir: str | os.PathLike | None = None) -
     st = os.stat(path)
     key = f"{st.st_size} {st.st_mtime_ns} {st.st_ctime_ns} {st.st_ino}"
     where = os.path.abspath(path)
-    cache = local_hash_cache_file(path, Path(cache_dir or LOCAL_HASH_CACHE))
+    cache = Path(hash_cache_file(where, str(cache_dir or LOCAL_HASH_CACHE)))  # named as the host names its own
     try:
         line = cache.read_text().rstrip("\n")  # "KEY SHA256 PATH"
     except (OSError, UnicodeDecodeError):

@@ -197,12 +197,12 @@ def _truth(path: Path) -> str:
 
 
 def test_the_local_binary_is_hashed_once_then_read_from_its_private_cache(local) -> None:
-    from hakube.hostfiles import cached_local_sha256, local_hash_cache_file
+    from hakube.hostfiles import cached_local_sha256
 
     binary, cache_dir, hashed = local
     assert cached_local_sha256(str(binary), cache_dir) == _truth(binary)
     assert hashed == [str(binary)]
-    cache = local_hash_cache_file(str(binary), cache_dir)
+    cache = Path(hash_cache_file(str(binary), str(cache_dir)))
     assert stat.S_IMODE(cache.stat().st_mode) == 0o600 and stat.S_IMODE(cache_dir.stat().st_mode) == 0o700
     assert cached_local_sha256(str(binary), cache_dir) == _truth(binary)
     assert hashed == [str(binary)]  # the second run read the cache
@@ -225,11 +225,11 @@ def test_a_local_binary_rewritten_with_the_same_size_and_mtime_is_hashed_again(l
 
 @pytest.mark.parametrize("text", ["", "garbage\n", "1 2 3 4 zz /x\n"])
 def test_a_corrupt_local_cache_is_recomputed(local, text) -> None:
-    from hakube.hostfiles import cached_local_sha256, local_hash_cache_file
+    from hakube.hostfiles import cached_local_sha256
 
     binary, cache_dir, hashed = local
     cached_local_sha256(str(binary), cache_dir)
-    cache = local_hash_cache_file(str(binary), cache_dir)
+    cache = Path(hash_cache_file(str(binary), str(cache_dir)))
     line = cache.read_text()
     cache.write_text(text or line.replace(line.split()[4], "f" * 64))  # "": the right stat, a wrong hash...
     if not text:
