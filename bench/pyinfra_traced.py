@@ -5,7 +5,8 @@
 Used by `make bench` (bench/run.py) for one extra, untimed no-op run: every
 ``Host.run_shell_command`` / ``put_file`` / ``get_file`` is appended to TRACE.jsonl with the host,
 the pyinfra stage (Prepare/Execute), the operation being planned or executed, the enclosing
-``@deploy`` and, when the command belongs to a fact, the fact's name. Nothing else changes: the
+``@deploy``, when the command belongs to a fact the fact's name, and when it started (seconds since
+the run began) and how long it took: a first apply's timeline. Nothing else changes: the
 arguments go to pyinfra's own ``main()``.
 
 pyinfra_cli monkey-patches the standard library with gevent when imported, so it is imported
